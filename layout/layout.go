@@ -1,0 +1,224 @@
+// Package layout defines shmq's on-memory format, version 1: the segment
+// header, the placement of every shared field, and the record format of the
+// SPSC ring. It does no system calls and touches no mapping; it encodes
+// headers into byte slices and validates headers read back from untrusted
+// memory. LAYOUT.md in this directory is the normative description; the
+// constants here and in shmq.h must agree with it.
+//
+// All multi-byte fields are little-endian. A queue may be shared only by
+// processes of a 64-bit little-endian ABI (amd64, arm64, riscv64, ppc64le,
+// loong64): cursors are 64-bit words updated with single atomic loads and
+// stores, which 32-bit processes cannot do on every platform.
+package layout
+
+import "encoding/binary"
+
+// Magic is the first 8 bytes of every segment: "SHMQ\r\n\x1a\n". Like PNG's
+// signature, the line-ending and EOF bytes catch segments mangled by text
+// tools, and the letters make hex dumps self-explanatory.
+const Magic uint64 = 0x0a1a0a0d514d4853
+
+// Version is the layout version this package writes and accepts.
+const Version uint32 = 1
+
+// LineSize is the unit of placement: every field written by a different
+// party lives on its own LineSize-aligned line. 128 bytes rather than 64
+// because adjacent-line prefetchers on x86 pull cache lines in pairs.
+const LineSize = 128
+
+// PageSize is the alignment of the data region and of the segment size.
+const PageSize = 4096
+
+// Kind tells which queue protocol a segment carries.
+type Kind uint32
+
+const (
+	KindSPSC Kind = 1 // single producer, single consumer, variable-length records
+	KindMPMC Kind = 2 // multi producer, multi consumer, fixed-size slots
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindSPSC:
+		return "spsc"
+	case KindMPMC:
+		return "mpmc"
+	}
+	return "unknown"
+}
+
+// Initialization states of the state word. A zero-filled segment reads as
+// StateInit; the creator stores StateReady last, with release semantics.
+const (
+	StateInit  uint32 = 0
+	StateReady uint32 = 0x59444552 // "REDY": unlikely to appear by accident
+)
+
+// Byte offsets of the descriptor fields in line 0. They are fixed for every
+// version so that a reader can find the magic, state and version before it
+// trusts anything else.
+const (
+	OffMagic       = 0  // u64 Magic
+	OffState       = 8  // u32 StateInit or StateReady, written last by the creator
+	OffVersion     = 12 // u32 Version
+	OffKind        = 16 // u32 Kind
+	OffFlags       = 20 // u32 flags; no flag is defined in version 1, so it must be 0
+	OffTotalSize   = 24 // u64 size of the whole segment in bytes
+	OffCapacity    = 32 // u64 SPSC: data bytes (power of two); MPMC: slot count (power of two)
+	OffMaxMessage  = 40 // u32 largest payload in bytes
+	OffSlotSize    = 44 // u32 MPMC: bytes per slot; SPSC: record alignment (8)
+	OffLineSize    = 48 // u32 LineSize
+	OffCreatorPID  = 52 // u32 pid of the creator, for display only
+	OffCreatedNano = 56 // u64 creation time, Unix nanoseconds, for display only
+	OffHeaderSize  = 64 // u32 bytes before the first non-header line (the producer line)
+)
+
+// Byte offsets of the offset table in line 1 (as io_uring publishes its ring
+// offsets): a reader takes every region's position from here rather than
+// hard-coding it, so later versions can move regions.
+const (
+	OffTabProducer      = 128 // u64 offset of the producer line
+	OffTabConsumer      = 136 // u64 offset of the consumer line
+	OffTabProducerWake  = 144 // u64 offset of the line producers park on (waiting for space)
+	OffTabConsumerWake  = 152 // u64 offset of the line consumers park on (waiting for data)
+	OffTabRegistry      = 160 // u64 offset of the registry
+	OffTabRegistryCount = 168 // u32 number of registry entries
+	OffTabEntrySize     = 172 // u32 bytes per registry entry (LineSize)
+	OffTabData          = 176 // u64 offset of the data region
+	OffTabDataSize      = 184 // u64 bytes in the data region
+)
+
+// Fields within a cursor line (producer line and consumer line).
+const (
+	CursorPosition = 0 // u64 free-running byte (SPSC) or slot (MPMC) position
+)
+
+// Fields within a wake line. The waiting side increments Waiters before it
+// re-checks the queue and parks on Seq; the other side bumps Seq and wakes
+// only when Waiters is non-zero.
+const (
+	WakeSeq     = 0 // u32 futex word
+	WakeWaiters = 4 // u32 number of registered waiters
+)
+
+// Fields within a registry entry (one line each). Only the entry's holder
+// writes it. Liveness is not stored here: the holder keeps an OFD write lock
+// on byte EntryLockByte(i) of the segment file for as long as it is attached,
+// and the kernel drops that lock when the holder dies.
+const (
+	EntryState      = 0  // u32 EntryFree, EntryAttached or EntryDetached
+	EntryRole       = 4  // u32 RoleProducer or RoleConsumer
+	EntryPID        = 8  // u32 holder's pid, for display only
+	EntryGen        = 12 // u32 incremented on every attach
+	EntryAttachNano = 16 // u64 attach time, Unix nanoseconds
+	EntryMessages   = 24 // u64 messages committed (producer) or released (consumer)
+	EntryBytes      = 32 // u64 payload bytes committed or released
+	EntryStalls     = 40 // u64 attempts that found the queue full (producer) or empty (consumer)
+	EntryWaits      = 48 // u64 times this holder parked
+	EntryWakes      = 56 // u64 wake calls this holder made for the other side
+)
+
+// Registry entry states.
+const (
+	EntryFree     uint32 = 0
+	EntryAttached uint32 = 1
+	EntryDetached uint32 = 2 // closed cleanly
+)
+
+// Roles recorded in registry entries.
+const (
+	RoleProducer uint32 = 1
+	RoleConsumer uint32 = 2
+)
+
+// Lock bytes of the segment file. Byte InitLockByte is held by the creator
+// until the segment is ready, so an opener can tell a creator that is still
+// working from one that died half way.
+const (
+	InitLockByte  = 0
+	entryLockBase = 1
+)
+
+// EntryLockByte is the byte of the segment file whose OFD lock marks
+// registry entry i as held by a live process.
+func EntryLockByte(i int) int64 { return entryLockBase + int64(i) }
+
+// SPSC registry entries: the producer holds entry 0, the consumer entry 1.
+const (
+	SPSCProducerEntry = 0
+	SPSCConsumerEntry = 1
+)
+
+// Fixed positions of the version 1 lines. Readers must use the offset table;
+// these are what Encode writes.
+const (
+	lineDescriptor   = 0
+	lineOffsets      = 1
+	lineProducer     = 2
+	lineConsumer     = 3
+	lineProducerWake = 4
+	lineConsumerWake = 5
+	lineRegistry     = 6
+	headerLines      = 2 // descriptor and offset table
+)
+
+// Header is the decoded, validated form of a segment header. Once Decode has
+// returned it, its values are private copies: a peer that later rewrites the
+// header in shared memory cannot change them.
+type Header struct {
+	Kind          Kind
+	Flags         uint32
+	TotalSize     uint64
+	Capacity      uint64 // SPSC: data bytes; MPMC: slots
+	MaxMessage    uint32 // largest payload in bytes
+	SlotSize      uint32 // MPMC: bytes per slot; SPSC: RecordAlign
+	CreatorPID    uint32
+	CreatedNano   int64
+	HeaderSize    uint32
+	Producer      uint64 // offset of the producer cursor line
+	Consumer      uint64 // offset of the consumer cursor line
+	ProducerWake  uint64 // offset of the producers' wake line
+	ConsumerWake  uint64 // offset of the consumers' wake line
+	Registry      uint64 // offset of registry entry 0
+	RegistryCount uint32
+	EntrySize     uint32
+	Data          uint64 // offset of the data region
+	DataSize      uint64
+}
+
+// Entry returns the offset of registry entry i. i must be in range.
+func (h *Header) Entry(i int) uint64 { return h.Registry + uint64(i)*uint64(h.EntrySize) }
+
+var le = binary.LittleEndian
+
+func alignUp(n, a uint64) uint64 { return (n + a - 1) &^ (a - 1) }
+
+// Encode writes h's descriptor and offset table into b, leaving the state
+// word at StateInit; the creator publishes StateReady with an atomic store
+// after everything else in the segment is in place. b must hold at least
+// 2*LineSize bytes.
+func Encode(b []byte, h *Header) {
+	_ = b[headerLines*LineSize-1]
+	le.PutUint64(b[OffMagic:], Magic)
+	le.PutUint32(b[OffState:], StateInit)
+	le.PutUint32(b[OffVersion:], Version)
+	le.PutUint32(b[OffKind:], uint32(h.Kind))
+	le.PutUint32(b[OffFlags:], h.Flags)
+	le.PutUint64(b[OffTotalSize:], h.TotalSize)
+	le.PutUint64(b[OffCapacity:], h.Capacity)
+	le.PutUint32(b[OffMaxMessage:], h.MaxMessage)
+	le.PutUint32(b[OffSlotSize:], h.SlotSize)
+	le.PutUint32(b[OffLineSize:], LineSize)
+	le.PutUint32(b[OffCreatorPID:], h.CreatorPID)
+	le.PutUint64(b[OffCreatedNano:], uint64(h.CreatedNano))
+	le.PutUint32(b[OffHeaderSize:], h.HeaderSize)
+	le.PutUint64(b[OffTabProducer:], h.Producer)
+	le.PutUint64(b[OffTabConsumer:], h.Consumer)
+	le.PutUint64(b[OffTabProducerWake:], h.ProducerWake)
+	le.PutUint64(b[OffTabConsumerWake:], h.ConsumerWake)
+	le.PutUint64(b[OffTabRegistry:], h.Registry)
+	le.PutUint32(b[OffTabRegistryCount:], h.RegistryCount)
+	le.PutUint32(b[OffTabEntrySize:], h.EntrySize)
+	le.PutUint64(b[OffTabData:], h.Data)
+	le.PutUint64(b[OffTabDataSize:], h.DataSize)
+}

@@ -1,0 +1,179 @@
+package ring
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/shmq/shmq/internal/ofd"
+	"github.com/shmq/shmq/layout"
+)
+
+// ErrRegistryFull: every registry entry is held by a live process.
+var ErrRegistryFull = errors.New("shmq: registry is full")
+
+// An Entry is this process's hold on one registry entry: the OFD lock on the
+// entry's lock byte, which the kernel drops if the process dies, and the
+// entry's line, which only the holder writes. The counters are plain
+// single-writer values: the holder updates them with atomic stores (cheaper
+// than read-modify-write on a line no one else writes) and any process may
+// load them.
+type Entry struct {
+	seg   *Segment
+	index int
+
+	Messages *atomic.Uint64
+	Bytes    *atomic.Uint64
+	Stalls   *atomic.Uint64
+	Waits    *atomic.Uint64
+	Wakes    *atomic.Uint64
+
+	state *atomic.Uint32
+}
+
+// Index returns the entry's position in the registry.
+func (e *Entry) Index() int { return e.index }
+
+// Attach takes registry entry i for role, failing with ErrRoleTaken if a
+// live holder (in this or another process) has it. A dead holder's entry is
+// taken over; its counters continue from where they stood.
+func (s *Segment) Attach(i int, role uint32) (*Entry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if i < 0 || i >= int(s.hdr.RegistryCount) {
+		return nil, fmt.Errorf("%w: registry entry %d of %d", layout.ErrInvalidConfig, i, s.hdr.RegistryCount)
+	}
+	if s.held[i] {
+		return nil, fmt.Errorf("%w: entry %d is already held through this handle", ErrRoleTaken, i)
+	}
+	base := s.hdr.Entry(i)
+	if err := ofd.TryLock(s.Fd(), layout.EntryLockByte(i)); err != nil {
+		if errors.Is(err, ofd.ErrLocked) {
+			pid := s.mustUint32(base + layout.EntryPID).Load()
+			return nil, fmt.Errorf("%w: entry %d held by pid %d", ErrRoleTaken, i, pid)
+		}
+		return nil, err
+	}
+	e := &Entry{
+		seg:      s,
+		index:    i,
+		Messages: s.mustUint64(base + layout.EntryMessages),
+		Bytes:    s.mustUint64(base + layout.EntryBytes),
+		Stalls:   s.mustUint64(base + layout.EntryStalls),
+		Waits:    s.mustUint64(base + layout.EntryWaits),
+		Wakes:    s.mustUint64(base + layout.EntryWakes),
+		state:    s.mustUint32(base + layout.EntryState),
+	}
+	s.mustUint32(base + layout.EntryRole).Store(role)
+	s.mustUint32(base + layout.EntryPID).Store(uint32(os.Getpid()))
+	gen := s.mustUint32(base + layout.EntryGen)
+	gen.Store(gen.Load() + 1)
+	s.mustUint64(base + layout.EntryAttachNano).Store(uint64(time.Now().UnixNano()))
+	e.state.Store(layout.EntryAttached)
+	if s.held == nil {
+		s.held = make(map[int]bool)
+	}
+	s.held[i] = true
+	return e, nil
+}
+
+// AttachAny takes the first registry entry that no live process holds, at
+// or after entry first, for role. It fails with ErrRegistryFull if there is
+// none.
+func (s *Segment) AttachAny(first int, role uint32) (*Entry, error) {
+	for i := first; i < int(s.hdr.RegistryCount); i++ {
+		e, err := s.Attach(i, role)
+		if err == nil || !errors.Is(err, ErrRoleTaken) {
+			return e, err
+		}
+	}
+	return nil, fmt.Errorf("%w: all %d entries are held", ErrRegistryFull, int(s.hdr.RegistryCount)-first)
+}
+
+// Detach marks the entry as cleanly closed and releases it.
+func (e *Entry) Detach() error {
+	s := e.seg
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || !s.held[e.index] {
+		return nil
+	}
+	e.state.Store(layout.EntryDetached)
+	delete(s.held, e.index)
+	return ofd.Unlock(s.Fd(), layout.EntryLockByte(e.index))
+}
+
+// EntryInfo is a snapshot of one registry entry. The fields other than
+// Alive are read from shared memory and are only as trustworthy as the
+// peers that write them.
+type EntryInfo struct {
+	Index      int
+	State      uint32 // layout.EntryFree, EntryAttached or EntryDetached
+	Role       uint32 // layout.RoleProducer or RoleConsumer
+	PID        uint32 // holder's pid as it recorded it, for display
+	Gen        uint32
+	AttachedAt time.Time
+	Alive      bool // a live process holds the entry's lock now
+	Messages   uint64
+	Bytes      uint64
+	Stalls     uint64
+	Waits      uint64
+	Wakes      uint64
+}
+
+// Dead reports whether the entry was attached and its holder died without
+// detaching.
+func (i EntryInfo) Dead() bool { return i.State == layout.EntryAttached && !i.Alive }
+
+// Entry returns a snapshot of registry entry i.
+func (s *Segment) Entry(i int) (EntryInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return EntryInfo{}, ErrClosed
+	}
+	if i < 0 || i >= int(s.hdr.RegistryCount) {
+		return EntryInfo{}, fmt.Errorf("%w: registry entry %d of %d", layout.ErrInvalidConfig, i, s.hdr.RegistryCount)
+	}
+	alive := s.held[i]
+	if !alive {
+		held, err := ofd.Held(s.Fd(), layout.EntryLockByte(i))
+		if err != nil {
+			return EntryInfo{}, err
+		}
+		alive = held
+	}
+	base := s.hdr.Entry(i)
+	return EntryInfo{
+		Index:      i,
+		State:      s.mustUint32(base + layout.EntryState).Load(),
+		Role:       s.mustUint32(base + layout.EntryRole).Load(),
+		PID:        s.mustUint32(base + layout.EntryPID).Load(),
+		Gen:        s.mustUint32(base + layout.EntryGen).Load(),
+		AttachedAt: time.Unix(0, int64(s.mustUint64(base+layout.EntryAttachNano).Load())),
+		Alive:      alive,
+		Messages:   s.mustUint64(base + layout.EntryMessages).Load(),
+		Bytes:      s.mustUint64(base + layout.EntryBytes).Load(),
+		Stalls:     s.mustUint64(base + layout.EntryStalls).Load(),
+		Waits:      s.mustUint64(base + layout.EntryWaits).Load(),
+		Wakes:      s.mustUint64(base + layout.EntryWakes).Load(),
+	}, nil
+}
+
+// Entries returns a snapshot of every registry entry.
+func (s *Segment) Entries() ([]EntryInfo, error) {
+	out := make([]EntryInfo, 0, s.hdr.RegistryCount)
+	for i := 0; i < int(s.hdr.RegistryCount); i++ {
+		e, err := s.Entry(i)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}

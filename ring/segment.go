@@ -1,0 +1,303 @@
+// Package ring manages shmq segments: creating, opening, mapping and
+// removing them, their registry of attached processes, and typed atomic
+// access to validated offsets of the mapping. It knows the header format
+// (package layout) but no queue protocol.
+package ring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/shmq/shmq/internal/ofd"
+	"github.com/shmq/shmq/layout"
+)
+
+// Options tune Create and Open. The zero value is ready to use.
+type Options struct {
+	// Mode is the permission of a new segment file; 0 means 0600. It is
+	// applied exactly, regardless of the umask.
+	Mode fs.FileMode
+	// AllowOtherOwner lets Open map a segment owned by another uid. Off by
+	// default: a segment is writable by every peer that maps it, so trusting
+	// another user's segment is a decision to make explicitly.
+	AllowOtherOwner bool
+	// ReadyTimeout bounds how long Open waits for the creator to publish the
+	// header; 0 means 5 seconds. The context passed to Open can end it sooner.
+	ReadyTimeout time.Duration
+}
+
+func (o *Options) mode() uint32 {
+	if o == nil || o.Mode == 0 {
+		return 0o600
+	}
+	return uint32(o.Mode.Perm())
+}
+
+// Segment is one mapping of a shmq segment. Its methods are safe for
+// concurrent use; the memory it maps is shared with other processes and is
+// accessed through the typed atomics that Uint32 and Uint64 return and the
+// byte slices that Data returns.
+type Segment struct {
+	loc  Location
+	file *os.File // own open file description: the OFD locks belong to it
+	mem  []byte   // the whole mapping; nil after Close
+	hdr  layout.Header
+
+	mu     sync.Mutex
+	closed bool
+	held   map[int]bool // registry entries whose lock this segment's file holds
+}
+
+// Create makes a new segment at loc laid out as h describes, maps it, runs
+// init (which may set cursors and other fields) and then publishes the ready
+// state, so that no opener sees a half-written segment. The file is created
+// with O_EXCL and O_NOFOLLOW and its whole size is reserved up front, so a
+// full file system fails here with ErrNoSpace rather than with SIGBUS later.
+// On failure nothing is left behind.
+func Create(loc Location, h layout.Header, opts *Options, init func(*Segment) error) (_ *Segment, err error) {
+	if h.TotalSize == 0 || h.TotalSize%layout.PageSize != 0 {
+		return nil, fmt.Errorf("%w: segment size %d", layout.ErrInvalidConfig, h.TotalSize)
+	}
+	f, remove, err := createFile(loc, opts.mode())
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			remove()
+		}
+	}()
+	// Hold the init lock until the header is published: an opener that finds
+	// the segment unpublished and this lock free knows the creator died.
+	if err := ofd.TryLock(int(f.Fd()), layout.InitLockByte); err != nil {
+		return nil, fmt.Errorf("shmq: create %v: %w", loc, err)
+	}
+	if err := reserve(f, loc, int64(h.TotalSize)); err != nil {
+		return nil, err
+	}
+	if loc.kind == locMemfd {
+		if err := sealSize(f); err != nil {
+			return nil, fmt.Errorf("shmq: seal %v: %w", loc, err)
+		}
+	}
+	mem, err := mmap(f, h.TotalSize)
+	if err != nil {
+		return nil, fmt.Errorf("shmq: map %v: %w", loc, err)
+	}
+	s := &Segment{loc: loc, file: f, mem: mem, hdr: h}
+	defer func() {
+		if err != nil {
+			unix.Munmap(mem)
+		}
+	}()
+	h.CreatorPID = uint32(os.Getpid())
+	h.CreatedNano = time.Now().UnixNano()
+	layout.Encode(mem, &h)
+	if init != nil {
+		if err := init(s); err != nil {
+			return nil, err
+		}
+	}
+	// Validate what we wrote, exactly as an opener will.
+	state := s.mustUint32(layout.OffState)
+	state.Store(layout.StateReady)
+	hdr, err := layout.Decode(mem, h.TotalSize)
+	if err != nil {
+		state.Store(layout.StateInit)
+		return nil, fmt.Errorf("shmq: create %v: %w", loc, err)
+	}
+	s.hdr = hdr
+	if err := ofd.Unlock(int(f.Fd()), layout.InitLockByte); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Open maps the existing segment at loc, waiting (bounded by ctx and
+// opts.ReadyTimeout) for its creator to publish it, and validates its header
+// against the mapped size. kind is the queue kind the caller implements;
+// a segment of another kind fails with layout.ErrKind.
+func Open(ctx context.Context, loc Location, kind layout.Kind, opts *Options) (*Segment, error) {
+	f, err := openFile(loc)
+	if err != nil {
+		return nil, err
+	}
+	s, err := waitReady(ctx, f, loc, opts)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if s.hdr.Kind != kind {
+		s.Close()
+		return nil, fmt.Errorf("%w: %v holds a %v queue, not %v", layout.ErrKind, loc, s.hdr.Kind, kind)
+	}
+	return s, nil
+}
+
+func waitReady(ctx context.Context, f *os.File, loc Location, opts *Options) (*Segment, error) {
+	timeout := 5 * time.Second
+	if opts != nil && opts.ReadyTimeout > 0 {
+		timeout = opts.ReadyTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, fmt.Errorf("shmq: stat %v: %w", loc, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, fmt.Errorf("%w: %v is not a regular file", layout.ErrNotSegment, loc)
+	}
+	if int(st.Uid) != os.Geteuid() && (opts == nil || !opts.AllowOtherOwner) {
+		return nil, fmt.Errorf("%w: %v is owned by uid %d (set AllowOtherOwner to trust it)", ErrPermission, loc, st.Uid)
+	}
+	backoff := 50 * time.Microsecond
+	for {
+		s, err := tryMap(f, loc)
+		if err == nil || !errors.Is(err, layout.ErrNotReady) {
+			return s, err
+		}
+		// Not ready: the creator may still be working, or may have died.
+		if held, herr := ofd.Held(int(f.Fd()), layout.InitLockByte); herr == nil && !held {
+			// Re-check: the creator unlocks only after publishing.
+			if s, err := tryMap(f, loc); !errors.Is(err, layout.ErrNotReady) {
+				return s, err
+			}
+			if size, _ := fileSize(f); size > 0 {
+				return nil, fmt.Errorf("%w: %v", ErrAbandoned, loc)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %v: %w", layout.ErrNotReady, loc, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Millisecond)
+	}
+}
+
+func fileSize(f *os.File) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return 0, err
+	}
+	return uint64(st.Size), nil
+}
+
+// tryMap maps f if it holds a published header, validates it, and returns
+// the segment. It returns layout.ErrNotReady while the creator is at work.
+func tryMap(f *os.File, loc Location) (*Segment, error) {
+	size, err := fileSize(f)
+	if err != nil {
+		return nil, fmt.Errorf("shmq: stat %v: %w", loc, err)
+	}
+	if size < layout.PageSize || size%layout.PageSize != 0 {
+		return nil, layout.ErrNotReady // created but not yet sized
+	}
+	mem, err := mmap(f, size)
+	if err != nil {
+		return nil, fmt.Errorf("shmq: map %v: %w", loc, err)
+	}
+	s := &Segment{loc: loc, file: f, mem: mem}
+	// The load of the state word orders every read of the header after the
+	// creator's writes (the creator stores it last). Before that, a magic
+	// that is neither zero nor ours means this is some other file.
+	if s.mustUint32(layout.OffState).Load() == layout.StateInit {
+		m := s.mustUint64(layout.OffMagic).Load()
+		unix.Munmap(mem)
+		if m != 0 && m != layout.Magic {
+			return nil, fmt.Errorf("%w: %v", layout.ErrNotSegment, loc)
+		}
+		return nil, layout.ErrNotReady
+	}
+	h, err := layout.Decode(mem, size)
+	if err != nil {
+		unix.Munmap(mem)
+		return nil, fmt.Errorf("shmq: open %v: %w", loc, err)
+	}
+	s.hdr = h
+	return s, nil
+}
+
+// Header returns the validated header, a private copy made at Open or Create.
+func (s *Segment) Header() layout.Header { return s.hdr }
+
+// Location returns where the segment lives.
+func (s *Segment) Location() Location { return s.loc }
+
+// Fd returns the segment's file descriptor, valid until Close. Pass it to a
+// child process (exec.Cmd.ExtraFiles) to share a memfd segment; the child
+// opens it with FD.
+func (s *Segment) Fd() int { return int(s.file.Fd()) }
+
+// File returns the segment's open file, valid until Close.
+func (s *Segment) File() *os.File { return s.file }
+
+// Data returns the data region. Its capacity is its length, so appends
+// cannot run into other regions.
+func (s *Segment) Data() []byte {
+	d, n := s.hdr.Data, s.hdr.DataSize
+	return s.mem[d : d+n : d+n]
+}
+
+// Bytes returns the whole mapping, for inspection and corruption tests.
+func (s *Segment) Bytes() []byte { return s.mem }
+
+// Close unmaps the segment and closes its file, which releases every OFD
+// lock (role, registry entry) taken through it. It does not remove the
+// segment. Slices and atomics obtained from s must not be used afterwards.
+func (s *Segment) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	err := unix.Munmap(s.mem)
+	s.mem = nil
+	if cerr := s.file.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Unlink removes the segment named by loc, so no new process can open it;
+// processes that have it mapped keep using it. Memfd and FD locations have
+// no name and Unlink on them does nothing.
+func Unlink(loc Location) error {
+	var p string
+	switch loc.kind {
+	case locShm:
+		if err := validShmName(loc.name); err != nil {
+			return err
+		}
+		p = filepath.Join(shmDir, loc.name)
+	case locFile:
+		p = loc.name
+	default:
+		return nil
+	}
+	if err := unix.Unlink(p); err != nil {
+		if err == unix.ENOENT {
+			return fmt.Errorf("%w: %v", ErrNotFound, loc)
+		}
+		return fmt.Errorf("shmq: unlink %v: %w", loc, err)
+	}
+	return nil
+}
+
+func mmap(f *os.File, size uint64) ([]byte, error) {
+	if size > uint64(int(^uint(0)>>1)) {
+		return nil, fmt.Errorf("%w: %d bytes do not fit the address space", layout.ErrInvalidConfig, size)
+	}
+	return unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+}

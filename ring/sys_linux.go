@@ -1,0 +1,32 @@
+package ring
+
+import (
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// shmDir is where POSIX shared memory names live on Linux: glibc's
+// shm_open is open(2) on this tmpfs.
+const shmDir = "/dev/shm"
+
+func memfdCreate(label string) (int, error) {
+	return unix.MemfdCreate("shmq:"+label, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+}
+
+// sealSize forbids shrinking and growing a memfd, so no holder of its
+// descriptor can truncate the segment under a peer's mapping.
+func sealSize(f interface{ Fd() uintptr }) error {
+	_, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW)
+	return err
+}
+
+func allocate(fd int, size int64) error {
+	err := unix.Fallocate(fd, 0, 0, size)
+	if err == unix.EOPNOTSUPP {
+		return unix.Ftruncate(fd, size)
+	}
+	return err
+}
+
+func reopenPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }

@@ -1,0 +1,23 @@
+//go:build !linux
+
+package ring
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// Without /dev/shm, shm names are files in a directory of the temporary
+// file system; the segment format and protocols are the same.
+var shmDir = filepath.Join(os.TempDir(), "shmq")
+
+func memfdCreate(string) (int, error) { return -1, ErrUnsupported }
+
+func sealSize(interface{ Fd() uintptr }) error { return nil }
+
+func allocate(fd int, size int64) error { return unix.Ftruncate(fd, size) }
+
+func reopenPath(fd int) string { return "/dev/fd/" + strconv.Itoa(fd) }
