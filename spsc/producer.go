@@ -1,0 +1,228 @@
+package spsc
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/shmq/shmq/layout"
+	"github.com/shmq/shmq/ring"
+)
+
+// Producer is the writing side of a queue. Only one Producer may be attached
+// to a queue at a time, across all processes; it is not safe for concurrent
+// use (wrap it in a mutex or give each goroutine its own queue).
+//
+// Messages become visible to the consumer when they are committed: TrySend,
+// Send and the batch calls commit what they write; Reserve leaves records
+// pending until Commit. Commit is a release: every write to a committed
+// record happens before the consumer's read of it.
+type Producer struct {
+	q      *Queue
+	e      *ring.Entry
+	data   []byte
+	cap    uint64
+	mask   uint64
+	maxMsg uint32
+
+	tail      uint64 // next free position; ahead of published while records are reserved
+	published uint64 // last tail stored to shared memory
+	headCache uint64 // last head loaded from shared memory
+
+	pendMsgs, pendBytes uint64 // reserved, not yet committed
+	msgs, bytes, stalls uint64 // private copies of the registry counters
+
+	closed bool
+}
+
+// Producer attaches q's producer role. It fails with ErrRoleTaken while
+// another live process (or another handle) holds it; a producer that died
+// frees the role and its successor continues at the committed tail.
+func (q *Queue) Producer() (*Producer, error) {
+	e, err := q.attach(layout.SPSCProducerEntry, layout.RoleProducer)
+	if err != nil {
+		return nil, err
+	}
+	tail, head := q.tail.Load(), q.head.Load()
+	if err := q.checkUsed(tail, head); err != nil {
+		e.Detach()
+		return nil, err
+	}
+	p := &Producer{
+		q: q, e: e, data: q.data, cap: q.hdr.Capacity, mask: q.mask, maxMsg: q.hdr.MaxMessage,
+		tail: tail, published: tail, headCache: head,
+		msgs: e.Messages.Load(), bytes: e.Bytes.Load(), stalls: e.Stalls.Load(),
+	}
+	q.mu.Lock()
+	q.producer = p
+	q.mu.Unlock()
+	return p, nil
+}
+
+// Reserve claims room for a message of n bytes and returns the payload
+// slice, which aliases the shared ring: fill it, then Commit. Several
+// reservations may precede one Commit, which publishes them all with one
+// store. The slices stay valid until Commit; after it the consumer may read
+// them and then the producer may overwrite them, so do not keep them.
+// Reserve returns ErrFull (unwrapped, cheap to test) when the ring lacks
+// room.
+func (p *Producer) Reserve(n int) ([]byte, error) {
+	if p.closed {
+		return nil, ErrClosed
+	}
+	if n <= 0 || n > int(p.maxMsg) {
+		return nil, fmt.Errorf("%w: %d bytes (limits 1 and %d)", ErrMessageSize, n, p.maxMsg)
+	}
+	size := layout.RecordSize(n)
+	idx := p.tail & p.mask
+	room := p.cap - idx // contiguous bytes to the end of the ring
+	need := p.need(size)
+	if need > p.cap-(p.tail-p.headCache) {
+		head := p.q.head.Load()
+		if err := p.q.checkUsed(p.tail, head); err != nil {
+			return nil, err
+		}
+		p.headCache = head
+		if need > p.cap-(p.tail-head) {
+			p.stalls++
+			p.e.Stalls.Store(p.stalls)
+			return nil, ErrFull
+		}
+	}
+	if size > room {
+		putHeader(p.data[idx:], uint32(room), layout.TypePadding)
+		p.tail += room
+		idx = 0
+	}
+	putHeader(p.data[idx:], uint32(n+layout.RecordHeaderSize), layout.TypeMessage)
+	p.tail += size
+	p.pendMsgs++
+	p.pendBytes += uint64(n)
+	start := idx + layout.RecordHeaderSize
+	return p.data[start : start+uint64(n) : start+uint64(n)], nil
+}
+
+// need returns the ring bytes a record of size bytes takes at the tail: its
+// size, plus a padding record if it does not fit before the end of the ring.
+func (p *Producer) need(size uint64) uint64 {
+	if room := p.cap - p.tail&p.mask; size > room {
+		return size + room
+	}
+	return size
+}
+
+func putHeader(b []byte, length, typ uint32) {
+	binary.LittleEndian.PutUint32(b[layout.RecordLength:], length)
+	binary.LittleEndian.PutUint32(b[layout.RecordType:], typ)
+}
+
+// Commit publishes every reserved record with one store of the tail cursor,
+// and wakes the consumer if it is parked.
+func (p *Producer) Commit() {
+	if p.tail == p.published {
+		return
+	}
+	p.q.tail.Store(p.tail)
+	p.published = p.tail
+	p.msgs += p.pendMsgs
+	p.bytes += p.pendBytes
+	p.pendMsgs, p.pendBytes = 0, 0
+	p.e.Messages.Store(p.msgs)
+	p.e.Bytes.Store(p.bytes)
+	// The tail store above and this load are sequentially consistent, so a
+	// consumer that registered as a waiter before re-checking the tail is
+	// either seen here or sees the new tail: no wakeup is lost.
+	p.q.consumerWake.wakeIfWaiting(p.e)
+}
+
+// TrySend copies msg into the ring and commits it, or returns ErrFull
+// (unwrapped) without blocking. It fails with ErrPending if reservations are
+// outstanding, since committing msg would publish them half-written.
+func (p *Producer) TrySend(msg []byte) error {
+	if p.tail != p.published {
+		return ErrPending
+	}
+	b, err := p.Reserve(len(msg))
+	if err != nil {
+		return err
+	}
+	copy(b, msg)
+	p.Commit()
+	return nil
+}
+
+// TrySendBatch copies as many of msgs as fit and commits them together. It
+// returns how many it sent, and ErrFull if that is fewer than len(msgs).
+func (p *Producer) TrySendBatch(msgs [][]byte) (int, error) {
+	if p.tail != p.published {
+		return 0, ErrPending
+	}
+	n := 0
+	var err error
+	for _, m := range msgs {
+		var b []byte
+		if b, err = p.Reserve(len(m)); err != nil {
+			break
+		}
+		copy(b, m)
+		n++
+	}
+	p.Commit()
+	return n, err
+}
+
+// Send copies msg into the ring and commits it, waiting while the ring is
+// full until ctx ends. It fails with ErrPeerDead if the ring stays full and
+// the consumer died without detaching (a new consumer may attach and drain
+// it; Send may be called again).
+func (p *Producer) Send(ctx context.Context, msg []byte) error {
+	for {
+		err := p.TrySend(msg)
+		if err != ErrFull {
+			return err
+		}
+		need := p.need(layout.RecordSize(len(msg)))
+		if err := p.q.waitFor(ctx, &p.q.producerWake, p.e, layout.SPSCConsumerEntry, func() bool {
+			return p.cap-(p.tail-p.q.head.Load()) >= need
+		}); err != nil {
+			return err
+		}
+	}
+}
+
+// SendBatch sends every message of msgs, committing as many at a time as fit.
+func (p *Producer) SendBatch(ctx context.Context, msgs [][]byte) error {
+	for len(msgs) > 0 {
+		n, err := p.TrySendBatch(msgs)
+		msgs = msgs[n:]
+		if err == nil {
+			return nil
+		}
+		if err != ErrFull {
+			return err
+		}
+		if n == 0 {
+			if err := p.Send(ctx, msgs[0]); err != nil {
+				return err
+			}
+			msgs = msgs[1:]
+		}
+	}
+	return nil
+}
+
+// Close discards uncommitted reservations and detaches the producer role,
+// leaving committed messages for the consumer.
+func (p *Producer) Close() error {
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	p.tail, p.pendMsgs, p.pendBytes = p.published, 0, 0
+	p.q.mu.Lock()
+	if p.q.producer == p {
+		p.q.producer = nil
+	}
+	p.q.mu.Unlock()
+	return p.e.Detach()
+}
