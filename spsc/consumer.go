@@ -81,8 +81,8 @@ func (c *Consumer) Peek() ([]byte, error) {
 			if err := c.q.checkUsed(tail, c.head); err != nil {
 				return nil, err
 			}
-			if tail-c.pos > c.cap {
-				return nil, fmt.Errorf("%w: tail %d is behind the consumer at %d", ErrCorrupt, tail, c.pos)
+			if tail-c.tailCache > c.cap {
+				return nil, fmt.Errorf("%w: tail moved from %d back to %d", ErrCorrupt, c.tailCache, tail)
 			}
 			c.tailCache = tail
 			if avail = tail - c.pos; avail == 0 {

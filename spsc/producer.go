@@ -82,6 +82,9 @@ func (p *Producer) Reserve(n int) ([]byte, error) {
 		if err := p.q.checkUsed(p.tail, head); err != nil {
 			return nil, err
 		}
+		if head-p.headCache > p.tail-p.headCache { // the head never moves back
+			return nil, fmt.Errorf("%w: head moved from %d back to %d", ErrCorrupt, p.headCache, head)
+		}
 		p.headCache = head
 		if need > p.cap-(p.tail-head) {
 			p.stalls++

@@ -3,6 +3,7 @@ package spsc
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -44,11 +45,13 @@ func (w *wakeLine) wakeIfWaiting(e *ring.Entry) {
 }
 
 // Waiting parameters: spin briefly (a message usually arrives within the
-// time of a syscall), then sleep with exponential back-off, re-checking the
-// peer's liveness now and then because a dead peer wakes no one.
+// time of a syscall), yield the processor for a while, then sleep with
+// exponential back-off, re-checking the peer's liveness now and then because
+// a dead peer wakes no one.
 const (
-	spinChecks     = 200
-	minSleep       = time.Microsecond
+	spinChecks     = 1000
+	yieldFor       = 50 * time.Microsecond
+	minSleep       = 5 * time.Microsecond
 	maxSleep       = time.Millisecond
 	livenessPeriod = 100 * time.Millisecond
 )
@@ -68,6 +71,12 @@ func (q *Queue) waitFor(ctx context.Context, w *wakeLine, own *ring.Entry, peer 
 	defer w.waiters.Add(^uint32(0))
 	sleep := minSleep
 	lastCheck := time.Now()
+	for start := lastCheck; time.Since(start) < yieldFor; {
+		if ready() {
+			return nil
+		}
+		runtime.Gosched()
+	}
 	for {
 		seq := w.seq.Load()
 		if ready() {

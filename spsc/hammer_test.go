@@ -1,0 +1,196 @@
+package spsc
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/shmq/shmq/ring"
+)
+
+// TestHammer runs a producer and a consumer goroutine on separate handles
+// of one segment, with every send and receive variant, and checks each
+// message's bytes and order. Run it under -race too: the detector does not
+// see the mapped memory, but it does see the handles' private state.
+func TestHammer(t *testing.T) {
+	count := uint64(200000)
+	if testing.Short() {
+		count = 30000
+	}
+	for _, capacity := range []uint64{32, 64, 1024, 1 << 16} {
+		t.Run(fmt.Sprint(capacity), func(t *testing.T) { hammer(t, capacity, count) })
+	}
+}
+
+func hammer(t *testing.T, capacity, count uint64) {
+	loc := tempShm(t)
+	q, err := Create(loc, Config{Capacity: capacity, StartPosition: (^uint64(0) - 8*capacity) &^ 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	q2, err := Open(context.Background(), loc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q2.Close()
+	p, err := q.Producer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := q2.Consumer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	max := q.MaxMessage()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		buf := make([]byte, max)
+		batch := make([][]byte, 0, 4)
+		for seq := uint64(0); seq < count; {
+			switch seq % 3 {
+			case 0: // blocking send
+				b := buf[:sizeOf(seq, min(max, 512))]
+				fill(b, seq)
+				if err := p.Send(ctx, b); err != nil {
+					errc <- err
+					return
+				}
+				seq++
+			case 1: // zero-copy reserve and commit
+				b, err := p.Reserve(sizeOf(seq, min(max, 512)))
+				if err == ErrFull {
+					continue
+				}
+				if err != nil {
+					errc <- err
+					return
+				}
+				fill(b, seq)
+				p.Commit()
+				seq++
+			case 2: // a batch
+				batch = batch[:0]
+				for i := uint64(0); i < 4 && seq+i < count; i++ {
+					b := make([]byte, sizeOf(seq+i, min(max, 512)))
+					fill(b, seq+i)
+					batch = append(batch, b)
+				}
+				if err := p.SendBatch(ctx, batch); err != nil {
+					errc <- err
+					return
+				}
+				seq += uint64(len(batch))
+			}
+		}
+		errc <- nil
+	}()
+	buf := make([]byte, max)
+	for seq := uint64(0); seq < count; {
+		switch seq % 2 {
+		case 0:
+			n, err := c.Recv(ctx, buf)
+			if err != nil {
+				t.Fatalf("Recv %d: %v", seq, err)
+			}
+			if err := verify(buf[:n], seq); err != nil {
+				t.Fatal(err)
+			}
+			seq++
+		case 1:
+			_, err := c.TryRecvBatch(3, func(m []byte) error {
+				if err := verify(m, seq); err != nil {
+					return err
+				}
+				seq++
+				return nil
+			})
+			if err != nil && err != ErrEmpty {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.TryRecv(buf); err != ErrEmpty {
+		t.Fatalf("extra message after the stream: %v", err)
+	}
+}
+
+// BenchmarkCrossProcess64 streams 64-byte messages to a consumer process;
+// the consumer checks the sequence of each. Compare with BenchmarkChannel64.
+func BenchmarkCrossProcess64(b *testing.B) {
+	loc := tempShm(b)
+	q, err := Create(loc, Config{Capacity: 1 << 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer q.Close()
+	c := startHelper(b, "bench", queueName(loc), map[string]string{"SHMQ_COUNT": fmt.Sprint(b.N)})
+	c.expect(b, "attached")
+	p, err := q.Producer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := make([]byte, 64)
+	ctx := context.Background()
+	b.SetBytes(64)
+	b.ResetTimer()
+	for seq := 0; seq < b.N; seq++ {
+		fill(msg[:8], uint64(seq))
+		if err := p.Send(ctx, msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c.expect(b, "ok")
+	b.StopTimer()
+}
+
+// BenchmarkChannel64 is the reference: a buffered Go channel carrying the
+// same 64-byte messages between two goroutines of one process.
+func BenchmarkChannel64(b *testing.B) {
+	ch := make(chan [64]byte, 1024)
+	done := make(chan error)
+	go func() {
+		for seq := 0; seq < b.N; seq++ {
+			m := <-ch
+			if m[0] != byte(seq) {
+				done <- fmt.Errorf("message %d out of order", seq)
+				return
+			}
+		}
+		done <- nil
+	}()
+	b.SetBytes(64)
+	b.ResetTimer()
+	var m [64]byte
+	for seq := 0; seq < b.N; seq++ {
+		m[0] = byte(seq)
+		ch <- m
+	}
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkSendRecv64 is the cost of one TrySend and one TryRecv of a
+// 64-byte message on one goroutine: the queue's own work, without the cost
+// of moving cache lines between cores.
+func BenchmarkSendRecv64(b *testing.B) {
+	_, p, c := newPair(b, ring.Memfd("bench"), Config{Capacity: 1 << 16})
+	msg := make([]byte, 64)
+	buf := make([]byte, 64)
+	b.SetBytes(64)
+	for i := 0; i < b.N; i++ {
+		if err := p.TrySend(msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.TryRecv(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
