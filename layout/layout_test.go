@@ -141,23 +141,3 @@ func TestCheckRecord(t *testing.T) {
 		}
 	}
 }
-
-// FuzzDecode: whatever the bytes, Decode returns without panicking, and what
-// it accepts places every region inside the segment.
-func FuzzDecode(f *testing.F) {
-	b, _ := encoded(f, 4096)
-	f.Add(b[:2*LineSize], uint64(len(b)))
-	f.Add(make([]byte, 2*LineSize), uint64(PageSize))
-	f.Fuzz(func(t *testing.T, hdr []byte, size uint64) {
-		h, err := Decode(hdr, size)
-		if err != nil {
-			return
-		}
-		for _, end := range []uint64{h.Producer + LineSize, h.Consumer + LineSize, h.Data + h.DataSize,
-			h.Registry + uint64(h.RegistryCount)*LineSize} {
-			if end > size {
-				t.Fatalf("accepted header places a region at %d in a %d-byte segment: %+v", end, size, h)
-			}
-		}
-	})
-}
