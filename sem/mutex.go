@@ -1,0 +1,217 @@
+package sem
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/shmq/shmq/internal/ofd"
+	"github.com/shmq/shmq/notify"
+)
+
+// MutexWords are the shared words of a Mutex. The creator of the shared
+// memory zeroes them.
+type MutexWords struct {
+	State   *atomic.Uint32 // 0 unlocked, anything else locked; written only by the holder of the OFD byte
+	Owner   *atomic.Uint32 // pid of the owner, for display only
+	Waiters *atomic.Uint32 // number of registered waiters
+}
+
+// MutexConfig configures a Mutex.
+type MutexConfig struct {
+	// FD is an open file description used by this Mutex only (on Linux,
+	// OFD locks conflict between different opens of a file, not between
+	// goroutines sharing one); typically the shared segment's file opened
+	// once per handle. Elsewhere record locks are per process, so use one
+	// Mutex handle per process per lock.
+	FD int
+	// Byte is the byte of FD whose lock marks the owner as alive.
+	Byte int64
+	// Backend parks waiters on State; it must not serve other words if it
+	// is a single-word backend (Eventfd, Socket).
+	Backend notify.Backend
+	// Liveness is how often a parked waiter re-checks whether the owner
+	// died (a dead owner wakes nobody). Default 20ms.
+	Liveness time.Duration
+}
+
+// Mutex is a mutual-exclusion lock shared between processes that survives
+// the death of its owner, like a robust pthread mutex.
+//
+// Ownership is the exclusive OFD lock on one byte of a file (package
+// internal/ofd), which the kernel releases when the owner dies. The State
+// word only records that the lock is taken: because it is written by the
+// OFD holder alone, after taking the byte and before releasing it, finding
+// the byte free while State says locked can only mean the owner died
+// inside its critical section. The next locker then takes over and is told
+// so with ErrOwnerDead. A locker that dies between taking the byte and
+// writing State never entered its critical section, and is not reported.
+//
+// Each Lock and Unlock makes one fcntl system call (the OFD lock) even when
+// uncontended; Unlock makes a wake call only when a waiter is registered.
+//
+// An Unlock is synchronized before the Lock that next acquires the mutex.
+// A Mutex value may be used by multiple goroutines of one process: they
+// exclude each other on a local lock before contending across processes.
+type Mutex struct {
+	w        MutexWords
+	fd       int
+	b        int64
+	be       notify.Backend
+	liveness time.Duration
+	pid      uint32
+	local    chan struct{} // one slot, full while a goroutine of this process holds or is acquiring the mutex
+	held     atomic.Bool   // the holder of local owns the mutex
+}
+
+// NewMutex returns a Mutex over the shared words w.
+func NewMutex(w MutexWords, cfg MutexConfig) (*Mutex, error) {
+	if w.State == nil || w.Owner == nil || w.Waiters == nil || cfg.Backend == nil || cfg.FD < 0 || cfg.Byte < 0 {
+		return nil, fmt.Errorf("%w: NewMutex", ErrInvalid)
+	}
+	if cfg.Liveness <= 0 {
+		cfg.Liveness = 20 * time.Millisecond
+	}
+	return &Mutex{
+		w: w, fd: cfg.FD, b: cfg.Byte, be: cfg.Backend, liveness: cfg.Liveness,
+		pid: uint32(os.Getpid()), local: make(chan struct{}, 1),
+	}, nil
+}
+
+// Owner returns the pid recorded by the current owner, 0 if none; a
+// snapshot for display.
+func (m *Mutex) Owner() uint32 { return m.w.Owner.Load() }
+
+// Lock acquires the mutex, blocking until it is available or ctx is done.
+// If the previous owner died holding it, Lock returns an error wrapping
+// ErrOwnerDead and the caller holds the mutex (and must Unlock it, after
+// repairing whatever the dead owner left half done). Any other error means
+// the mutex is not held.
+func (m *Mutex) Lock(ctx context.Context) error {
+	select {
+	case m.local <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("sem: lock: %w", ctx.Err())
+	}
+	err := m.lock(ctx)
+	if err != nil && !errors.Is(err, ErrOwnerDead) {
+		<-m.local
+		return err
+	}
+	m.held.Store(true)
+	return err
+}
+
+// TryLock acquires the mutex if that needs no waiting. It reports whether
+// the caller now holds it; err wraps ErrOwnerDead (with ok true) as for Lock,
+// or reports a failure (with ok false).
+func (m *Mutex) TryLock() (ok bool, err error) {
+	select {
+	case m.local <- struct{}{}:
+	default:
+		return false, nil
+	}
+	ok, err = m.tryOFD()
+	if !ok {
+		<-m.local
+		return false, err
+	}
+	m.held.Store(true)
+	return true, err
+}
+
+// tryOFD takes the OFD byte and, having it, marks State locked.
+func (m *Mutex) tryOFD() (bool, error) {
+	if err := ofd.TryLock(m.fd, m.b); err != nil {
+		if errors.Is(err, ofd.ErrLocked) {
+			return false, nil
+		}
+		return false, fmt.Errorf("sem: lock: %w", err)
+	}
+	prev := m.w.State.Swap(1)
+	pid := m.w.Owner.Swap(m.pid)
+	if prev != 0 {
+		return true, fmt.Errorf("%w (pid %d)", ErrOwnerDead, pid)
+	}
+	return true, nil
+}
+
+func (m *Mutex) lock(ctx context.Context) error {
+	registered := false
+	defer func() {
+		if registered {
+			decr(m.w.Waiters)
+		}
+	}()
+	for {
+		if ok, err := m.tryOFD(); ok || err != nil {
+			return err
+		}
+		if !registered { // register, then re-check before parking
+			m.w.Waiters.Add(1)
+			registered = true
+			continue
+		}
+		s := m.w.State.Load()
+		var err error
+		if s == 0 {
+			// The owner is between taking the byte and writing State, or
+			// between clearing State and releasing the byte: brief.
+			err = sleepCtx(ctx, 100*time.Microsecond)
+		} else {
+			wctx, cancel := context.WithTimeout(ctx, m.liveness)
+			err = m.be.Wait(wctx, m.w.State, s)
+			cancel()
+		}
+		if ctx.Err() != nil || (err != nil && !errors.Is(err, context.DeadlineExceeded)) {
+			if err == nil || ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			decr(m.w.Waiters)
+			registered = false
+			// Pass on a wake this waiter may have taken from another.
+			if m.w.State.Load() == 0 && m.w.Waiters.Load() > 0 {
+				_ = m.be.Wake(m.w.State, 1)
+			}
+			return fmt.Errorf("sem: lock: %w", err)
+		}
+		// Woken, spurious, or liveness interval over: try again.
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Unlock releases the mutex, which must be held through this handle, and
+// wakes one waiter if any is registered.
+func (m *Mutex) Unlock() error {
+	if !m.held.CompareAndSwap(true, false) {
+		return ErrNotLocked
+	}
+	// Clear State before releasing the byte: a free byte with State set
+	// means a dead owner.
+	m.w.Owner.Store(0)
+	m.w.State.Store(0)
+	err := ofd.Unlock(m.fd, m.b)
+	<-m.local
+	if m.w.Waiters.Load() > 0 {
+		if werr := m.be.Wake(m.w.State, 1); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("sem: unlock: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,194 @@
+// Package sem provides a counting semaphore and a robust mutex whose state
+// lives in memory shared between processes, in words supplied by the caller.
+//
+// # Protocol
+//
+// Both types use the same rule to never lose a wake-up. A waiter first
+// registers (increments the shared waiters word), then re-checks the
+// condition, and only then parks through a [notify.Backend], passing the
+// value of the word it checked. A releaser first publishes (changes the
+// word), then reads the waiters word and makes a wake call only if it is
+// non-zero. Every step is a sync/atomic operation, and Go's atomics are
+// sequentially consistent (each acts as a full fence), so of the two orders
+// "register before publish" and "publish before register" one holds: in
+// the first the releaser sees the registration and wakes; in the second
+// the waiter's re-check sees the published change and does not park (and
+// the backend's Wait returns at once if the word changed after the
+// re-check). When no waiter is registered, a release makes no system call.
+//
+// # Hostile peers
+//
+// Any process that maps the words can write anything into them. Values
+// outside the documented ranges are reported as [ErrCorrupt] (wrapped), and
+// a garbage waiters count costs at most useless wake calls; nothing here
+// panics or hangs forever because of shared-word contents, provided callers
+// pass a ctx that can end.
+package sem
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+
+	"github.com/shmq/shmq/notify"
+)
+
+// Errors returned (wrapped with %w) by this package.
+var (
+	ErrCorrupt   = errors.New("sem: shared state holds an impossible value")
+	ErrOverflow  = errors.New("sem: release would exceed the maximum count")
+	ErrInvalid   = errors.New("sem: invalid argument")
+	ErrOwnerDead = errors.New("sem: previous mutex owner died holding it")
+	ErrNotLocked = errors.New("sem: unlock of a mutex not locked through this handle")
+)
+
+// MaxCount is the largest maximum a Semaphore accepts.
+const MaxCount = 1<<31 - 1
+
+// Spin budget bounds, in polls of the count word.
+const (
+	minSpin = 4
+	maxSpin = 128
+)
+
+// Semaphore is a counting semaphore whose state is two 32-bit words in
+// shared memory. Many processes may each hold their own Semaphore value over
+// the same words; a Semaphore value is safe for concurrent use by multiple
+// goroutines.
+//
+// A Release of n units is synchronized before the Acquire calls that take
+// those units return, in the sense of the Go memory model (extended to all
+// processes mapping the words).
+type Semaphore struct {
+	count   *atomic.Uint32 // shared; units available, in [0, max]; also the word waiters park on
+	waiters *atomic.Uint32 // shared; number of registered (possibly parked) waiters
+	max     uint32
+	be      notify.Backend
+	spin    atomic.Int32 // local; adaptive spin budget
+}
+
+// New returns a Semaphore over the shared words count and waiters, with the
+// given maximum count (1..MaxCount), parking through be. Backends that serve
+// a single word (Eventfd, Socket) must not be shared with other words.
+//
+// New does not initialise the words: the process that creates the shared
+// memory stores the initial count (and zero waiters) before publishing it.
+func New(count, waiters *atomic.Uint32, max uint32, be notify.Backend) (*Semaphore, error) {
+	if count == nil || waiters == nil || be == nil || max == 0 || max > MaxCount {
+		return nil, fmt.Errorf("%w: New(max=%d)", ErrInvalid, max)
+	}
+	s := &Semaphore{count: count, waiters: waiters, max: max, be: be}
+	s.spin.Store(minSpin * 4)
+	return s, nil
+}
+
+// Value returns a snapshot of the count, for display.
+func (s *Semaphore) Value() uint32 { return s.count.Load() }
+
+// try takes a unit if one is available.
+func (s *Semaphore) try() (bool, error) {
+	for {
+		c := s.count.Load()
+		if c > s.max {
+			return false, fmt.Errorf("%w: count %d above maximum %d", ErrCorrupt, c, s.max)
+		}
+		if c == 0 {
+			return false, nil
+		}
+		if s.count.CompareAndSwap(c, c-1) {
+			return true, nil
+		}
+	}
+}
+
+// TryAcquire takes a unit without blocking and reports whether it did. It
+// reports false if the count word is corrupt; Acquire reports why.
+func (s *Semaphore) TryAcquire() bool {
+	ok, _ := s.try()
+	return ok
+}
+
+// Acquire takes a unit, blocking until one is available or ctx is done. It
+// first tries in user space, then spins briefly (the budget adapts to how
+// often spinning succeeds), then registers as a waiter and parks.
+func (s *Semaphore) Acquire(ctx context.Context) error {
+	if ok, err := s.try(); ok || err != nil {
+		return err
+	}
+	n := s.spin.Load()
+	for range n {
+		runtime.Gosched()
+		if ok, err := s.try(); ok || err != nil {
+			if ok {
+				s.spin.Store(min(2*n, maxSpin))
+			}
+			return err
+		}
+	}
+	s.spin.Store(max(n/2, minSpin))
+	return s.park(ctx)
+}
+
+func (s *Semaphore) park(ctx context.Context) error {
+	s.waiters.Add(1) // register, then re-check (full fence: atomics are SC)
+	for {
+		ok, err := s.try()
+		if ok {
+			decr(s.waiters)
+			return nil
+		}
+		if err == nil {
+			err = s.be.Wait(ctx, s.count, 0)
+			if err == nil {
+				continue
+			}
+		}
+		decr(s.waiters)
+		// A wake meant for a unit may have reached this waiter; since it
+		// leaves without the unit, hand the wake on to another waiter.
+		if s.count.Load() > 0 && s.waiters.Load() > 0 {
+			_ = s.be.Wake(s.count, 1)
+		}
+		return fmt.Errorf("sem: acquire: %w", err)
+	}
+}
+
+// Release adds n units (1..MaxCount) and wakes up to n registered waiters;
+// it makes no wake call when no waiter is registered. It fails with
+// ErrOverflow, releasing nothing, if the count would exceed the maximum.
+func (s *Semaphore) Release(n int) error {
+	if n <= 0 || n > MaxCount {
+		return fmt.Errorf("%w: Release(%d)", ErrInvalid, n)
+	}
+	for {
+		c := s.count.Load()
+		if c > s.max {
+			return fmt.Errorf("%w: count %d above maximum %d", ErrCorrupt, c, s.max)
+		}
+		if uint64(c)+uint64(n) > uint64(s.max) {
+			return fmt.Errorf("%w: count %d + %d > %d", ErrOverflow, c, n, s.max)
+		}
+		if s.count.CompareAndSwap(c, c+uint32(n)) { // publish, then check waiters
+			break
+		}
+	}
+	if w := s.waiters.Load(); w > 0 {
+		if err := s.be.Wake(s.count, int(min(uint64(n), uint64(w)))); err != nil {
+			return fmt.Errorf("sem: release: %w", err)
+		}
+	}
+	return nil
+}
+
+// decr decrements a shared counter without wrapping below zero, which only
+// a corrupting peer could otherwise cause.
+func decr(w *atomic.Uint32) {
+	for {
+		v := w.Load()
+		if v == 0 || w.CompareAndSwap(v, v-1) {
+			return
+		}
+	}
+}

@@ -1,0 +1,235 @@
+package sem
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shmq/shmq/notify"
+)
+
+func newSem(t *testing.T, initial, max uint32, be notify.Backend) *Semaphore {
+	t.Helper()
+	count, waiters := new(atomic.Uint32), new(atomic.Uint32)
+	count.Store(initial)
+	s, err := New(count, waiters, max, be)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// semBackends makes a fresh backend per semaphore (single-word backends
+// must not be shared).
+func semBackends() map[string]func(t *testing.T) notify.Backend {
+	m := map[string]func(t *testing.T) notify.Backend{
+		"default": func(*testing.T) notify.Backend { return notify.Default() },
+		"poll":    func(*testing.T) notify.Backend { return notify.NewPoll(notify.PollConfig{}) },
+	}
+	addOSBackends(m)
+	return m
+}
+
+func TestSemaphoreHammer(t *testing.T) {
+	const max = 3
+	goroutines, iters := 16, 400
+	if testing.Short() {
+		iters = 100
+	}
+	for name, mk := range semBackends() {
+		t.Run(name, func(t *testing.T) {
+			be := mk(t)
+			defer be.Close()
+			s := newSem(t, max, max, be)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			var inside, peak atomic.Int32
+			var wg sync.WaitGroup
+			errs := make(chan error, goroutines)
+			for range goroutines {
+				wg.Go(func() {
+					for range iters {
+						if err := s.Acquire(ctx); err != nil {
+							errs <- err
+							return
+						}
+						if v := inside.Add(1); v > peak.Load() {
+							peak.Store(v)
+						}
+						if rand.IntN(4) == 0 {
+							time.Sleep(time.Duration(rand.IntN(20)) * time.Microsecond)
+						}
+						inside.Add(-1)
+						if err := s.Release(1); err != nil {
+							errs <- err
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			if p := peak.Load(); p > max {
+				t.Fatalf("%d holders at once, max %d", p, max)
+			}
+			if c, w := s.count.Load(), s.waiters.Load(); c != max || w != 0 {
+				t.Fatalf("count=%d waiters=%d, want %d and 0", c, w, max)
+			}
+		})
+	}
+}
+
+// TestBoundedBufferNoLostWakeup runs a producer and consumer over a tiny
+// buffer guarded by two semaphores; a lost wake-up stalls it until the
+// overall timeout, which fails the test.
+func TestBoundedBufferNoLostWakeup(t *testing.T) {
+	items := 3000
+	if testing.Short() {
+		items = 1000
+	}
+	for name, mk := range semBackends() {
+		for _, capacity := range []uint32{1, 2} {
+			t.Run(name+"/cap"+string(rune('0'+capacity)), func(t *testing.T) {
+				beE, beF := mk(t), mk(t)
+				defer beE.Close()
+				defer beF.Close()
+				empty := newSem(t, capacity, capacity, beE)
+				full := newSem(t, 0, capacity, beF)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				var mu sync.Mutex
+				var buf []int
+				jitter := func() {
+					if rand.IntN(8) == 0 {
+						time.Sleep(time.Duration(rand.IntN(10)) * time.Microsecond)
+					}
+				}
+				errc := make(chan error, 2)
+				go func() {
+					for i := range items {
+						if err := empty.Acquire(ctx); err != nil {
+							errc <- err
+							return
+						}
+						mu.Lock()
+						buf = append(buf, i)
+						if len(buf) > int(capacity) {
+							mu.Unlock()
+							errc <- errors.New("buffer over capacity")
+							return
+						}
+						mu.Unlock()
+						jitter()
+						if err := full.Release(1); err != nil {
+							errc <- err
+							return
+						}
+					}
+					errc <- nil
+				}()
+				go func() {
+					for i := range items {
+						if err := full.Acquire(ctx); err != nil {
+							errc <- err
+							return
+						}
+						mu.Lock()
+						if len(buf) == 0 || buf[0] != i {
+							mu.Unlock()
+							errc <- errors.New("item missing or out of order")
+							return
+						}
+						buf = buf[1:]
+						mu.Unlock()
+						jitter()
+						if err := empty.Release(1); err != nil {
+							errc <- err
+							return
+						}
+					}
+					errc <- nil
+				}()
+				for range 2 {
+					if err := <-errc; err != nil {
+						t.Fatal(err)
+					}
+				}
+				t.Logf("parks: empty %d, full %d", beE.Stats().Waits, beF.Stats().Waits)
+			})
+		}
+	}
+}
+
+func TestSemaphoreGarbageIsAnError(t *testing.T) {
+	s := newSem(t, 0, 4, notify.NewPoll(notify.PollConfig{}))
+	if err := s.Release(5); !errors.Is(err, ErrOverflow) {
+		t.Fatalf("Release over max: %v", err)
+	}
+	if err := s.Release(0); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Release(0): %v", err)
+	}
+	s.count.Store(0xfffffff0) // hostile peer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := s.Acquire(ctx); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Acquire on corrupt count: %v", err)
+	}
+	if s.TryAcquire() {
+		t.Fatal("TryAcquire succeeded on corrupt count")
+	}
+	if err := s.Release(1); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Release on corrupt count: %v", err)
+	}
+	s.count.Store(0)
+	s.waiters.Store(0xffffffff) // garbage waiters: only useless wakes
+	if err := s.Release(1); err != nil {
+		t.Fatal(err)
+	}
+	if !s.TryAcquire() {
+		t.Fatal("TryAcquire failed")
+	}
+	if _, err := New(s.count, s.waiters, MaxCount+1, notify.Default()); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("New above MaxCount: %v", err)
+	}
+}
+
+func TestAcquireDeadline(t *testing.T) {
+	s := newSem(t, 0, 1, notify.Default())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := s.Acquire(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v", err)
+	}
+	if d := time.Since(start); d > 80*time.Millisecond {
+		t.Fatalf("took %v", d)
+	}
+	if w := s.waiters.Load(); w != 0 {
+		t.Fatalf("waiters = %d after cancelled Acquire", w)
+	}
+}
+
+// TestReleaseWithoutWaitersMakesNoWakeCall is the fast-path promise.
+func TestReleaseWithoutWaitersMakesNoWakeCall(t *testing.T) {
+	be := notify.Default()
+	s := newSem(t, 1, 1, be)
+	for range 1000 {
+		if err := s.Acquire(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Release(1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := be.Stats(); st.Wakes != 0 || st.WakeSyscalls != 0 || st.Waits != 0 {
+		t.Fatalf("stats = %+v, want all zero", st)
+	}
+}
