@@ -1,0 +1,64 @@
+// Command bench measures local IPC mechanisms side by side: ping-pong
+// latency, one-way streaming throughput and CPU cost per message, with every
+// peer in a separate process (re-executing this binary).
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"regexp"
+	"time"
+)
+
+func main() {
+	maybeRunChild()
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	quick := flag.Bool("quick", false, "short runs (the whole comparison in well under a minute)")
+	jsonPath := flag.String("json", "", "also write one JSON record per mechanism, pattern and size to `FILE`")
+	plotDir := flag.String("plot", "", "also write PNG charts to `DIR`")
+	only := flag.String("only", "", "measure only mechanisms whose name matches `REGEX`")
+	flag.Parse()
+
+	var re *regexp.Regexp
+	if *only != "" {
+		var err error
+		if re, err = regexp.Compile(*only); err != nil {
+			return fmt.Errorf("-only: %w", err)
+		}
+	}
+	mechs := selectMechanisms(re)
+	if len(mechs) == 0 {
+		return fmt.Errorf("no mechanism matches -only %q", *only)
+	}
+	plan := defaultPlan
+	if *quick {
+		plan = quickPlan
+	}
+
+	started := time.Now()
+	records, failures := runPlan(mechs, plan, os.Stderr)
+	fmt.Fprintf(os.Stderr, "done in %v\n", time.Since(started).Round(time.Millisecond))
+
+	writeMarkdown(os.Stdout, records, failures)
+	if *jsonPath != "" {
+		if err := writeJSON(*jsonPath, records); err != nil {
+			return err
+		}
+	}
+	if *plotDir != "" {
+		if err := writePlots(*plotDir, records); err != nil {
+			return err
+		}
+	}
+	if len(failures) > 0 {
+		return fmt.Errorf("%d runs failed", len(failures))
+	}
+	return nil
+}

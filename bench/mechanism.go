@@ -1,0 +1,70 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+)
+
+// Conn carries fixed-size messages in both directions between the two
+// peers of a run. Recv fills buf with exactly one message of len(buf) bytes.
+type Conn interface {
+	Send(msg []byte) error
+	Recv(buf []byte) error
+	Close() error
+}
+
+// Link is what Mechanism.Setup hands the harness: the kernel objects for
+// one run, and how each side reaches them.
+type Link struct {
+	// ChildArg and ChildFiles reach the peer process: the string through the
+	// environment, the files as inherited descriptors (via cmd.ExtraFiles).
+	// The harness closes ChildFiles in the parent once the child started.
+	ChildArg   string
+	ChildFiles []*os.File
+	// OpenParent returns the parent's end. It runs after the child has
+	// started, so it may wait for the child to connect.
+	OpenParent func() (Conn, error)
+	// InProcessPeer, when set, makes the peer a goroutine in this process
+	// instead of a child process (reference mechanisms such as Go channels).
+	InProcessPeer func() (Conn, error)
+	// Cleanup releases named objects (queues, paths). It must be safe to
+	// call after both Conns are closed and may be nil.
+	Cleanup func()
+}
+
+// Mechanism is one local IPC transport under test. Add one by writing a
+// file with a type implementing it and listing it in registry.go.
+type Mechanism interface {
+	// Name is the label in tables, charts and -only matching.
+	Name() string
+	// Check reports why messages of size bytes cannot be carried here
+	// (system limits, say), or nil if they can.
+	Check(size int) error
+	// Setup creates the kernel objects for one run with messages of size bytes.
+	Setup(size int) (*Link, error)
+	// Attach runs in the child process and rebuilds the child's end from
+	// Link.ChildArg and the inherited Link.ChildFiles (in the same order).
+	Attach(arg string, files []*os.File, size int) (Conn, error)
+}
+
+// lookupMechanism finds a registered mechanism by exact name.
+func lookupMechanism(name string) (Mechanism, error) {
+	for _, m := range registeredMechanisms() {
+		if m.Name() == name {
+			return m, nil
+		}
+	}
+	return nil, fmt.Errorf("unknown mechanism %q", name)
+}
+
+// selectMechanisms returns the registered mechanisms whose name matches re.
+func selectMechanisms(re *regexp.Regexp) []Mechanism {
+	var out []Mechanism
+	for _, m := range registeredMechanisms() {
+		if re == nil || re.MatchString(m.Name()) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
