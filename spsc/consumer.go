@@ -126,7 +126,7 @@ func (c *Consumer) Release() {
 	c.peeked, c.peekedBytes = 0, 0
 	c.e.Messages.Store(c.msgs)
 	c.e.Bytes.Store(c.bytes)
-	c.q.producerWake.wakeIfWaiting(c.e)
+	c.q.wakeIfWaiting(&c.q.producerWake, c.e)
 }
 
 // Rewind forgets the messages peeked since the last Release: the next Peek

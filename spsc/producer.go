@@ -135,7 +135,7 @@ func (p *Producer) Commit() {
 	// The tail store above and this load are sequentially consistent, so a
 	// consumer that registered as a waiter before re-checking the tail is
 	// either seen here or sees the new tail: no wakeup is lost.
-	p.q.consumerWake.wakeIfWaiting(p.e)
+	p.q.wakeIfWaiting(&p.q.consumerWake, p.e)
 }
 
 // TrySend copies msg into the ring and commits it, or returns ErrFull

@@ -68,6 +68,15 @@ type Config struct {
 	// StartPosition is the initial value of both cursors, a multiple of 8.
 	// Only tests that exercise wrap-around of the 64-bit positions need it.
 	StartPosition uint64
+	// Wait tunes the blocking calls of this handle.
+	Wait Wait
+}
+
+// Options tune Open.
+type Options struct {
+	ring.Options
+	// Wait tunes the blocking calls of this handle.
+	Wait Wait
 }
 
 // Queue is a handle on an SPSC segment: one mapping of it, through which
@@ -86,6 +95,7 @@ type Queue struct {
 
 	producerWake wakeLine // the producer parks here, waiting for space
 	consumerWake wakeLine // the consumer parks here, waiting for data
+	wait         Wait
 
 	mu       sync.Mutex
 	producer *Producer
@@ -108,7 +118,7 @@ func Create(loc ring.Location, cfg Config) (*Queue, error) {
 		return nil, err
 	}
 	seg, err := ring.Create(loc, h, &ring.Options{Mode: cfg.Mode}, func(s *ring.Segment) error {
-		q, err := newQueue(s, h)
+		q, err := newQueue(s, h, cfg.Wait)
 		if err != nil {
 			return err
 		}
@@ -119,17 +129,25 @@ func Create(loc ring.Location, cfg Config) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newQueue(seg, seg.Header())
+	q, err := newQueue(seg, seg.Header(), cfg.Wait)
+	if err != nil {
+		seg.Close()
+		return nil, err
+	}
+	return q, nil
 }
 
 // Open maps the existing queue at loc, waiting for its creator to finish
 // (bounded by ctx and opts.ReadyTimeout). opts may be nil.
-func Open(ctx context.Context, loc ring.Location, opts *ring.Options) (*Queue, error) {
-	seg, err := ring.Open(ctx, loc, layout.KindSPSC, opts)
+func Open(ctx context.Context, loc ring.Location, opts *Options) (*Queue, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	seg, err := ring.Open(ctx, loc, layout.KindSPSC, &opts.Options)
 	if err != nil {
 		return nil, err
 	}
-	q, err := newQueue(seg, seg.Header())
+	q, err := newQueue(seg, seg.Header(), opts.Wait)
 	if err != nil {
 		seg.Close()
 		return nil, err
@@ -145,7 +163,7 @@ func OpenOrCreate(ctx context.Context, loc ring.Location, cfg Config) (*Queue, e
 		if !errors.Is(err, ring.ErrExists) {
 			return q, err
 		}
-		q, err = Open(ctx, loc, &ring.Options{Mode: cfg.Mode})
+		q, err = Open(ctx, loc, &Options{Wait: cfg.Wait})
 		if !errors.Is(err, ring.ErrNotFound) {
 			return q, err
 		}
@@ -156,8 +174,8 @@ func OpenOrCreate(ctx context.Context, loc ring.Location, cfg Config) (*Queue, e
 	}
 }
 
-func newQueue(seg *ring.Segment, h layout.Header) (*Queue, error) {
-	q := &Queue{seg: seg, hdr: h, data: seg.Data(), mask: h.Capacity - 1}
+func newQueue(seg *ring.Segment, h layout.Header, w Wait) (*Queue, error) {
+	q := &Queue{seg: seg, hdr: h, data: seg.Data(), mask: h.Capacity - 1, wait: w.withDefaults()}
 	var err error
 	if q.tail, err = seg.Uint64(h.Producer + layout.CursorPosition); err != nil {
 		return nil, err

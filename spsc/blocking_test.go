@@ -1,0 +1,179 @@
+package spsc
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/shmq/shmq/notify"
+)
+
+// openPair returns a producer and a consumer on two handles of one new
+// queue, each handle with its own notifier.
+func openPair(t testing.TB, capacity uint64, pw, cw Wait) (*Producer, *Consumer) {
+	t.Helper()
+	loc := tempShm(t)
+	q, err := Create(loc, Config{Capacity: capacity, Wait: pw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	q2, err := Open(context.Background(), loc, &Options{Wait: cw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q2.Close() })
+	p, err := q.Producer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := q2.Consumer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, c
+}
+
+// TestNoLostWakeups parks and wakes both sides thousands of times: rings of
+// one and two messages, waiters that park at once, random delays on both
+// sides. A lost wakeup shows up as a hang, which the deadline turns into a
+// failure.
+func TestNoLostWakeups(t *testing.T) {
+	cycles := 20000
+	if testing.Short() {
+		cycles = 4000
+	}
+	for _, capacity := range []uint64{32, 64} { // one 24-byte message; two 8-byte ones
+		t.Run(fmt.Sprint(capacity), func(t *testing.T) {
+			pf, cf := notify.NewFutex(), notify.NewFutex()
+			p, c := openPair(t, capacity, Wait{Notifier: pf, Spin: -1}, Wait{Notifier: cf, Spin: -1})
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			errc := make(chan error, 1)
+			go func() {
+				rng := rand.New(rand.NewPCG(1, 1))
+				msg := make([]byte, 8)
+				for i := 0; i < cycles; i++ {
+					fill(msg, uint64(i))
+					if err := p.Send(ctx, msg); err != nil {
+						errc <- fmt.Errorf("send %d: %w", i, err)
+						return
+					}
+					if rng.IntN(4) == 0 {
+						time.Sleep(time.Duration(rng.IntN(20)) * time.Microsecond)
+					}
+				}
+				errc <- nil
+			}()
+			rng := rand.New(rand.NewPCG(2, 2))
+			buf := make([]byte, 64)
+			for i := 0; i < cycles; i++ {
+				n, err := c.Recv(ctx, buf)
+				if err != nil {
+					t.Fatalf("recv %d (a lost wakeup if the deadline passed): %v", i, err)
+				}
+				if err := verify(buf[:n], uint64(i)); err != nil {
+					t.Fatal(err)
+				}
+				if rng.IntN(4) == 0 {
+					time.Sleep(time.Duration(rng.IntN(20)) * time.Microsecond)
+				}
+			}
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+			ps, cs := pf.Stats(), cf.Stats()
+			t.Logf("producer parked %d times, consumer %d; wake syscalls %d and %d", ps.Waits, cs.Waits, ps.WakeSyscalls, cs.WakeSyscalls)
+			if ps.Waits+cs.Waits == 0 {
+				t.Fatal("no side ever parked: the test did not exercise the wake protocol")
+			}
+		})
+	}
+}
+
+// TestStreamingMakesNoWakePerMessage: while the consumer keeps up, the
+// producer's commits find no registered waiter and make no system call.
+func TestStreamingMakesNoWakePerMessage(t *testing.T) {
+	const count = 200000
+	pf := notify.NewFutex()
+	p, c := openPair(t, 1<<16, Wait{Notifier: pf}, Wait{Spin: time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64)
+		for i := 0; i < count; i++ {
+			if _, err := c.Recv(ctx, buf); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	msg := make([]byte, 64)
+	for i := 0; i < count; i++ {
+		if err := p.Send(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	st := pf.Stats()
+	t.Logf("%d messages, %d wake syscalls by the producer", count, st.WakeSyscalls)
+	if st.WakeSyscalls > count/100 {
+		t.Fatalf("%d wake syscalls for %d messages: the producer wakes per message", st.WakeSyscalls, count)
+	}
+}
+
+// TestIdleConsumerUsesNoCPU: a consumer blocked in Recv on an empty queue
+// parks instead of polling.
+func TestIdleConsumerUsesNoCPU(t *testing.T) {
+	_, c := openPair(t, 1<<12, Wait{}, Wait{})
+	var before, after unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &before)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if _, err := c.Recv(ctx, make([]byte, 64)); err == nil {
+		t.Fatal("Recv on an empty queue returned a message")
+	}
+	unix.Getrusage(unix.RUSAGE_SELF, &after)
+	cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
+	t.Logf("CPU while blocked for 500ms: %v", cpu)
+	if cpu > 100*time.Millisecond {
+		t.Fatalf("blocked consumer used %v of CPU in 500ms", cpu)
+	}
+}
+
+// TestBlockedRecvWokenAcrossProcesses: a consumer process parked on the
+// futex is woken by this process's send.
+func TestBlockedRecvWokenAcrossProcesses(t *testing.T) {
+	loc := tempShm(t)
+	q, err := Create(loc, Config{Capacity: 1 << 12, Wait: Wait{Spin: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	h := startHelper(t, "consume", queueName(loc), map[string]string{"SHMQ_COUNT": "50"})
+	p, err := q.Producer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := make([]byte, 16)
+	for i := uint64(0); i < 50; i++ {
+		time.Sleep(2 * time.Millisecond) // long enough for the consumer to park
+		fill(msg, i)
+		if err := p.Send(context.Background(), msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.expect(t, "ok 50")
+	st, _ := q.Stats()
+	if st.Consumer.Waits == 0 || st.Producer.Wakes == 0 {
+		t.Fatalf("consumer parked %d times, producer woke it %d times: the test did not park", st.Consumer.Waits, st.Producer.Wakes)
+	}
+}
