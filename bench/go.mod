@@ -7,6 +7,7 @@ replace github.com/shmq/shmq => ../
 require (
 	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/cloudwego/shmipc-go v0.2.0
+	github.com/shmq/shmq v0.0.0-00010101000000-000000000000
 	golang.org/x/sys v0.49.0
 	gonum.org/v1/plot v0.17.0
 )

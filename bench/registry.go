@@ -20,7 +20,9 @@ func registeredMechanisms() []Mechanism {
 		eventfdShmMechanism{},
 		shmipcMechanism{},
 		goChannelMechanism{},
-		// shmq queues go here, e.g. shmqSPSCSpinMechanism{}, shmqSPSCBlockingMechanism{},
-		// shmqMPMCMechanism{}, shmqSemaphoreMechanism{}; C peers likewise.
+		shmqSPSCSpin,
+		shmqSPSCDefault,
+		shmqSPSCPark,
+		// Next: shmq MPMC, the semaphore-guarded fallback and the C peers.
 	}
 }
