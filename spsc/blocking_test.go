@@ -49,7 +49,7 @@ func TestNoLostWakeups(t *testing.T) {
 	}
 	for _, capacity := range []uint64{32, 64} { // one 24-byte message; two 8-byte ones
 		t.Run(fmt.Sprint(capacity), func(t *testing.T) {
-			pf, cf := notify.NewFutex(), notify.NewFutex()
+			pf, cf := notify.Default(), notify.Default()
 			p, c := openPair(t, capacity, Wait{Notifier: pf, Spin: -1}, Wait{Notifier: cf, Spin: -1})
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
@@ -99,7 +99,7 @@ func TestNoLostWakeups(t *testing.T) {
 // producer's commits find no registered waiter and make no system call.
 func TestStreamingMakesNoWakePerMessage(t *testing.T) {
 	const count = 200000
-	pf := notify.NewFutex()
+	pf := notify.Default()
 	p, c := openPair(t, 1<<16, Wait{Notifier: pf}, Wait{Spin: time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
