@@ -62,3 +62,12 @@ func (s *Segment) mustUint64(off uint64) *atomic.Uint64 {
 	}
 	return w
 }
+
+// Contains reports whether addr lies inside the mapping.
+func (s *Segment) Contains(addr uintptr) bool {
+	if len(s.mem) == 0 {
+		return false
+	}
+	base := uintptr(unsafe.Pointer(&s.mem[0]))
+	return addr >= base && addr-base < uintptr(len(s.mem))
+}

@@ -15,4 +15,7 @@ var (
 	ErrRoleTaken   = errors.New("shmq: role is held by another live process")
 	ErrClosed      = errors.New("shmq: segment is closed")
 	ErrUnsupported = errors.New("shmq: not supported on this platform")
+	// ErrTruncated: the segment's file was shrunk under the mapping (by
+	// another process) and an access faulted.
+	ErrTruncated = errors.New("shmq: segment truncated under its mapping")
 )

@@ -50,6 +50,9 @@ type Segment struct {
 	file *os.File // own open file description: the OFD locks belong to it
 	mem  []byte   // the whole mapping; nil after Close
 	hdr  layout.Header
+	// shrinkable: the file is not sealed against shrinking, so another
+	// process can truncate it and make accesses to the mapping fault.
+	shrinkable bool
 
 	mu     sync.Mutex
 	closed bool
@@ -93,7 +96,7 @@ func Create(loc Location, h layout.Header, opts *Options, init func(*Segment) er
 	if err != nil {
 		return nil, fmt.Errorf("shmq: map %v: %w", loc, err)
 	}
-	s := &Segment{loc: loc, file: f, mem: mem, hdr: h}
+	s := &Segment{loc: loc, file: f, mem: mem, hdr: h, shrinkable: shrinkable(f)}
 	defer func() {
 		if err != nil {
 			unix.Munmap(mem)
@@ -225,6 +228,7 @@ func tryMap(f *os.File, loc Location) (*Segment, error) {
 		return nil, fmt.Errorf("shmq: open %v: %w", loc, err)
 	}
 	s.hdr = h
+	s.shrinkable = shrinkable(f)
 	return s, nil
 }
 
@@ -248,6 +252,11 @@ func (s *Segment) Data() []byte {
 	d, n := s.hdr.Data, s.hdr.DataSize
 	return s.mem[d : d+n : d+n]
 }
+
+// Shrinkable reports whether another process could truncate the segment's
+// file under the mapping, making accesses fault: true for shm names and
+// files, false for memfds sealed against shrinking (as Create seals them).
+func (s *Segment) Shrinkable() bool { return s.shrinkable }
 
 // Bytes returns the whole mapping, for inspection and corruption tests.
 func (s *Segment) Bytes() []byte { return s.mem }

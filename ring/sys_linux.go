@@ -30,3 +30,9 @@ func allocate(fd int, size int64) error {
 }
 
 func reopenPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+
+// shrinkable reports whether f lacks the F_SEAL_SHRINK seal.
+func shrinkable(f interface{ Fd() uintptr }) bool {
+	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
+	return err != nil || seals&unix.F_SEAL_SHRINK == 0
+}

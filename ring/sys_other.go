@@ -21,3 +21,5 @@ func sealSize(interface{ Fd() uintptr }) error { return nil }
 func allocate(fd int, size int64) error { return unix.Ftruncate(fd, size) }
 
 func reopenPath(fd int) string { return "/dev/fd/" + strconv.Itoa(fd) }
+
+func shrinkable(interface{ Fd() uintptr }) bool { return true }

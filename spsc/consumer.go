@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"runtime/debug"
 
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/ring"
@@ -68,7 +69,10 @@ func (q *Queue) Consumer() (*Consumer, error) {
 // into it; copy it before trusting its contents across a check. Peek
 // returns ErrEmpty (unwrapped, cheap to test) when no committed message is
 // left.
-func (c *Consumer) Peek() ([]byte, error) {
+func (c *Consumer) Peek() (_ []byte, err error) {
+	if c.q.guarded {
+		defer c.q.catch(&err, debug.SetPanicOnFault(true))
+	}
 	if c.closed {
 		return nil, ErrClosed
 	}
@@ -115,9 +119,12 @@ func (c *Consumer) Peek() ([]byte, error) {
 // one store of the head cursor, and wakes the producer if it is parked. The
 // store is a release: the consumer's reads of those messages happen before
 // the producer's reuse of their space.
-func (c *Consumer) Release() {
+func (c *Consumer) Release() (err error) {
+	if c.q.guarded {
+		defer c.q.catch(&err, debug.SetPanicOnFault(true))
+	}
 	if c.pos == c.head {
-		return
+		return nil
 	}
 	c.q.head.Store(c.pos)
 	c.head = c.pos
@@ -127,6 +134,7 @@ func (c *Consumer) Release() {
 	c.e.Messages.Store(c.msgs)
 	c.e.Bytes.Store(c.bytes)
 	c.q.wakeIfWaiting(&c.q.producerWake, c.e)
+	return nil
 }
 
 // Rewind forgets the messages peeked since the last Release: the next Peek
@@ -139,7 +147,10 @@ func (c *Consumer) Rewind() {
 // length, or ErrEmpty (unwrapped) without blocking. If buf is too small it
 // returns ErrShortBuffer and leaves the message in the queue. Messages
 // peeked and not released are released along with it.
-func (c *Consumer) TryRecv(buf []byte) (int, error) {
+func (c *Consumer) TryRecv(buf []byte) (_ int, err error) {
+	if c.q.guarded {
+		defer c.q.catch(&err, debug.SetPanicOnFault(true))
+	}
 	m, err := c.Peek()
 	if err != nil {
 		return 0, err
@@ -151,8 +162,7 @@ func (c *Consumer) TryRecv(buf []byte) (int, error) {
 		return 0, fmt.Errorf("%w: message of %d bytes, buffer of %d", ErrShortBuffer, len(m), len(buf))
 	}
 	n := copy(buf, m)
-	c.Release()
-	return n, nil
+	return n, c.Release()
 }
 
 // TryRecvBatch calls fn with up to max committed messages, in order, then
@@ -160,7 +170,10 @@ func (c *Consumer) TryRecv(buf []byte) (int, error) {
 // during the call. It returns how many messages it handed out, and ErrEmpty
 // if there were none. If fn returns an error, the messages before that one
 // are released, that one and the rest are not, and the error is returned.
-func (c *Consumer) TryRecvBatch(max int, fn func(msg []byte) error) (int, error) {
+func (c *Consumer) TryRecvBatch(max int, fn func(msg []byte) error) (_ int, err error) {
+	if c.q.guarded {
+		defer c.q.catch(&err, debug.SetPanicOnFault(true))
+	}
 	n := 0
 	for n < max {
 		m, err := c.Peek()
@@ -180,15 +193,17 @@ func (c *Consumer) TryRecvBatch(max int, fn func(msg []byte) error) (int, error)
 		}
 		n++
 	}
-	c.Release()
-	return n, nil
+	return n, c.Release()
 }
 
 // Recv copies the next message into buf and releases it, waiting while the
 // queue is empty until ctx ends. It fails with ErrPeerDead if the queue
 // stays empty and the producer died without detaching (a new producer may
 // attach; Recv may be called again).
-func (c *Consumer) Recv(ctx context.Context, buf []byte) (int, error) {
+func (c *Consumer) Recv(ctx context.Context, buf []byte) (_ int, err error) {
+	if c.q.guarded {
+		defer c.q.catch(&err, debug.SetPanicOnFault(true))
+	}
 	for {
 		n, err := c.TryRecv(buf)
 		if err != ErrEmpty {
@@ -204,7 +219,10 @@ func (c *Consumer) Recv(ctx context.Context, buf []byte) (int, error) {
 
 // Close detaches the consumer role. Messages peeked and not released stay
 // in the queue for the next consumer.
-func (c *Consumer) Close() error {
+func (c *Consumer) Close() (err error) {
+	if c.q.guarded {
+		defer c.q.catch(&err, debug.SetPanicOnFault(true))
+	}
 	if c.closed {
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"runtime/debug"
 
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/ring"
@@ -66,7 +67,10 @@ func (q *Queue) Producer() (*Producer, error) {
 // them and then the producer may overwrite them, so do not keep them.
 // Reserve returns ErrFull (unwrapped, cheap to test) when the ring lacks
 // room.
-func (p *Producer) Reserve(n int) ([]byte, error) {
+func (p *Producer) Reserve(n int) (_ []byte, err error) {
+	if p.q.guarded {
+		defer p.q.catch(&err, debug.SetPanicOnFault(true))
+	}
 	if p.closed {
 		return nil, ErrClosed
 	}
@@ -121,9 +125,12 @@ func putHeader(b []byte, length, typ uint32) {
 
 // Commit publishes every reserved record with one store of the tail cursor,
 // and wakes the consumer if it is parked.
-func (p *Producer) Commit() {
+func (p *Producer) Commit() (err error) {
+	if p.q.guarded {
+		defer p.q.catch(&err, debug.SetPanicOnFault(true))
+	}
 	if p.tail == p.published {
-		return
+		return nil
 	}
 	p.q.tail.Store(p.tail)
 	p.published = p.tail
@@ -136,12 +143,16 @@ func (p *Producer) Commit() {
 	// consumer that registered as a waiter before re-checking the tail is
 	// either seen here or sees the new tail: no wakeup is lost.
 	p.q.wakeIfWaiting(&p.q.consumerWake, p.e)
+	return nil
 }
 
 // TrySend copies msg into the ring and commits it, or returns ErrFull
 // (unwrapped) without blocking. It fails with ErrPending if reservations are
 // outstanding, since committing msg would publish them half-written.
-func (p *Producer) TrySend(msg []byte) error {
+func (p *Producer) TrySend(msg []byte) (err error) {
+	if p.q.guarded {
+		defer p.q.catch(&err, debug.SetPanicOnFault(true))
+	}
 	if p.tail != p.published {
 		return ErrPending
 	}
@@ -150,18 +161,19 @@ func (p *Producer) TrySend(msg []byte) error {
 		return err
 	}
 	copy(b, msg)
-	p.Commit()
-	return nil
+	return p.Commit()
 }
 
 // TrySendBatch copies as many of msgs as fit and commits them together. It
 // returns how many it sent, and ErrFull if that is fewer than len(msgs).
-func (p *Producer) TrySendBatch(msgs [][]byte) (int, error) {
+func (p *Producer) TrySendBatch(msgs [][]byte) (_ int, err error) {
+	if p.q.guarded {
+		defer p.q.catch(&err, debug.SetPanicOnFault(true))
+	}
 	if p.tail != p.published {
 		return 0, ErrPending
 	}
 	n := 0
-	var err error
 	for _, m := range msgs {
 		var b []byte
 		if b, err = p.Reserve(len(m)); err != nil {
@@ -170,7 +182,9 @@ func (p *Producer) TrySendBatch(msgs [][]byte) (int, error) {
 		copy(b, m)
 		n++
 	}
-	p.Commit()
+	if cerr := p.Commit(); cerr != nil {
+		return n, cerr
+	}
 	return n, err
 }
 
@@ -178,7 +192,10 @@ func (p *Producer) TrySendBatch(msgs [][]byte) (int, error) {
 // full until ctx ends. It fails with ErrPeerDead if the ring stays full and
 // the consumer died without detaching (a new consumer may attach and drain
 // it; Send may be called again).
-func (p *Producer) Send(ctx context.Context, msg []byte) error {
+func (p *Producer) Send(ctx context.Context, msg []byte) (err error) {
+	if p.q.guarded {
+		defer p.q.catch(&err, debug.SetPanicOnFault(true))
+	}
 	for {
 		err := p.TrySend(msg)
 		if err != ErrFull {
@@ -216,7 +233,10 @@ func (p *Producer) SendBatch(ctx context.Context, msgs [][]byte) error {
 
 // Close discards uncommitted reservations and detaches the producer role,
 // leaving committed messages for the consumer.
-func (p *Producer) Close() error {
+func (p *Producer) Close() (err error) {
+	if p.q.guarded {
+		defer p.q.catch(&err, debug.SetPanicOnFault(true))
+	}
 	if p.closed {
 		return nil
 	}

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
@@ -96,6 +97,7 @@ type Queue struct {
 	producerWake wakeLine // the producer parks here, waiting for space
 	consumerWake wakeLine // the consumer parks here, waiting for data
 	wait         Wait
+	guarded      bool // the file can be truncated under the mapping: see fault.go
 
 	mu       sync.Mutex
 	producer *Producer
@@ -175,7 +177,8 @@ func OpenOrCreate(ctx context.Context, loc ring.Location, cfg Config) (*Queue, e
 }
 
 func newQueue(seg *ring.Segment, h layout.Header, w Wait) (*Queue, error) {
-	q := &Queue{seg: seg, hdr: h, data: seg.Data(), mask: h.Capacity - 1, wait: w.withDefaults()}
+	q := &Queue{seg: seg, hdr: h, data: seg.Data(), mask: h.Capacity - 1, wait: w.withDefaults(),
+		guarded: seg.Shrinkable()}
 	var err error
 	if q.tail, err = seg.Uint64(h.Producer + layout.CursorPosition); err != nil {
 		return nil, err
@@ -235,7 +238,10 @@ type Stats struct {
 // Stats returns a snapshot of the queue. The cursors and counters are read
 // one at a time, so under traffic they are mutually inconsistent by the
 // messages that moved in between.
-func (q *Queue) Stats() (Stats, error) {
+func (q *Queue) Stats() (_ Stats, err error) {
+	if q.guarded {
+		defer q.catch(&err, debug.SetPanicOnFault(true))
+	}
 	p, err := q.seg.Entry(layout.SPSCProducerEntry)
 	if err != nil {
 		return Stats{}, err
