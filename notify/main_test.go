@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 
 // startHelper starts the test binary as a helper running mode on the shared
 // file at path.
-func startHelper(t *testing.T, mode, path string) *exec.Cmd {
+func startHelper(t testing.TB, mode, path string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+mode, shmEnv+"="+path)

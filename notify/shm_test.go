@@ -14,7 +14,7 @@ import (
 const shmSize = 4096
 
 // newShmFile creates a zeroed file of shmSize bytes for MAP_SHARED mapping.
-func newShmFile(t *testing.T) string {
+func newShmFile(t testing.TB) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "shm")
 	if err := os.WriteFile(p, make([]byte, shmSize), 0o600); err != nil {

@@ -3,6 +3,7 @@ package spsc
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -192,5 +193,89 @@ func BenchmarkSendRecv64(b *testing.B) {
 		if _, err := c.TryRecv(buf); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkPingPong measures the round trip of a 64-byte message to an echo
+// process and back, over two queues: spinning, the default (spin, then
+// park), and parking at once. Compare "park" with the raw futex ping-pong,
+// notify's BenchmarkFutexPingPongProcesses.
+func BenchmarkPingPong(b *testing.B) {
+	for _, mode := range []string{"spin", "default", "park"} {
+		b.Run(mode, func(b *testing.B) {
+			os.Setenv("SHMQ_WAIT", mode)
+			defer os.Unsetenv("SHMQ_WAIT")
+			w := helperWait()
+			req, rsp := tempShm(b), tempShm(b)
+			qreq, err := Create(req, Config{Capacity: 1 << 12, Wait: w})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer qreq.Close()
+			qrsp, err := Create(rsp, Config{Capacity: 1 << 12, Wait: w})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer qrsp.Close()
+			h := startHelper(b, "echo", queueName(req), map[string]string{
+				"SHMQ_REPLY": queueName(rsp), "SHMQ_COUNT": fmt.Sprint(b.N), "SHMQ_WAIT": mode})
+			h.expect(b, "attached")
+			p, err := qreq.Producer()
+			if err != nil {
+				b.Fatal(err)
+			}
+			c, err := qrsp.Consumer()
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			msg, buf := make([]byte, 64), make([]byte, 64)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := p.Send(ctx, msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.Recv(ctx, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			h.expect(b, "ok")
+		})
+	}
+}
+
+// BenchmarkStream64 streams 64-byte messages to a consumer process with the
+// consumer spinning or parking at once, to compare blocking mode with spin
+// mode (BenchmarkCrossProcess64 uses the default).
+func BenchmarkStream64(b *testing.B) {
+	for _, mode := range []string{"spin", "park"} {
+		b.Run(mode, func(b *testing.B) {
+			os.Setenv("SHMQ_WAIT", mode)
+			defer os.Unsetenv("SHMQ_WAIT")
+			loc := tempShm(b)
+			q, err := Create(loc, Config{Capacity: 1 << 16, Wait: helperWait()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer q.Close()
+			c := startHelper(b, "bench", queueName(loc), map[string]string{"SHMQ_COUNT": fmt.Sprint(b.N), "SHMQ_WAIT": mode})
+			c.expect(b, "attached")
+			p, err := q.Producer()
+			if err != nil {
+				b.Fatal(err)
+			}
+			msg := make([]byte, 64)
+			ctx := context.Background()
+			b.SetBytes(64)
+			b.ResetTimer()
+			for seq := 0; seq < b.N; seq++ {
+				fill(msg[:8], uint64(seq))
+				if err := p.Send(ctx, msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			c.expect(b, "ok")
+		})
 	}
 }

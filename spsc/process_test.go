@@ -70,6 +70,18 @@ func helperLoc() ring.Location {
 	return ring.Shm(q)
 }
 
+// helperWait is the wait configuration named by SHMQ_WAIT: "spin" never
+// parks, "park" parks at once, anything else is the default.
+func helperWait() Wait {
+	switch os.Getenv("SHMQ_WAIT") {
+	case "spin":
+		return Wait{Spin: time.Hour}
+	case "park":
+		return Wait{Spin: -1}
+	}
+	return Wait{}
+}
+
 func envInt(name string) uint64 {
 	n, _ := strconv.ParseUint(os.Getenv(name), 10, 64)
 	return n
@@ -77,7 +89,7 @@ func envInt(name string) uint64 {
 
 func helper(mode string) error {
 	ctx := context.Background()
-	q, err := Open(ctx, helperLoc(), nil)
+	q, err := Open(ctx, helperLoc(), &Options{Wait: helperWait()})
 	if err != nil {
 		return err
 	}
@@ -137,6 +149,32 @@ func helper(mode string) error {
 		}
 		fmt.Println("peeked")
 		time.Sleep(time.Minute)
+	case "echo": // send back each of count messages from the request queue
+		out, err := Open(ctx, ring.Shm(os.Getenv("SHMQ_REPLY")), &Options{Wait: helperWait()})
+		if err != nil {
+			return err
+		}
+		defer out.Close()
+		c, err := q.Consumer()
+		if err != nil {
+			return err
+		}
+		p, err := out.Producer()
+		if err != nil {
+			return err
+		}
+		fmt.Println("attached")
+		buf := make([]byte, q.MaxMessage())
+		for i := uint64(0); i < count; i++ {
+			n, err := c.Recv(ctx, buf)
+			if err != nil {
+				return err
+			}
+			if err := p.Send(ctx, buf[:n]); err != nil {
+				return err
+			}
+		}
+		fmt.Println("ok")
 	case "bench": // receive count messages as fast as possible
 		c, err := q.Consumer()
 		if err != nil {

@@ -1,0 +1,64 @@
+package notify
+
+import (
+	"testing"
+	"time"
+
+	"github.com/shmq/shmq/internal/futex"
+)
+
+// The raw futex ping-pong: the floor under any blocking round trip between
+// two processes. The parent bumps the ping word and wakes it; the child,
+// parked on ping, bumps pong and wakes it; the parent, parked on pong,
+// starts the next round. Compare spsc's BenchmarkPingPongBlocking with it.
+
+const (
+	wPing   = 8
+	wPong   = 9
+	wRounds = 10
+)
+
+func init() { helpers["futex-pong"] = helperFutexPong }
+
+func helperFutexPong(mem []byte) int {
+	ping, pong := word(mem, wPing), word(mem, wPong)
+	rounds := int(word(mem, wRounds).Load())
+	seen := uint32(0)
+	for i := 0; i < rounds; i++ {
+		for ping.Load() == seen {
+			futex.Wait(ping, seen, time.Second)
+		}
+		seen = ping.Load()
+		pong.Add(1)
+		futex.Wake(pong, 1)
+	}
+	return 0
+}
+
+func BenchmarkFutexPingPongProcesses(b *testing.B) {
+	path := newShmFile(b)
+	mem, err := mapShm(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ping, pong := word(mem, wPing), word(mem, wPong)
+	word(mem, wRounds).Store(uint32(b.N))
+	cmd := startHelper(b, "futex-pong", path)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		want := pong.Load() + 1
+		ping.Add(1)
+		futex.Wake(ping, 1)
+		for {
+			v := pong.Load()
+			if v == want {
+				break
+			}
+			futex.Wait(pong, v, time.Second)
+		}
+	}
+	b.StopTimer()
+	if err := cmd.Wait(); err != nil {
+		b.Fatal(err)
+	}
+}
