@@ -6,6 +6,7 @@ package ring
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -110,15 +111,17 @@ func Create(loc Location, h layout.Header, opts *Options, init func(*Segment) er
 			return nil, err
 		}
 	}
-	// Validate what we wrote, exactly as an opener will.
-	state := s.mustUint32(layout.OffState)
-	state.Store(layout.StateReady)
-	hdr, err := layout.Decode(mem, h.TotalSize)
+	// Validate what we wrote, exactly as an opener will, on a copy marked
+	// ready, so that no opener ever sees a published header withdrawn.
+	check := make([]byte, h.HeaderSize)
+	copy(check, mem)
+	binary.LittleEndian.PutUint32(check[layout.OffState:], layout.StateReady)
+	hdr, err := layout.Decode(check, h.TotalSize)
 	if err != nil {
-		state.Store(layout.StateInit)
 		return nil, fmt.Errorf("shmq: create %v: %w", loc, err)
 	}
 	s.hdr = hdr
+	s.mustUint32(layout.OffState).Store(layout.StateReady)
 	if err := ofd.Unlock(int(f.Fd()), layout.InitLockByte); err != nil {
 		return nil, err
 	}

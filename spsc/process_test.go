@@ -130,6 +130,35 @@ func helper(mode string) error {
 			}
 		}
 		fmt.Println("done")
+	case "consume-log": // receive forever, printing each batch's sequence numbers before releasing it
+		c, err := attachConsumer(ctx, q)
+		if err != nil {
+			return err
+		}
+		fmt.Println("attached")
+		out := bufio.NewWriter(os.Stdout)
+		for {
+			m, err := c.Peek()
+			if err == ErrEmpty {
+				time.Sleep(50 * time.Microsecond)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "%d", binary.LittleEndian.Uint64(m))
+			for i := 0; i < 63; i++ {
+				if m, err = c.Peek(); err != nil {
+					break
+				}
+				fmt.Fprintf(out, " %d", binary.LittleEndian.Uint64(m))
+			}
+			fmt.Fprintln(out)
+			out.Flush() // reported before released: a kill in between redelivers, never loses
+			if err := c.Release(); err != nil {
+				return err
+			}
+		}
 	case "peek": // peek count messages, release the first, then wait to be killed
 		c, err := q.Consumer()
 		if err != nil {
@@ -196,6 +225,18 @@ func helper(mode string) error {
 		return fmt.Errorf("unknown helper %q", mode)
 	}
 	return nil
+}
+
+// attachConsumer takes the consumer role, waiting while a killed holder's
+// lock is still being released.
+func attachConsumer(ctx context.Context, q *Queue) (*Consumer, error) {
+	for i := 0; ; i++ {
+		c, err := q.Consumer()
+		if !errors.Is(err, ErrRoleTaken) || i == 1000 {
+			return c, err
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // peer is a running helper process.

@@ -1,0 +1,139 @@
+package interop
+
+import (
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/shmq/shmq/layout"
+)
+
+// TestHeaderConstants compares every constant and struct offset that
+// shmq.h defines (printed by layout/c/shmq_offsets.c) with the Go layout
+// package, and checks that the C header compiles cleanly on its own.
+func TestHeaderConstants(t *testing.T) {
+	cc := compiler(t)
+	bin := build(t, cc, t.TempDir(), "shmq_offsets")
+	got := map[string]uint64{}
+	for _, line := range strings.Split(strings.TrimSpace(output(t, exec.Command(bin))), "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		n, err := strconv.ParseUint(v, 10, 64)
+		if !ok || err != nil {
+			t.Fatalf("bad line %q", line)
+		}
+		got[k] = n
+	}
+	spsc4096, err := layout.PlanSPSC(4096, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{
+		"Magic":      layout.Magic,
+		"Version":    uint64(layout.Version),
+		"LineSize":   layout.LineSize,
+		"PageSize":   layout.PageSize,
+		"HeaderSize": uint64(spsc4096.HeaderSize),
+		"KindSPSC":   uint64(layout.KindSPSC),
+		"KindMPMC":   uint64(layout.KindMPMC),
+		"StateInit":  uint64(layout.StateInit),
+		"StateReady": uint64(layout.StateReady),
+
+		"OffMagic":            layout.OffMagic,
+		"OffState":            layout.OffState,
+		"OffVersion":          layout.OffVersion,
+		"OffKind":             layout.OffKind,
+		"OffFlags":            layout.OffFlags,
+		"OffTotalSize":        layout.OffTotalSize,
+		"OffCapacity":         layout.OffCapacity,
+		"OffMaxMessage":       layout.OffMaxMessage,
+		"OffSlotSize":         layout.OffSlotSize,
+		"OffLineSize":         layout.OffLineSize,
+		"OffCreatorPID":       layout.OffCreatorPID,
+		"OffCreatedNano":      layout.OffCreatedNano,
+		"OffHeaderSize":       layout.OffHeaderSize,
+		"OffTabProducer":      layout.OffTabProducer,
+		"OffTabConsumer":      layout.OffTabConsumer,
+		"OffTabProducerWake":  layout.OffTabProducerWake,
+		"OffTabConsumerWake":  layout.OffTabConsumerWake,
+		"OffTabRegistry":      layout.OffTabRegistry,
+		"OffTabRegistryCount": layout.OffTabRegistryCount,
+		"OffTabEntrySize":     layout.OffTabEntrySize,
+		"OffTabData":          layout.OffTabData,
+		"OffTabDataSize":      layout.OffTabDataSize,
+
+		"CursorPosition":  layout.CursorPosition,
+		"WakeSeq":         layout.WakeSeq,
+		"WakeWaiters":     layout.WakeWaiters,
+		"EntryState":      layout.EntryState,
+		"EntryRole":       layout.EntryRole,
+		"EntryPID":        layout.EntryPID,
+		"EntryGen":        layout.EntryGen,
+		"EntryAttachNano": layout.EntryAttachNano,
+		"EntryMessages":   layout.EntryMessages,
+		"EntryBytes":      layout.EntryBytes,
+		"EntryStalls":     layout.EntryStalls,
+		"EntryWaits":      layout.EntryWaits,
+		"EntryWakes":      layout.EntryWakes,
+
+		"EntryFree":          uint64(layout.EntryFree),
+		"EntryAttached":      uint64(layout.EntryAttached),
+		"EntryDetached":      uint64(layout.EntryDetached),
+		"RoleProducer":       uint64(layout.RoleProducer),
+		"RoleConsumer":       uint64(layout.RoleConsumer),
+		"InitLockByte":       layout.InitLockByte,
+		"EntryLockByte0":     uint64(layout.EntryLockByte(0)),
+		"EntryLockByte1":     uint64(layout.EntryLockByte(1)),
+		"SPSCProducerEntry":  layout.SPSCProducerEntry,
+		"SPSCConsumerEntry":  layout.SPSCConsumerEntry,
+		"MaxRegistryEntries": layout.MaxRegistryEntries,
+
+		"RecordHeaderSize":   layout.RecordHeaderSize,
+		"RecordAlign":        layout.RecordAlign,
+		"RecordLength":       layout.RecordLength,
+		"RecordType":         layout.RecordType,
+		"TypeMessage":        layout.TypeMessage,
+		"TypePadding":        uint64(layout.TypePadding),
+		"MinSPSCCapacity":    layout.MinSPSCCapacity,
+		"MaxSPSCCapacity":    layout.MaxSPSCCapacity,
+		"SPSCMaxMessage4096": uint64(layout.SPSCMaxMessage(4096)),
+		"SPSCMaxMessage8G":   uint64(layout.SPSCMaxMessage(1 << 33)),
+		"RecordSize1":        layout.RecordSize(1),
+		"RecordSize8":        layout.RecordSize(8),
+
+		"SlotHeaderSize": layout.SlotHeaderSize,
+		"SlotAlign":      layout.SlotAlign,
+		"MaxSlotSize":    layout.MaxSlotSize,
+		"MaxMPMCSlots":   layout.MaxMPMCSlots,
+
+		// The fixed version 1 placement that PlanSPSC writes.
+		"V1ProducerLine":     spsc4096.Producer,
+		"V1ConsumerLine":     spsc4096.Consumer,
+		"V1ProducerWakeLine": spsc4096.ProducerWake,
+		"V1ConsumerWakeLine": spsc4096.ConsumerWake,
+		"V1Registry":         spsc4096.Registry,
+	}
+	for k, w := range want {
+		g, ok := got[k]
+		if !ok {
+			t.Errorf("shmq_offsets does not print %s", k)
+			continue
+		}
+		if g != w {
+			t.Errorf("%s: C has %d (%#x), Go has %d (%#x)", k, g, g, w, w)
+		}
+		// The struct mirror must agree too, where there is one.
+		if s, ok := got["struct."+k]; ok && s != w {
+			t.Errorf("offsetof for %s: C struct has %d, Go has %d", k, s, w)
+		}
+	}
+	for k := range got {
+		base := strings.TrimPrefix(k, "struct.")
+		if _, ok := want[base]; !ok && k != "MaxNameLen" {
+			t.Errorf("shmq_offsets prints %s, which this test does not check", k)
+		}
+	}
+	if got["MaxNameLen"] != 30 { // ring.MaxNameLen
+		t.Errorf("MaxNameLen: C has %d, ring has 30", got["MaxNameLen"])
+	}
+}

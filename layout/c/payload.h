@@ -1,0 +1,93 @@
+/*
+ * payload.h - the test payload convention shared with the Go tests
+ * (spsc/process_test.go's fill): message seq of n bytes holds seq as a
+ * little-endian u64 in its first 8 bytes (truncated if n < 8) and then
+ * byte(seq) ^ byte(i*7) at every index i >= 8. A size spec is "N" (every
+ * message N bytes) or "MIN-MAX" (message seq has MIN + seq*7919 % (MAX-MIN+1)
+ * bytes), so both sides agree on every length.
+ */
+#ifndef SHMQ_PAYLOAD_H
+#define SHMQ_PAYLOAD_H
+
+#include "../shmq.h"
+
+#include <stdlib.h>
+
+struct size_spec {
+	uint64_t min, max;
+};
+
+static inline int parse_u64(const char *s, uint64_t *v)
+{
+	char *end;
+	errno = 0;
+	unsigned long long x = strtoull(s, &end, 10);
+	if (errno != 0 || end == s || *end != 0)
+		return -1;
+	*v = x;
+	return 0;
+}
+
+static inline int parse_size_spec(const char *s, struct size_spec *sp)
+{
+	char buf[64];
+	if (strlen(s) >= sizeof buf)
+		return -1;
+	strcpy(buf, s);
+	char *dash = strchr(buf, '-');
+	if (dash) {
+		*dash = 0;
+		if (parse_u64(buf, &sp->min) || parse_u64(dash + 1, &sp->max))
+			return -1;
+	} else {
+		if (parse_u64(buf, &sp->min))
+			return -1;
+		sp->max = sp->min;
+	}
+	return sp->min == 0 || sp->max < sp->min ? -1 : 0;
+}
+
+static inline size_t size_for(const struct size_spec *sp, uint64_t seq)
+{
+	return (size_t)(sp->min + (seq * 7919) % (sp->max - sp->min + 1));
+}
+
+static inline void fill(unsigned char *b, size_t n, uint64_t seq)
+{
+	for (size_t i = 0; i < n && i < 8; i++)
+		b[i] = (unsigned char)(seq >> (8 * i));
+	for (size_t i = 8; i < n; i++)
+		b[i] = (unsigned char)((unsigned char)seq ^ (unsigned char)(i * 7));
+}
+
+/* Returns the index of the first wrong byte, or -1. */
+static inline long verify(const unsigned char *b, size_t n, uint64_t seq)
+{
+	for (size_t i = 0; i < n && i < 8; i++)
+		if (b[i] != (unsigned char)(seq >> (8 * i)))
+			return (long)i;
+	for (size_t i = 8; i < n; i++)
+		if (b[i] != (unsigned char)((unsigned char)seq ^ (unsigned char)(i * 7)))
+			return (long)i;
+	return -1;
+}
+
+static inline int64_t timeout_ns_from_env(void)
+{
+	const char *t = getenv("SHMQ_TIMEOUT_MS");
+	uint64_t ms = 30000;
+	if (t && parse_u64(t, &ms) != 0)
+		ms = 30000;
+	return (int64_t)ms * 1000000;
+}
+
+static inline void die(const char *what, int err)
+{
+	if (err == SHMQ_ESYS)
+		fprintf(stderr, "%s: %s: %s\n", what, shmq_strerror(err), strerror(errno));
+	else
+		fprintf(stderr, "%s: %s\n", what, shmq_strerror(err));
+	exit(1);
+}
+
+#endif
