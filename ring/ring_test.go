@@ -201,6 +201,22 @@ func TestOpenErrors(t *testing.T) {
 	if _, err := Open(ctx, File(other), layout.KindSPSC, nil); !errors.Is(err, layout.ErrNotSegment) {
 		t.Fatalf("foreign file: %v, want ErrNotSegment", err)
 	}
+	for _, content := range []string{"hello", strings.Repeat("x", 2*layout.PageSize)} {
+		os.WriteFile(other, []byte(content), 0o600)
+		if _, err := Open(ctx, File(other), layout.KindSPSC, nil); !errors.Is(err, layout.ErrNotSegment) {
+			t.Fatalf("foreign file of %d bytes: %v, want ErrNotSegment", len(content), err)
+		}
+	}
+	os.WriteFile(other, nil, 0o600)
+	start := time.Now()
+	if _, err := Open(ctx, File(other), layout.KindSPSC, nil); !errors.Is(err, ErrAbandoned) || time.Since(start) > time.Second {
+		t.Fatalf("empty file with no creator: %v after %v, want ErrAbandoned at once", err, time.Since(start))
+	}
+	if s, err := Open(ctx, File(target), 0, nil); err != nil {
+		t.Fatalf("open of any kind: %v", err)
+	} else {
+		s.Close()
+	}
 	if _, err := Open(ctx, File(target), layout.KindMPMC, nil); !errors.Is(err, layout.ErrKind) {
 		t.Fatalf("wrong kind: %v, want ErrKind", err)
 	}

@@ -131,7 +131,8 @@ func Create(loc Location, h layout.Header, opts *Options, init func(*Segment) er
 // Open maps the existing segment at loc, waiting (bounded by ctx and
 // opts.ReadyTimeout) for its creator to publish it, and validates its header
 // against the mapped size. kind is the queue kind the caller implements;
-// a segment of another kind fails with layout.ErrKind.
+// a segment of another kind fails with layout.ErrKind. Kind 0 accepts any
+// kind, for tools that inspect segments.
 func Open(ctx context.Context, loc Location, kind layout.Kind, opts *Options) (*Segment, error) {
 	f, err := openFile(loc)
 	if err != nil {
@@ -142,7 +143,7 @@ func Open(ctx context.Context, loc Location, kind layout.Kind, opts *Options) (*
 		f.Close()
 		return nil, err
 	}
-	if s.hdr.Kind != kind {
+	if kind != 0 && s.hdr.Kind != kind {
 		s.Close()
 		return nil, fmt.Errorf("%w: %v holds a %v queue, not %v", layout.ErrKind, loc, s.hdr.Kind, kind)
 	}
@@ -167,6 +168,7 @@ func waitReady(ctx context.Context, f *os.File, loc Location, opts *Options) (*S
 		return nil, fmt.Errorf("%w: %v is owned by uid %d (set AllowOtherOwner to trust it)", ErrPermission, loc, st.Uid)
 	}
 	backoff := 50 * time.Microsecond
+	start, unlockedEmpty := time.Now(), 0
 	for {
 		s, err := tryMap(f, loc)
 		if err == nil || !errors.Is(err, layout.ErrNotReady) {
@@ -180,6 +182,11 @@ func waitReady(ctx context.Context, f *os.File, loc Location, opts *Options) (*S
 			}
 			if size, _ := fileSize(f); size > 0 {
 				return nil, fmt.Errorf("%w: %v", ErrAbandoned, loc)
+			}
+			// Empty, and no creator holds the init lock: give a creator that
+			// has just made the file a moment to lock it, then give up.
+			if unlockedEmpty++; unlockedEmpty >= 3 && time.Since(start) > 50*time.Millisecond {
+				return nil, fmt.Errorf("%w: %v is empty and no creator is initializing it", ErrAbandoned, loc)
 			}
 		}
 		select {
@@ -206,8 +213,18 @@ func tryMap(f *os.File, loc Location) (*Segment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shmq: stat %v: %w", loc, err)
 	}
-	if size < layout.PageSize || size%layout.PageSize != 0 {
-		return nil, layout.ErrNotReady // created but not yet sized
+	if size == 0 {
+		return nil, layout.ErrNotReady // created, not yet sized
+	}
+	// A creator sizes the file in one step before writing anything, so any
+	// other size, or a magic that is neither zero nor ours, is not a segment.
+	var magic [8]byte
+	if _, err := f.ReadAt(magic[:], layout.OffMagic); err != nil && size >= 8 {
+		return nil, fmt.Errorf("shmq: read %v: %w", loc, err)
+	}
+	if m := binary.LittleEndian.Uint64(magic[:]); size < layout.PageSize || size%layout.PageSize != 0 ||
+		m != 0 && m != layout.Magic {
+		return nil, fmt.Errorf("%w: %v (%d bytes, magic %#016x)", layout.ErrNotSegment, loc, size, m)
 	}
 	mem, err := mmap(f, size)
 	if err != nil {
