@@ -1,0 +1,233 @@
+// Command shmq-demo shows shmq queues at work between processes and doubles
+// as a small tool for named queues.
+//
+// With no arguments it runs a self-checking demo: it creates an SPSC queue
+// in /dev/shm, starts a consumer as a child process of itself, streams a few
+// million checksummed messages to it and reports the throughput, then
+// measures round-trip latency over a pair of queues with the child echoing.
+// The subcommands produce and consume connect two terminals through a named
+// queue; inspect and rm examine and remove queues. Run shmq-demo -h for the
+// usage.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+const usageText = `Usage:
+  shmq-demo [demo flags]
+        Create an SPSC queue, start a consumer as a child process, stream
+        checksummed messages to it and print messages/s and bytes/s; then
+        measure ping-pong round-trip latency over two queues (p50, p99,
+        p99.9, max). Exits 0 only if every check held. The queues live in
+        /dev/shm as shmq-demo-PID, shmq-demo-PID-req and shmq-demo-PID-rsp
+        and are removed at the end, on error and on SIGINT/SIGTERM.
+  shmq-demo produce -queue NAME -count N -size BYTES [-capacity C] [-kind K] [-timeout D]
+        Open or create queue NAME and send N messages of BYTES bytes, each
+        starting with its little-endian 64-bit sequence number 0, 1, 2, ...
+        (if BYTES >= 8) followed by deterministic filler. Ends with the line
+        messages=N bytes=B crc32c=HEX (CRC32-C over the payloads in order).
+  shmq-demo consume -queue NAME -count N [-capacity C] [-kind K] [-keep] [-first S] [-timeout D]
+        Open or create queue NAME and receive N messages; print
+        seq_first=A seq_last=B gaps=G, then messages=N bytes=B crc32c=HEX.
+        Exits non-zero on a gap or a repeated sequence number. Removes the
+        queue's name once everything arrived, unless -keep.
+  shmq-demo inspect NAME
+        Print a queue's kind, capacity, depth, cursors, creator and its
+        registry of attached processes with their counters.
+  shmq-demo rm NAME
+        Remove queue NAME from /dev/shm.
+  shmq-demo help
+        Print this text.
+
+Demo flags:
+  -messages N     messages to stream (default 4000000)
+  -size BYTES     payload bytes per message, at least 12 (default 64)
+  -capacity C     ring bytes of the stream queue, a power of two (default 1048576)
+  -roundtrips N   timed ping-pong round trips (default 200000)
+  -warmup N       untimed round trips before them (default 20000)
+  -pingcap D      stop the ping-pong phase early after D (default 15s)
+  -timeout D      give up on the whole run after D (default 55s)
+
+Produce and consume flags:
+  -queue NAME     shm name: 1 to 30 characters from [A-Za-z0-9._-]
+  -count N        number of messages
+  -size BYTES     payload bytes per message (produce)
+  -capacity C     ring bytes if this command creates the queue (default 1048576)
+  -kind K         queue kind: spsc (default)
+  -keep           consume: leave the queue's name in place
+  -first S        consume: expected first sequence number (default 0)
+  -timeout D      give up after D (default: wait forever)
+`
+
+// Exit statuses.
+const (
+	exitOK          = 0
+	exitFail        = 1   // an error or a failed check
+	exitUsage       = 2   // bad arguments
+	exitInterrupted = 130 // SIGINT or SIGTERM
+)
+
+// usageError marks errors in the command line.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+// run executes one command line and returns the exit status.
+func run(args []string) int {
+	cmd, rest := "demo", args
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, rest = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "demo", "run":
+		err = runDemo(rest)
+	case "produce":
+		err = runProduce(rest)
+	case "consume":
+		err = runConsume(rest)
+	case "inspect":
+		err = runInspect(rest)
+	case "rm":
+		err = runRemove(rest)
+	case "help":
+		fmt.Print(usageText)
+		return exitOK
+	case childStream:
+		return runChildStream(rest)
+	case childEcho:
+		return runChildEcho(rest)
+	default:
+		err = usagef("unknown command %q (try shmq-demo -h)", cmd)
+	}
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Print(usageText)
+		return exitOK
+	}
+	msg := oneLine(err.Error())
+	if interrupted() {
+		msg = "interrupted: " + msg
+	}
+	fmt.Fprintf(os.Stderr, "shmq-demo: %s: %s\n", cmd, msg)
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
+		return exitUsage
+	case interrupted():
+		return exitInterrupted
+	}
+	return exitFail
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// newFlags returns a flag set that reports errors instead of printing the
+// generated defaults, so that hidden test flags stay hidden.
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parseFlags parses args and refuses positional arguments.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+// Signals and cleanup. The first SIGINT or SIGTERM cancels the context that
+// every blocking call of a command runs under, so the command unwinds and
+// its deferred cleanup removes what it created; a second signal removes the
+// registered names at once and exits.
+
+var (
+	cleanupMu    sync.Mutex
+	cleanupNames = map[string]func() error{}
+	gotSignal    = make(chan os.Signal, 1)
+)
+
+// removeOnExit registers fn to remove name on a second signal or when the
+// command calls removeNow or removeAll.
+func removeOnExit(name string, fn func() error) {
+	cleanupMu.Lock()
+	defer cleanupMu.Unlock()
+	cleanupNames[name] = fn
+}
+
+// removeNow runs and unregisters the removal registered for name, if any.
+func removeNow(name string) error {
+	cleanupMu.Lock()
+	fn := cleanupNames[name]
+	delete(cleanupNames, name)
+	cleanupMu.Unlock()
+	if fn == nil {
+		return nil
+	}
+	return fn()
+}
+
+func removeAll() {
+	cleanupMu.Lock()
+	names := make([]string, 0, len(cleanupNames))
+	for n := range cleanupNames {
+		names = append(names, n)
+	}
+	cleanupMu.Unlock()
+	for _, n := range names {
+		removeNow(n)
+	}
+}
+
+// signalContext returns a context that ends on the first SIGINT or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-ch
+		gotSignal <- sig
+		fmt.Fprintf(os.Stderr, "shmq-demo: %v: stopping and cleaning up (again to exit at once)\n", sig)
+		cancel()
+		<-ch
+		removeAll()
+		os.Exit(exitInterrupted)
+	}()
+	return ctx, func() { signal.Stop(ch); cancel() }
+}
+
+// interrupted reports whether a signal arrived.
+func interrupted() bool {
+	select {
+	case sig := <-gotSignal:
+		gotSignal <- sig
+		return true
+	default:
+		return false
+	}
+}

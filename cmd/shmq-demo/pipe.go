@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"time"
+
+	"github.com/shmq/shmq/ring"
+)
+
+// pipeFlags are the flags produce and consume share.
+type pipeFlags struct {
+	queue    string
+	count    uint64
+	capacity uint64
+	kind     string
+	timeout  time.Duration
+}
+
+func (pf *pipeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&pf.queue, "queue", "", "")
+	fs.Uint64Var(&pf.count, "count", 0, "")
+	fs.Uint64Var(&pf.capacity, "capacity", 0, "")
+	fs.StringVar(&pf.kind, "kind", "spsc", "")
+	fs.DurationVar(&pf.timeout, "timeout", 0, "")
+}
+
+func (pf *pipeFlags) check() (openFunc, error) {
+	if pf.queue == "" {
+		return nil, usagef("-queue NAME is required")
+	}
+	if pf.count == 0 {
+		return nil, usagef("-count N is required and must be positive")
+	}
+	open := queueKinds[pf.kind]
+	if open == nil {
+		return nil, usagef("unknown -kind %q (known: %s)", pf.kind, kindNames())
+	}
+	return open, nil
+}
+
+// context returns the command's context: ended by a signal or -timeout.
+func (pf *pipeFlags) context() (context.Context, context.CancelFunc) {
+	ctx, stop := signalContext()
+	if pf.timeout <= 0 {
+		return ctx, stop
+	}
+	ctx, cancel := context.WithTimeout(ctx, pf.timeout)
+	return ctx, func() { cancel(); stop() }
+}
+
+func summary(messages, bytes uint64, crc uint32) string {
+	return fmt.Sprintf("messages=%d bytes=%d crc32c=%08x", messages, bytes, crc)
+}
+
+func rate(n uint64, d time.Duration) float64 { return float64(n) / max(d.Seconds(), 1e-9) }
+
+func runProduce(args []string) error {
+	var pf pipeFlags
+	var size int
+	skip := int64(-1)
+	fs := newFlags("produce")
+	pf.register(fs)
+	fs.IntVar(&size, "size", 0, "")
+	// Hidden, for tests: leave out this sequence number, sending count
+	// messages numbered 0..count with a hole.
+	fs.Int64Var(&skip, "test-skip-seq", -1, "")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	open, err := pf.check()
+	if err != nil {
+		return err
+	}
+	if size <= 0 {
+		return usagef("-size BYTES is required and must be positive")
+	}
+	ctx, cancel := pf.context()
+	defer cancel()
+
+	q, err := open(ctx, pf.queue, queueConfig{Capacity: pf.capacity, MaxMessage: size})
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	if size > q.MaxMessage() {
+		return fmt.Errorf("-size %d exceeds the queue's largest message, %d bytes", size, q.MaxMessage())
+	}
+	p, err := q.Producer()
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	fmt.Fprintf(os.Stderr, "produce: sending %d messages of %d bytes to %s queue %s\n", pf.count, size, pf.kind, pf.queue)
+
+	buf := make([]byte, size)
+	var crc uint32
+	start := time.Now()
+	for i := uint64(0); i < pf.count; i++ {
+		seq := i
+		if skip >= 0 && i >= uint64(skip) {
+			seq++
+		}
+		putMessage(buf, seq)
+		if err := p.Send(ctx, buf); err != nil {
+			return fmt.Errorf("after %d messages: %w", i, err)
+		}
+		crc = crc32.Update(crc, castagnoli, buf)
+	}
+	d := time.Since(start)
+	bytes := pf.count * uint64(size)
+	fmt.Fprintf(os.Stderr, "produce: sent in %v (%.0f messages/s, %.1f MB/s)\n",
+		d.Round(time.Microsecond), rate(pf.count, d), rate(bytes, d)/1e6)
+	fmt.Println(summary(pf.count, bytes, crc))
+	return nil
+}
+
+// seqChecker follows the sequence numbers of a stream.
+type seqChecker struct {
+	seen          bool
+	first, last   uint64
+	next          uint64 // the sequence number expected next
+	gaps, repeats uint64
+	short         uint64 // payloads too short to carry a sequence number
+}
+
+func (s *seqChecker) add(m []byte) {
+	if len(m) < seqSize {
+		s.short++
+		return
+	}
+	seq := binary.LittleEndian.Uint64(m)
+	if !s.seen {
+		s.seen, s.first = true, seq
+	}
+	s.last = seq
+	switch {
+	case seq == s.next:
+		s.next++
+	case seq > s.next:
+		s.gaps++
+		s.next = seq + 1
+	default:
+		s.repeats++
+	}
+}
+
+func (s *seqChecker) String() string {
+	if !s.seen {
+		return fmt.Sprintf("seq_first=- seq_last=- gaps=%d", s.gaps)
+	}
+	return fmt.Sprintf("seq_first=%d seq_last=%d gaps=%d", s.first, s.last, s.gaps)
+}
+
+func runConsume(args []string) error {
+	var pf pipeFlags
+	var keep bool
+	var first uint64
+	fs := newFlags("consume")
+	pf.register(fs)
+	fs.BoolVar(&keep, "keep", false, "")
+	fs.Uint64Var(&first, "first", 0, "")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	open, err := pf.check()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := pf.context()
+	defer cancel()
+
+	q, err := open(ctx, pf.queue, queueConfig{Capacity: pf.capacity})
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	c, err := q.Consumer()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fmt.Fprintf(os.Stderr, "consume: receiving %d messages from %s queue %s\n", pf.count, pf.kind, pf.queue)
+
+	buf := make([]byte, q.MaxMessage())
+	seqs := seqChecker{next: first}
+	var crc uint32
+	var bytes uint64
+	var start time.Time
+	for i := uint64(0); i < pf.count; i++ {
+		n, err := c.Recv(ctx, buf)
+		if err != nil {
+			return fmt.Errorf("after %d messages: %w", i, err)
+		}
+		if i == 0 {
+			start = time.Now()
+		}
+		m := buf[:n]
+		seqs.add(m)
+		crc = crc32.Update(crc, castagnoli, m)
+		bytes += uint64(n)
+	}
+	d := time.Since(start)
+	c.Close()
+	q.Close()
+	if !keep {
+		if err := ring.Unlink(ring.Shm(pf.queue)); err != nil {
+			fmt.Fprintf(os.Stderr, "consume: removing %s: %v\n", pf.queue, err)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "consume: received in %v after the first message (%.0f messages/s, %.1f MB/s)\n",
+		d.Round(time.Microsecond), rate(pf.count, d), rate(bytes, d)/1e6)
+	fmt.Println(seqs.String())
+	fmt.Println(summary(pf.count, bytes, crc))
+	switch {
+	case seqs.gaps > 0 || seqs.repeats > 0:
+		return fmt.Errorf("sequence check failed: %d gap(s), %d repeated or out-of-order message(s)", seqs.gaps, seqs.repeats)
+	case seqs.short > 0:
+		fmt.Fprintf(os.Stderr, "consume: %d payload(s) shorter than %d bytes carried no sequence number\n", seqs.short, seqSize)
+	}
+	return nil
+}
