@@ -1,0 +1,315 @@
+package mpmc
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/shmq/shmq/layout"
+	"github.com/shmq/shmq/ring"
+)
+
+// Producer is one writing side of a queue. It holds a registry entry of its
+// own; any number of producers, in any processes, may write to a queue at
+// once, up to the registry size. A Producer is not safe for concurrent use:
+// give each goroutine its own.
+//
+// A message becomes visible to consumers when it is committed: TrySend, Send
+// and the batch calls commit what they write; Reserve leaves the slot
+// claimed until Commit. Commit is a release: every write to a committed
+// slot happens before a consumer's read of it. Consumers take slots in
+// position order, so a reserved slot holds back every later message (of all
+// producers) until it is committed: keep reservations short.
+type Producer struct {
+	q      *Queue
+	e      *ring.Entry
+	me     uint32
+	maxMsg uint32
+
+	pending   []uint64 // positions reserved and not yet committed, in order
+	pendBytes uint64
+
+	msgs, bytes, stalls uint64 // private copies of the registry counters
+	reclaimed           uint64 // slots taken back from dead consumers
+
+	stuck    suspect
+	lastPos  uint64 // position and word that made the last claim fail
+	lastWord uint64
+
+	closed bool
+}
+
+// Producer attaches a new producer, taking a free registry entry. It fails
+// with ErrRegistryFull when every entry is held by a live process. An entry
+// whose holder died is reused; if that holder left a slot half-written, the
+// slot is turned into a tombstone that consumers skip.
+func (q *Queue) Producer() (*Producer, error) {
+	e, err := q.attach(layout.RoleProducer)
+	if err != nil {
+		return nil, err
+	}
+	p := &Producer{
+		q: q, e: e, me: uint32(e.Index()), maxMsg: q.maxMsg,
+		msgs: e.Messages.Load(), bytes: e.Bytes.Load(), stalls: e.Stalls.Load(),
+	}
+	q.mu.Lock()
+	if q.producers == nil {
+		q.producers = make(map[*Producer]struct{})
+	}
+	q.producers[p] = struct{}{}
+	q.mu.Unlock()
+	return p, nil
+}
+
+// Index returns the producer's registry entry index.
+func (p *Producer) Index() int { return int(p.me) }
+
+// Reclaimed returns how many slots this producer took back from consumers
+// that died holding them (each such slot held a message that was lost).
+func (p *Producer) Reclaimed() uint64 { return p.reclaimed }
+
+// claim claims the next free slot for this producer and returns its
+// position, or ErrFull (unwrapped).
+func (p *Producer) claim() (uint64, error) {
+	q := p.q
+	lap := q.lap()
+	pos := q.enq.Load()
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		seq := q.seqs[pos&q.mask]
+		w := seq.Load()
+		d, err := q.classify(w, pos)
+		if err != nil {
+			return 0, err
+		}
+		switch {
+		case d == dEmpty:
+			if seq.CompareAndSwap(w, layout.SeqWord(pos, layout.SlotWriting, p.me)) {
+				q.enq.CompareAndSwap(pos, pos+1)
+				return pos, nil
+			}
+		case d == dWriting || d == dFull || d == dReading:
+			// Another producer claimed pos: help its cursor along.
+			q.enq.CompareAndSwap(pos, pos+1)
+		case d == dWriting-lap || d == dFull-lap:
+			// The previous lap's message is still being written or waits
+			// for a consumer.
+			p.lastPos, p.lastWord = pos, w
+			return 0, ErrFull
+		case d == dReading-lap:
+			// A consumer is still reading the previous lap's message. If it
+			// died doing so, take the slot back.
+			if err := q.checkOwner(w, pos); err != nil {
+				return 0, err
+			}
+			gone, err := p.stuck.claimantGone(q.seg, w)
+			if err != nil {
+				return 0, err
+			}
+			if !gone {
+				p.lastPos, p.lastWord = pos, w
+				return 0, ErrFull
+			}
+			q.deq.CompareAndSwap(pos-q.hdr.Capacity, pos-q.hdr.Capacity+1)
+			if seq.CompareAndSwap(w, layout.SeqWord(pos, layout.SlotWriting, p.me)) {
+				p.reclaimed++
+				q.enq.CompareAndSwap(pos, pos+1)
+				return pos, nil
+			}
+		case d >= lap:
+			// The slot is a lap ahead: pos is stale, or the cursor was
+			// moved back.
+			if n := q.enq.Load(); n != pos {
+				pos = n
+				continue
+			}
+			return 0, q.corrupt("enqueue cursor behind its slot", w, pos)
+		default:
+			return 0, q.corrupt("enqueue cursor ahead of its slot", w, pos)
+		}
+		pos = q.enq.Load()
+	}
+	return 0, fmt.Errorf("%w: no progress after %d attempts to claim a slot", ErrCorrupt, maxAttempts)
+}
+
+// Reserve claims a slot for a message of n bytes and returns its payload,
+// which aliases the shared slot: fill it, then Commit. Several reservations
+// may precede one Commit. The slices stay valid (and no other process
+// touches them) until Commit; after it a consumer may read them and then a
+// producer may overwrite them, so do not keep them. Reserve returns ErrFull
+// (unwrapped, cheap to test) when no slot is free.
+func (p *Producer) Reserve(n int) ([]byte, error) {
+	if p.closed {
+		return nil, ErrClosed
+	}
+	if n <= 0 || n > int(p.maxMsg) {
+		return nil, fmt.Errorf("%w: %d bytes (limits 1 and %d)", ErrMessageSize, n, p.maxMsg)
+	}
+	pos, err := p.claim()
+	if err != nil {
+		if err == ErrFull {
+			p.stalls++
+			p.e.Stalls.Store(p.stalls)
+		}
+		return nil, err
+	}
+	off := p.q.slot(pos)
+	le32put(p.q.data[off+layout.SlotLength:], uint32(n))
+	le32put(p.q.data[off+layout.SlotProducer:], p.me)
+	p.pending = append(p.pending, pos)
+	p.pendBytes += uint64(n)
+	return p.q.payload(pos, uint32(n)), nil
+}
+
+// publish turns the slot of pos, claimed by this producer, from writing to
+// full.
+func (p *Producer) publish(pos uint64) error {
+	seq := p.q.seqs[pos&p.q.mask]
+	if !seq.CompareAndSwap(layout.SeqWord(pos, layout.SlotWriting, p.me), layout.SeqWord(pos, layout.SlotFull, p.me)) {
+		return p.q.corrupt("claimed slot taken from its producer", seq.Load(), pos)
+	}
+	return nil
+}
+
+// Commit publishes every reserved slot, in the order reserved, and wakes
+// parked consumers. It fails only if another process overwrote a claimed
+// slot (ErrCorrupt); the remaining reservations are then discarded.
+func (p *Producer) Commit() error {
+	if len(p.pending) == 0 {
+		return nil
+	}
+	var err error
+	n := uint64(0)
+	for _, pos := range p.pending {
+		if err = p.publish(pos); err != nil {
+			break
+		}
+		n++
+	}
+	p.msgs += n
+	if err == nil {
+		p.bytes += p.pendBytes
+	}
+	p.pending, p.pendBytes = p.pending[:0], 0
+	p.e.Messages.Store(p.msgs)
+	p.e.Bytes.Store(p.bytes)
+	p.q.consumerWake.wakeIfWaiting(p.e)
+	return err
+}
+
+// send claims, fills and publishes one slot, without waking consumers.
+func (p *Producer) send(msg []byte) error {
+	b, err := p.Reserve(len(msg))
+	if err != nil {
+		return err
+	}
+	copy(b, msg)
+	pos := p.pending[0]
+	p.pending = p.pending[:0]
+	p.pendBytes = 0
+	if err := p.publish(pos); err != nil {
+		return err
+	}
+	p.msgs++
+	p.bytes += uint64(len(msg))
+	return nil
+}
+
+// TrySend copies msg into a slot and commits it, or returns ErrFull
+// (unwrapped) without blocking. It fails with ErrPending if reservations
+// are outstanding.
+func (p *Producer) TrySend(msg []byte) error {
+	if len(p.pending) != 0 {
+		return ErrPending
+	}
+	if err := p.send(msg); err != nil {
+		return err
+	}
+	p.e.Messages.Store(p.msgs)
+	p.e.Bytes.Store(p.bytes)
+	p.q.consumerWake.wakeIfWaiting(p.e)
+	return nil
+}
+
+// TrySendBatch sends as many of msgs as there are free slots, committing
+// each as soon as it is written, and wakes consumers once. It returns how
+// many it sent, and ErrFull if that is fewer than len(msgs).
+func (p *Producer) TrySendBatch(msgs [][]byte) (int, error) {
+	if len(p.pending) != 0 {
+		return 0, ErrPending
+	}
+	n := 0
+	var err error
+	for _, m := range msgs {
+		if err = p.send(m); err != nil {
+			break
+		}
+		n++
+	}
+	if n > 0 {
+		p.e.Messages.Store(p.msgs)
+		p.e.Bytes.Store(p.bytes)
+		p.q.consumerWake.wakeIfWaiting(p.e)
+	}
+	return n, err
+}
+
+// Send copies msg into a slot and commits it, waiting while the queue is
+// full until ctx ends. While it waits it takes back slots held by consumers
+// that died.
+func (p *Producer) Send(ctx context.Context, msg []byte) error {
+	for {
+		err := p.TrySend(msg)
+		if err != ErrFull {
+			return err
+		}
+		q := p.q
+		pos, w := p.lastPos, p.lastWord
+		if err := waitFor(ctx, &q.producerWake, p.e, func() bool {
+			return q.enq.Load() != pos || q.seqs[pos&q.mask].Load() != w
+		}); err != nil {
+			return err
+		}
+	}
+}
+
+// SendBatch sends every message of msgs, waiting for room as needed.
+func (p *Producer) SendBatch(ctx context.Context, msgs [][]byte) error {
+	for len(msgs) > 0 {
+		n, err := p.TrySendBatch(msgs)
+		msgs = msgs[n:]
+		if err == nil {
+			return nil
+		}
+		if err != ErrFull {
+			return err
+		}
+		if n == 0 {
+			if err := p.Send(ctx, msgs[0]); err != nil {
+				return err
+			}
+			msgs = msgs[1:]
+		}
+	}
+	return nil
+}
+
+// Close turns uncommitted reservations into tombstones (consumers skip
+// them) and detaches the producer, leaving committed messages for the
+// consumers.
+func (p *Producer) Close() error {
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	for _, pos := range p.pending {
+		le32put(p.q.data[p.q.slot(pos)+layout.SlotLength:], 0)
+		p.publish(pos)
+	}
+	if len(p.pending) > 0 {
+		p.q.consumerWake.wake()
+	}
+	p.pending, p.pendBytes = nil, 0
+	p.q.mu.Lock()
+	delete(p.q.producers, p)
+	p.q.mu.Unlock()
+	return p.e.Detach()
+}

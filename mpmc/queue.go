@@ -1,0 +1,409 @@
+// Package mpmc is a bounded multi-producer multi-consumer queue of messages
+// in shared memory, for any number of producer and consumer processes (or
+// goroutines, each with its own Producer or Consumer).
+//
+// The ring is Dmitry Vyukov's bounded MPMC queue: a power-of-two array of
+// fixed-size slots, an enqueue cursor on the producer line and a dequeue
+// cursor on the consumer line, and a sequence word per slot that tells
+// which lap of the ring the slot is on and whether it is free, being
+// written, full or being read. The sequence word also names the registry
+// entry of the process that holds the slot, and a slot is claimed by a
+// compare-and-swap of that word (before the cursor moves), so a slot held
+// by a process that died is always traceable to it: consumers skip a slot
+// that a dead producer claimed, and producers take back a slot that a dead
+// consumer claimed, instead of the queue stalling behind it forever.
+// LAYOUT-MPMC.md describes the protocol.
+//
+// Guarantees, when no process dies: every committed message is delivered
+// exactly once, to one consumer; a consumer receives the messages of any one
+// producer in the order that producer committed them. When a producer dies,
+// the messages it committed are delivered and the one it was writing is
+// dropped. When a consumer dies, the messages it had taken (claimed but not
+// yet released) are lost: delivery across a consumer crash is at-most-once.
+//
+// Everything read from the segment is validated: a peer that writes garbage
+// into cursors or slots makes calls fail with an error wrapping ErrCorrupt;
+// it cannot make this process panic, access memory outside the ring or
+// loop forever.
+package mpmc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sync"
+	"sync/atomic"
+
+	"github.com/shmq/shmq/layout"
+	"github.com/shmq/shmq/ring"
+)
+
+// Errors returned (wrapped) by this package, besides those of packages ring
+// and layout that it passes on. Test for them with errors.Is.
+var (
+	ErrFull        = errors.New("mpmc: queue is full")
+	ErrEmpty       = errors.New("mpmc: queue is empty")
+	ErrMessageSize = errors.New("mpmc: message size out of range")
+	ErrShortBuffer = errors.New("mpmc: buffer too small for the next message")
+	ErrPending     = errors.New("mpmc: reserved slots are not committed")
+	ErrClosed      = errors.New("mpmc: closed")
+
+	// Re-exported from the packages below, so callers need import only this one.
+	ErrCorrupt       = layout.ErrCorrupt
+	ErrKind          = layout.ErrKind
+	ErrRegistryFull  = ring.ErrRegistryFull
+	ErrExists        = ring.ErrExists
+	ErrNotFound      = ring.ErrNotFound
+	ErrNoSpace       = ring.ErrNoSpace
+	ErrInvalidConfig = layout.ErrInvalidConfig
+)
+
+// Defaults for the zero Config.
+const (
+	DefaultSlots    = 1024
+	DefaultSlotSize = 256 // holds 240-byte messages
+	DefaultRegistry = 64
+)
+
+// maxAttempts bounds every retry loop over shared state. Each failed
+// attempt means another process made progress (or a peer is writing
+// garbage), so an honest queue never gets near it.
+const maxAttempts = 1 << 20
+
+// Config describes a new queue.
+type Config struct {
+	// Slots is the number of slots, a power of two (1 is allowed); 0 means
+	// DefaultSlots.
+	Slots uint64
+	// SlotSize is the size of a slot in bytes, a multiple of 64 including a
+	// 16-byte header. 0 means the smallest that holds MaxMessage, or
+	// DefaultSlotSize if MaxMessage is 0 too.
+	SlotSize uint32
+	// MaxMessage is the largest payload accepted, at most SlotSize-16; 0
+	// means SlotSize-16.
+	MaxMessage uint32
+	// Registry is the number of registry entries: the most producers and
+	// consumers that can be attached at once. 0 means DefaultRegistry.
+	Registry uint32
+	// Mode is the new segment's permission; 0 means 0600.
+	Mode fs.FileMode
+	// StartPosition is the initial value of both cursors. Only tests that
+	// exercise wrap-around of the 64-bit positions need it.
+	StartPosition uint64
+}
+
+// Queue is a handle on an MPMC segment: one mapping of it, through which
+// this process may attach any number of producers and consumers (each
+// takes a registry entry). Its methods are safe for concurrent use; a
+// Producer or Consumer is not.
+type Queue struct {
+	seg      *ring.Segment
+	hdr      layout.Header
+	data     []byte
+	mask     uint64
+	slotSize uint64
+	maxMsg   uint32
+
+	// Shared words, at offsets validated by layout.Decode.
+	enq  *atomic.Uint64   // enqueue cursor, on the producer line
+	deq  *atomic.Uint64   // dequeue cursor, on the consumer line
+	seqs []*atomic.Uint64 // sequence word of each slot
+
+	producerWake wakeLine // producers park here, waiting for space
+	consumerWake wakeLine // consumers park here, waiting for data
+
+	mu        sync.Mutex
+	producers map[*Producer]struct{}
+	consumers map[*Consumer]struct{}
+	closed    bool
+}
+
+// Create makes a new queue at loc. It fails with ErrExists if something is
+// already there.
+func Create(loc ring.Location, cfg Config) (*Queue, error) {
+	if cfg.Slots == 0 {
+		cfg.Slots = DefaultSlots
+	}
+	if cfg.SlotSize == 0 && cfg.MaxMessage == 0 {
+		cfg.SlotSize = DefaultSlotSize
+	}
+	if cfg.Registry == 0 {
+		cfg.Registry = DefaultRegistry
+	}
+	h, err := layout.PlanMPMC(cfg.Slots, cfg.SlotSize, cfg.MaxMessage, cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	seg, err := ring.Create(loc, h, &ring.Options{Mode: cfg.Mode}, func(s *ring.Segment) error {
+		q, err := newQueue(s, h)
+		if err != nil {
+			return err
+		}
+		q.enq.Store(cfg.StartPosition)
+		q.deq.Store(cfg.StartPosition)
+		for k := uint64(0); k < h.Capacity; k++ {
+			p := cfg.StartPosition + k
+			q.seqs[p&q.mask].Store(layout.SeqWord(p, layout.SlotEmpty, 0))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return newQueue(seg, seg.Header())
+}
+
+// Open maps the existing queue at loc, waiting for its creator to finish
+// (bounded by ctx and opts.ReadyTimeout). opts may be nil.
+func Open(ctx context.Context, loc ring.Location, opts *ring.Options) (*Queue, error) {
+	seg, err := ring.Open(ctx, loc, layout.KindMPMC, opts)
+	if err != nil {
+		return nil, err
+	}
+	q, err := newQueue(seg, seg.Header())
+	if err != nil {
+		seg.Close()
+		return nil, err
+	}
+	return q, nil
+}
+
+// OpenOrCreate opens the queue at loc, or creates it with cfg if there is
+// none, so that processes can start in any order. An existing queue is
+// used as it is, whatever cfg says.
+func OpenOrCreate(ctx context.Context, loc ring.Location, cfg Config) (*Queue, error) {
+	for {
+		q, err := Create(loc, cfg)
+		if !errors.Is(err, ring.ErrExists) {
+			return q, err
+		}
+		q, err = Open(ctx, loc, &ring.Options{Mode: cfg.Mode})
+		if !errors.Is(err, ring.ErrNotFound) {
+			return q, err
+		}
+		// Removed between our Create and Open: try again.
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// newQueue takes typed pointers to every shared word. The slot sequence
+// words are fetched once, through ring.Segment.Uint64, into a private slice
+// (8 bytes of private memory per slot).
+func newQueue(seg *ring.Segment, h layout.Header) (*Queue, error) {
+	q := &Queue{
+		seg: seg, hdr: h, data: seg.Data(), mask: h.Capacity - 1,
+		slotSize: uint64(h.SlotSize), maxMsg: h.MaxMessage,
+	}
+	var err error
+	if q.enq, err = seg.Uint64(h.Producer + layout.CursorPosition); err != nil {
+		return nil, err
+	}
+	if q.deq, err = seg.Uint64(h.Consumer + layout.CursorPosition); err != nil {
+		return nil, err
+	}
+	if uint64(len(q.data)) != h.Capacity*q.slotSize {
+		return nil, fmt.Errorf("%w: data region of %d bytes for %d slots of %d", ErrCorrupt, len(q.data), h.Capacity, h.SlotSize)
+	}
+	q.seqs = make([]*atomic.Uint64, h.Capacity)
+	for i := range q.seqs {
+		if q.seqs[i], err = seg.Uint64(h.Data + uint64(i)*q.slotSize + layout.SlotSeq); err != nil {
+			return nil, err
+		}
+	}
+	if q.producerWake, err = newWakeLine(seg, h.ProducerWake); err != nil {
+		return nil, err
+	}
+	if q.consumerWake, err = newWakeLine(seg, h.ConsumerWake); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// Segment returns the underlying segment.
+func (q *Queue) Segment() *ring.Segment { return q.seg }
+
+// Slots returns the number of slots.
+func (q *Queue) Slots() uint64 { return q.hdr.Capacity }
+
+// SlotSize returns the size of a slot in bytes, header included.
+func (q *Queue) SlotSize() int { return int(q.hdr.SlotSize) }
+
+// MaxMessage returns the largest payload the queue accepts.
+func (q *Queue) MaxMessage() int { return int(q.maxMsg) }
+
+// Close closes every producer and consumer attached through q (discarding
+// uncommitted reservations and releasing peeked messages) and unmaps the
+// segment. It does not remove the segment (see ring.Unlink); messages in the
+// ring stay there for other consumers.
+func (q *Queue) Close() error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return nil
+	}
+	q.closed = true
+	var ps []*Producer
+	var cs []*Consumer
+	for p := range q.producers {
+		ps = append(ps, p)
+	}
+	for c := range q.consumers {
+		cs = append(cs, c)
+	}
+	q.mu.Unlock()
+	for _, p := range ps {
+		p.Close()
+	}
+	for _, c := range cs {
+		c.Close()
+	}
+	return q.seg.Close()
+}
+
+// Stats is a snapshot of a queue's cursors and registry.
+type Stats struct {
+	Slots      uint64
+	SlotSize   uint32
+	MaxMessage uint32
+	Head       uint64 // dequeue cursor: positions taken by consumers (plus the start position)
+	Tail       uint64 // enqueue cursor: positions claimed by producers
+	Used       uint64 // Tail-Head clamped to [0, Slots]: slots claimed and not yet taken
+	// Entries lists the registry entries that are or were in use (state not
+	// layout.EntryFree), producers and consumers, live and dead.
+	Entries []ring.EntryInfo
+}
+
+// Stats returns a snapshot of the queue. The cursors and counters are read
+// one at a time, so under traffic they are mutually inconsistent by the
+// messages that moved in between.
+func (q *Queue) Stats() (Stats, error) {
+	all, err := q.seg.Entries()
+	if err != nil {
+		return Stats{}, err
+	}
+	var es []ring.EntryInfo
+	for _, e := range all {
+		if e.State != layout.EntryFree {
+			es = append(es, e)
+		}
+	}
+	head, tail := q.deq.Load(), q.enq.Load()
+	used := tail - head
+	if int64(used) < 0 {
+		used = 0
+	} else if used > q.hdr.Capacity {
+		used = q.hdr.Capacity
+	}
+	return Stats{
+		Slots: q.hdr.Capacity, SlotSize: q.hdr.SlotSize, MaxMessage: q.maxMsg,
+		Head: head, Tail: tail, Used: used, Entries: es,
+	}, nil
+}
+
+// Entries returns a snapshot of every registry entry.
+func (q *Queue) Entries() ([]ring.EntryInfo, error) { return q.seg.Entries() }
+
+// attach takes a free registry entry for role and recovers any slot that a
+// dead former holder of the same entry left claimed.
+func (q *Queue) attach(role uint32) (*ring.Entry, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return nil, ErrClosed
+	}
+	e, err := q.seg.AttachAny(0, role)
+	if err != nil {
+		return nil, err
+	}
+	if err := q.recoverEntry(uint32(e.Index())); err != nil {
+		e.Detach()
+		return nil, err
+	}
+	return e, nil
+}
+
+// slot returns the byte offset of the slot of position pos in q.data.
+func (q *Queue) slot(pos uint64) uint64 { return (pos & q.mask) * q.slotSize }
+
+// payload returns n bytes of payload of the slot of position pos.
+func (q *Queue) payload(pos uint64, n uint32) []byte {
+	s := q.slot(pos) + layout.SlotHeaderSize
+	e := s + uint64(n)
+	return q.data[s:e:e]
+}
+
+func (q *Queue) corrupt(what string, w, pos uint64) error {
+	return fmt.Errorf("%w: %s: slot %d holds sequence word %#x (state %d, owner %d) at position %d",
+		ErrCorrupt, what, pos&q.mask, w, layout.SeqState(w), layout.SeqOwner(w), pos)
+}
+
+// Slot-word distances relative to E(pos), see layout.SeqDiff.
+const (
+	dEmpty   = layout.SlotEmpty
+	dWriting = layout.SlotWriting
+	dFull    = layout.SlotFull
+	dReading = layout.SlotReading
+)
+
+// lap returns the rank distance of one lap of the ring.
+func (q *Queue) lap() int64 { return 4 * int64(q.hdr.Capacity) }
+
+// classify validates the sequence word w read for position pos: the
+// position it names must map to the same slot.
+func (q *Queue) classify(w, pos uint64) (int64, error) {
+	d := layout.SeqDiff(w, pos)
+	if uint64(d>>2)&q.mask != 0 {
+		return 0, q.corrupt("position does not map to the slot", w, pos)
+	}
+	return d, nil
+}
+
+const pos46Mask = 1<<(layout.SeqRankBits-2) - 1
+
+// fullPosition reconstructs the 64-bit position named by word w from a
+// cursor value cur that is at or after it.
+func fullPosition(w, cur uint64) uint64 {
+	p46 := w >> layout.SeqRankShift >> 2
+	return cur - (cur-p46)&pos46Mask
+}
+
+// recoverEntry is run when this process takes registry entry me: the former
+// holder of me, if any, is gone (its lock is free), so any slot still
+// claimed in its name is stale. A slot it was writing becomes a tombstone
+// (consumers skip it); a slot it was reading is freed.
+func (q *Queue) recoverEntry(me uint32) error {
+	for i, seq := range q.seqs {
+		w := seq.Load()
+		if layout.SeqOwner(w) != me {
+			continue
+		}
+		switch layout.SeqState(w) {
+		case layout.SlotWriting:
+			cur := q.enq.Load()
+			pos := fullPosition(w, cur)
+			if pos&q.mask != uint64(i) || cur-pos > q.hdr.Capacity+1 {
+				return q.corrupt("stale claim out of range", w, pos)
+			}
+			q.enq.CompareAndSwap(pos, pos+1)
+			off := q.slot(pos)
+			le32put(q.data[off+layout.SlotLength:], 0)
+			if seq.CompareAndSwap(w, layout.SeqWord(pos, layout.SlotFull, me)) {
+				q.consumerWake.wake()
+			}
+		case layout.SlotReading:
+			cur := q.deq.Load()
+			pos := fullPosition(w, cur)
+			if pos&q.mask != uint64(i) || cur-pos > q.hdr.Capacity+1 {
+				return q.corrupt("stale claim out of range", w, pos)
+			}
+			q.deq.CompareAndSwap(pos, pos+1)
+			if seq.CompareAndSwap(w, layout.SeqWord(pos+q.hdr.Capacity, layout.SlotEmpty, 0)) {
+				q.producerWake.wake()
+			}
+		}
+	}
+	return nil
+}
