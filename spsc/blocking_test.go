@@ -50,7 +50,7 @@ func TestNoLostWakeups(t *testing.T) {
 	for _, capacity := range []uint64{32, 64} { // one 24-byte message; two 8-byte ones
 		t.Run(fmt.Sprint(capacity), func(t *testing.T) {
 			pf, cf := notify.Default(), notify.Default()
-			p, c := openPair(t, capacity, Wait{Notifier: pf, Spin: -1}, Wait{Notifier: cf, Spin: -1})
+			p, c := openPair(t, capacity, Wait{Backend: pf, Spin: -1}, Wait{Backend: cf, Spin: -1})
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			errc := make(chan error, 1)
@@ -100,7 +100,7 @@ func TestNoLostWakeups(t *testing.T) {
 func TestStreamingMakesNoWakePerMessage(t *testing.T) {
 	const count = 200000
 	pf := notify.Default()
-	p, c := openPair(t, 1<<16, Wait{Notifier: pf}, Wait{Spin: time.Second})
+	p, c := openPair(t, 1<<16, Wait{Backend: pf}, Wait{Spin: time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	done := make(chan error, 1)

@@ -133,7 +133,7 @@ func (c *Consumer) Release() (err error) {
 	c.peeked, c.peekedBytes = 0, 0
 	c.e.Messages.Store(c.msgs)
 	c.e.Bytes.Store(c.bytes)
-	c.q.wakeIfWaiting(&c.q.producerWake, c.e)
+	c.q.wakeIfWaiting(c.q.producerWake, c.e)
 	return nil
 }
 
@@ -209,7 +209,7 @@ func (c *Consumer) Recv(ctx context.Context, buf []byte) (_ int, err error) {
 		if err != ErrEmpty {
 			return n, err
 		}
-		if err := c.q.waitFor(ctx, &c.q.consumerWake, c.e, layout.SPSCProducerEntry, func() bool {
+		if err := c.q.waitFor(ctx, c.q.consumerWake, c.e, layout.SPSCProducerEntry, func() bool {
 			return c.q.tail.Load() != c.pos
 		}); err != nil {
 			return 0, err

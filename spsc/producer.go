@@ -142,7 +142,7 @@ func (p *Producer) Commit() (err error) {
 	// The tail store above and this load are sequentially consistent, so a
 	// consumer that registered as a waiter before re-checking the tail is
 	// either seen here or sees the new tail: no wakeup is lost.
-	p.q.wakeIfWaiting(&p.q.consumerWake, p.e)
+	p.q.wakeIfWaiting(p.q.consumerWake, p.e)
 	return nil
 }
 
@@ -202,7 +202,7 @@ func (p *Producer) Send(ctx context.Context, msg []byte) (err error) {
 			return err
 		}
 		need := p.need(layout.RecordSize(len(msg)))
-		if err := p.q.waitFor(ctx, &p.q.producerWake, p.e, layout.SPSCConsumerEntry, func() bool {
+		if err := p.q.waitFor(ctx, p.q.producerWake, p.e, layout.SPSCConsumerEntry, func() bool {
 			return p.cap-(p.tail-p.q.head.Load()) >= need
 		}); err != nil {
 			return err

@@ -29,6 +29,7 @@ import (
 	"sync/atomic"
 
 	"github.com/shmq/shmq/layout"
+	"github.com/shmq/shmq/notify"
 	"github.com/shmq/shmq/ring"
 )
 
@@ -94,8 +95,8 @@ type Queue struct {
 	tail *atomic.Uint64
 	head *atomic.Uint64
 
-	producerWake wakeLine // the producer parks here, waiting for space
-	consumerWake wakeLine // the consumer parks here, waiting for data
+	producerWake notify.Line // the producer parks here, waiting for space
+	consumerWake notify.Line // the consumer parks here, waiting for data
 	wait         Wait
 	guarded      bool // the file can be truncated under the mapping: see fault.go
 
@@ -177,7 +178,7 @@ func OpenOrCreate(ctx context.Context, loc ring.Location, cfg Config) (*Queue, e
 }
 
 func newQueue(seg *ring.Segment, h layout.Header, w Wait) (*Queue, error) {
-	q := &Queue{seg: seg, hdr: h, data: seg.Data(), mask: h.Capacity - 1, wait: w.withDefaults(),
+	q := &Queue{seg: seg, hdr: h, data: seg.Data(), mask: h.Capacity - 1, wait: w.WithDefaults(),
 		guarded: seg.Shrinkable()}
 	var err error
 	if q.tail, err = seg.Uint64(h.Producer + layout.CursorPosition); err != nil {
