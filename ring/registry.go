@@ -177,3 +177,54 @@ func (s *Segment) Entries() ([]EntryInfo, error) {
 	}
 	return out, nil
 }
+
+// ReapDead marks as free every registry entry whose holder died without
+// detaching, and returns the entries it reaped as they were. It takes each
+// such entry's lock while it rewrites the entry, so it never touches one
+// that a live process holds or attaches meanwhile. Queue-specific state the
+// dead holder left (an MPMC slot it had claimed) is recovered by the queue,
+// whose checks treat a free entry like a dead one.
+func (s *Segment) ReapDead() ([]EntryInfo, error) {
+	var reaped []EntryInfo
+	for i := 0; i < int(s.hdr.RegistryCount); i++ {
+		info, err := s.Entry(i)
+		if err != nil {
+			return reaped, err
+		}
+		if !info.Dead() {
+			continue
+		}
+		ok, err := s.reap(i)
+		if err != nil {
+			return reaped, err
+		}
+		if ok {
+			reaped = append(reaped, info)
+		}
+	}
+	return reaped, nil
+}
+
+func (s *Segment) reap(i int) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false, ErrClosed
+	}
+	if s.held[i] {
+		return false, nil
+	}
+	if err := ofd.TryLock(s.Fd(), layout.EntryLockByte(i)); err != nil {
+		if errors.Is(err, ofd.ErrLocked) {
+			return false, nil // attached meanwhile
+		}
+		return false, err
+	}
+	defer ofd.Unlock(s.Fd(), layout.EntryLockByte(i))
+	state := s.mustUint32(s.hdr.Entry(i) + layout.EntryState)
+	if state.Load() != layout.EntryAttached {
+		return false, nil
+	}
+	state.Store(layout.EntryFree)
+	return true, nil
+}

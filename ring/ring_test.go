@@ -338,11 +338,24 @@ func TestRegistryLiveness(t *testing.T) {
 		!strings.Contains(err.Error(), strconv.Itoa(cmd.Process.Pid)) {
 		t.Fatalf("attach over live helper: %v", err)
 	}
+	if reaped, err := s.ReapDead(); err != nil || len(reaped) != 0 {
+		t.Fatalf("ReapDead with a live holder: %+v, %v", reaped, err)
+	}
 	cmd.Process.Signal(unix.SIGKILL)
 	cmd.Wait()
 	info, _ = s.Entry(0)
 	if !info.Dead() {
 		t.Fatalf("entry after SIGKILL: %+v, want dead", info)
+	}
+	reaped, err := s.ReapDead()
+	if err != nil || len(reaped) != 1 || reaped[0].Index != 0 || reaped[0].PID != uint32(cmd.Process.Pid) {
+		t.Fatalf("ReapDead: %+v, %v; want entry 0 of pid %d", reaped, err, cmd.Process.Pid)
+	}
+	if info, _ := s.Entry(0); info.Dead() || info.State != layout.EntryFree {
+		t.Fatalf("entry after reaping: %+v", info)
+	}
+	if again, err := s.ReapDead(); err != nil || len(again) != 0 {
+		t.Fatalf("second ReapDead: %+v, %v", again, err)
 	}
 	e, err := s.Attach(0, layout.RoleProducer)
 	if err != nil {

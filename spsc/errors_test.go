@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
+	"os"
 	"testing"
 	"time"
 
@@ -190,5 +191,26 @@ func TestGarbageNeverPanics(t *testing.T) {
 			t.Fatal("impossible length")
 		}
 		c.Rewind()
+	}
+}
+
+// TestOpenOrCreateReplacesAbandoned: a segment whose creator died before
+// publishing it is detected and created anew.
+func TestOpenOrCreateReplacesAbandoned(t *testing.T) {
+	loc := tempShm(t)
+	path := "/dev/shm/" + queueName(loc)
+	if err := os.WriteFile(path, make([]byte, 3*layout.PageSize), 0o600); err != nil { // sized, never published
+		t.Fatal(err)
+	}
+	if _, err := Open(context.Background(), loc, nil); !errors.Is(err, ring.ErrAbandoned) {
+		t.Fatalf("Open of an abandoned segment: %v", err)
+	}
+	q, err := OpenOrCreate(context.Background(), loc, Config{Capacity: 256})
+	if err != nil {
+		t.Fatalf("OpenOrCreate over an abandoned segment: %v", err)
+	}
+	defer q.Close()
+	if q.Capacity() != 256 {
+		t.Fatalf("capacity %d", q.Capacity())
 	}
 }

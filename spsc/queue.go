@@ -159,7 +159,9 @@ func Open(ctx context.Context, loc ring.Location, opts *Options) (*Queue, error)
 }
 
 // OpenOrCreate opens the queue at loc, or creates it with cfg if there is
-// none, so that two processes can start in either order.
+// none, so that two processes can start in either order. A segment whose
+// creator died before publishing it (ring.ErrAbandoned) is removed and
+// created anew.
 func OpenOrCreate(ctx context.Context, loc ring.Location, cfg Config) (*Queue, error) {
 	for {
 		q, err := Create(loc, cfg)
@@ -167,10 +169,12 @@ func OpenOrCreate(ctx context.Context, loc ring.Location, cfg Config) (*Queue, e
 			return q, err
 		}
 		q, err = Open(ctx, loc, &Options{Wait: cfg.Wait})
-		if !errors.Is(err, ring.ErrNotFound) {
+		if errors.Is(err, ring.ErrAbandoned) {
+			ring.Unlink(loc)
+		} else if !errors.Is(err, ring.ErrNotFound) {
 			return q, err
 		}
-		// Removed between our Create and Open: try again.
+		// Removed between our Create and Open, or abandoned: try again.
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
