@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -30,16 +31,7 @@ func nameArg(cmd string, args []string) (string, error) {
 // openAnyKind maps the segment at loc whatever its kind, without attaching
 // to it.
 func openAnyKind(loc ring.Location) (*ring.Segment, error) {
-	kinds := []layout.Kind{layout.KindSPSC, layout.KindMPMC}
-	opts := &ring.Options{ReadyTimeout: time.Second}
-	for i, k := range kinds {
-		seg, err := ring.Open(context.Background(), loc, k, opts)
-		if err != nil && errors.Is(err, layout.ErrKind) && i+1 < len(kinds) {
-			continue
-		}
-		return seg, err
-	}
-	panic("unreachable")
+	return ring.Open(context.Background(), loc, 0, &ring.Options{ReadyTimeout: time.Second})
 }
 
 func runInspect(args []string) error {
@@ -161,4 +153,85 @@ func runRemove(args []string) error {
 	}
 	fmt.Printf("removed %v\n", loc)
 	return nil
+}
+
+// runList prints one line for each shmq segment in /dev/shm: its kind,
+// state (ready, initializing or abandoned) and attached processes.
+func runList(args []string) error {
+	fs := newFlags("list")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("list takes no arguments")
+	}
+	dir, err := os.ReadDir("/dev/shm")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%-30s %-5s %-13s %12s %s\n", "NAME", "KIND", "STATE", "SIZE", "PROCESSES")
+	for _, d := range dir {
+		if !d.Type().IsRegular() {
+			continue
+		}
+		loc := ring.Shm(d.Name())
+		seg, err := ring.Open(context.Background(), loc, 0, &ring.Options{ReadyTimeout: 100 * time.Millisecond})
+		switch {
+		case errors.Is(err, layout.ErrNotSegment), errors.Is(err, ring.ErrBadName), errors.Is(err, ring.ErrNotFound):
+			continue // not ours, or gone meanwhile
+		case errors.Is(err, ring.ErrAbandoned):
+			fmt.Printf("%-30s %-5s %-13s %12s %s\n", d.Name(), "-", "abandoned", "-", "creator died during initialization; shmq-demo rm removes it")
+			continue
+		case errors.Is(err, layout.ErrNotReady):
+			fmt.Printf("%-30s %-5s %-13s %12s %s\n", d.Name(), "-", "initializing", "-", "-")
+			continue
+		case err != nil:
+			fmt.Printf("%-30s %-5s %-13s %12s %v\n", d.Name(), "-", "unreadable", "-", err)
+			continue
+		}
+		h := seg.Header()
+		entries, err := seg.Entries()
+		seg.Close()
+		if err != nil {
+			return err
+		}
+		var procs []string
+		for _, e := range entries {
+			if e.State != layout.EntryAttached {
+				continue
+			}
+			status := "alive"
+			if !e.Alive {
+				status = "dead"
+			}
+			procs = append(procs, fmt.Sprintf("%s:%d(%s)", roleName(e.Role), e.PID, status))
+		}
+		if len(procs) == 0 {
+			procs = []string{"-"}
+		}
+		fmt.Printf("%-30s %-5s %-13s %12d %s\n", d.Name(), h.Kind, "ready", h.TotalSize, strings.Join(procs, " "))
+	}
+	return nil
+}
+
+// runReap frees the registry entries of processes that died attached to
+// queue NAME, and prints them.
+func runReap(args []string) error {
+	name, err := nameArg("reap", args)
+	if err != nil {
+		return err
+	}
+	seg, err := openAnyKind(ring.Shm(name))
+	if err != nil {
+		return err
+	}
+	defer seg.Close()
+	reaped, err := seg.ReapDead()
+	for _, e := range reaped {
+		fmt.Printf("reaped entry %d: %s pid %d (dead), %d messages, %d bytes\n", e.Index, roleName(e.Role), e.PID, e.Messages, e.Bytes)
+	}
+	if err == nil && len(reaped) == 0 {
+		fmt.Println("no dead processes")
+	}
+	return err
 }

@@ -36,14 +36,23 @@ const usageText = `Usage:
         starting with its little-endian 64-bit sequence number 0, 1, 2, ...
         (if BYTES >= 8) followed by deterministic filler. Ends with the line
         messages=N bytes=B crc32c=HEX (CRC32-C over the payloads in order).
-  shmq-demo consume -queue NAME -count N [-capacity C] [-kind K] [-keep] [-first S] [-timeout D]
-        Open or create queue NAME and receive N messages; print
+  shmq-demo consume -queue NAME -count N [-capacity C] [-kind K] [-keep] [-first S] [-idle-exit D] [-timeout D]
+        Open or create queue NAME and receive N messages (with -idle-exit,
+        until none arrives for D; -count may then be omitted); print
         seq_first=A seq_last=B gaps=G, then messages=N bytes=B crc32c=HEX.
-        Exits non-zero on a gap or a repeated sequence number. Removes the
-        queue's name once everything arrived, unless -keep.
+        Exits non-zero on a gap or a repeated sequence number. A consumer
+        restarted after a crash with -first S (one past the last sequence
+        number its predecessor reported) accepts the messages the dead one
+        had not released, and reports them as redelivered=R. Removes the
+        queue's name once all N arrived, unless -keep.
   shmq-demo inspect NAME
         Print a queue's kind, capacity, depth, cursors, creator and its
         registry of attached processes with their counters.
+  shmq-demo list
+        List the queues in /dev/shm with their kind, state (ready,
+        initializing, abandoned) and attached processes (alive or dead).
+  shmq-demo reap NAME
+        Free the registry entries of processes that died attached to NAME.
   shmq-demo rm NAME
         Remove queue NAME from /dev/shm.
   shmq-demo help
@@ -66,6 +75,7 @@ Produce and consume flags:
   -kind K         queue kind: spsc (default)
   -keep           consume: leave the queue's name in place
   -first S        consume: expected first sequence number (default 0)
+  -idle-exit D    consume: stop after D without a message
   -timeout D      give up after D (default: wait forever)
 `
 
@@ -104,6 +114,10 @@ func run(args []string) int {
 		err = runInspect(rest)
 	case "rm":
 		err = runRemove(rest)
+	case "list":
+		err = runList(rest)
+	case "reap":
+		err = runReap(rest)
 	case "help":
 		fmt.Print(usageText)
 		return exitOK

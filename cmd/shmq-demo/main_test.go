@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -417,6 +418,21 @@ func TestInspectAndRemove(t *testing.T) {
 		t.Errorf("after killing the producer, want %q: %v", want, ins)
 	}
 
+	lst := runBin(t, "list")
+	if want := regexp.MustCompile(fmt.Sprintf(`(?m)^%s +spsc +ready +\d+ producer:%d\(dead\) consumer:%d\(alive\)$`, regexp.QuoteMeta(name), theirs, mine)); lst.code != 0 || !want.MatchString(lst.stdout.String()) {
+		t.Errorf("list: want a line matching %s: %v", want, lst)
+	}
+	reap := runBin(t, "reap", name)
+	if want := fmt.Sprintf("reaped entry 0: producer pid %d (dead)", theirs); reap.code != 0 || !strings.Contains(reap.stdout.String(), want) {
+		t.Errorf("reap: want %q: %v", want, reap)
+	}
+	if st, _ := q.Stats(); st.Producer.State != layout.EntryFree || !st.Consumer.Alive {
+		t.Errorf("after reap: producer %+v consumer %+v", st.Producer, st.Consumer)
+	}
+	if again := runBin(t, "reap", name); !strings.Contains(again.stdout.String(), "no dead processes") {
+		t.Errorf("second reap: %v", again)
+	}
+
 	if rm := runBin(t, "rm", name); rm.code != 0 {
 		t.Fatalf("rm failed: %v", rm)
 	}
@@ -468,5 +484,65 @@ func TestUsage(t *testing.T) {
 		if p.code == 0 || len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
 			t.Errorf("want a failure with one stderr line containing %q: %v", tc.want, p)
 		}
+	}
+}
+
+// TestConsumerRestartAfterCrash scripts what the idle exit is for: a
+// consumer killed mid-stream is restarted with -first one past the last
+// sequence number it reported; it accepts the messages the dead one had not
+// released as redelivered, still checks for gaps, and stops when idle.
+func TestConsumerRestartAfterCrash(t *testing.T) {
+	name := queueName(t, "crash")
+	q, err := spsc.Create(ring.Shm(name), spsc.Config{Capacity: 1 << 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	p, err := q.Producer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := make([]byte, 16)
+	for seq := uint64(0); seq < 20; seq++ {
+		binary.LittleEndian.PutUint64(msg, seq)
+		if err := p.TrySend(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A consumer that took messages 0-9 (reporting 0-7) and died holding 8 and 9.
+	q2, err := spsc.Open(context.Background(), ring.Shm(name), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := q2.Consumer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if _, err := c.Peek(); err != nil {
+			t.Fatal(err)
+		}
+		if i == 7 {
+			c.Release()
+		}
+	}
+	q2.Close() // the role frees as it would when its holder dies
+	restarted := runBin(t, "consume", "-queue", name, "-first", "10", "-idle-exit", "200ms", "-keep")
+	if restarted.code != 0 {
+		t.Fatalf("restarted consumer failed: %v", restarted)
+	}
+	if l := restarted.lines(); len(l) < 2 || l[len(l)-2] != "seq_first=8 seq_last=19 gaps=0 redelivered=2" {
+		t.Fatalf("restarted consumer's sequence line: %v", restarted)
+	}
+	// A gap after a restart is still reported.
+	for _, seq := range []uint64{20, 22} {
+		binary.LittleEndian.PutUint64(msg, seq)
+		if err := p.TrySend(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gap := runBin(t, "consume", "-queue", name, "-first", "20", "-idle-exit", "200ms", "-keep")
+	if gap.code == 0 || !strings.Contains(gap.stdout.String(), "gaps=1") {
+		t.Fatalf("gap after restart not reported: %v", gap)
 	}
 }

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"os"
 	"time"
 
@@ -120,11 +122,18 @@ func runProduce(args []string) error {
 }
 
 // seqChecker follows the sequence numbers of a stream.
+// seqChecker follows the sequence numbers of a stream. It expects next
+// first; a consumer started after another consumer's crash may first be
+// handed again what the dead one had peeked and not released, a
+// consecutive run ending just below next, which it counts as redelivered
+// rather than repeated. Anything else out of order is a gap or a repeat.
 type seqChecker struct {
 	seen          bool
 	first, last   uint64
 	next          uint64 // the sequence number expected next
+	caughtUp      bool   // a message at or beyond next arrived: redelivery is over
 	gaps, repeats uint64
+	redelivered   uint64
 	short         uint64 // payloads too short to carry a sequence number
 }
 
@@ -134,38 +143,54 @@ func (s *seqChecker) add(m []byte) {
 		return
 	}
 	seq := binary.LittleEndian.Uint64(m)
-	if !s.seen {
+	prev, first := s.last, !s.seen
+	if first {
 		s.seen, s.first = true, seq
 	}
 	s.last = seq
 	switch {
 	case seq == s.next:
 		s.next++
+		s.caughtUp = true
 	case seq > s.next:
 		s.gaps++
 		s.next = seq + 1
+		s.caughtUp = true
+	case !s.caughtUp && (first || seq == prev+1):
+		s.redelivered++
 	default:
 		s.repeats++
 	}
 }
 
 func (s *seqChecker) String() string {
+	var line string
 	if !s.seen {
-		return fmt.Sprintf("seq_first=- seq_last=- gaps=%d", s.gaps)
+		line = fmt.Sprintf("seq_first=- seq_last=- gaps=%d", s.gaps)
+	} else {
+		line = fmt.Sprintf("seq_first=%d seq_last=%d gaps=%d", s.first, s.last, s.gaps)
 	}
-	return fmt.Sprintf("seq_first=%d seq_last=%d gaps=%d", s.first, s.last, s.gaps)
+	if s.redelivered > 0 {
+		line += fmt.Sprintf(" redelivered=%d", s.redelivered)
+	}
+	return line
 }
 
 func runConsume(args []string) error {
 	var pf pipeFlags
 	var keep bool
 	var first uint64
+	var idle time.Duration
 	fs := newFlags("consume")
 	pf.register(fs)
 	fs.BoolVar(&keep, "keep", false, "")
 	fs.Uint64Var(&first, "first", 0, "")
+	fs.DurationVar(&idle, "idle-exit", 0, "")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if idle > 0 && pf.count == 0 {
+		pf.count = math.MaxUint64 // until idle
 	}
 	open, err := pf.check()
 	if err != nil {
@@ -191,12 +216,22 @@ func runConsume(args []string) error {
 	var crc uint32
 	var bytes uint64
 	var start time.Time
-	for i := uint64(0); i < pf.count; i++ {
-		n, err := c.Recv(ctx, buf)
-		if err != nil {
-			return fmt.Errorf("after %d messages: %w", i, err)
+	received := uint64(0)
+	for ; received < pf.count; received++ {
+		rctx, rcancel := ctx, context.CancelFunc(func() {})
+		if idle > 0 {
+			rctx, rcancel = context.WithTimeout(ctx, idle)
 		}
-		if i == 0 {
+		n, err := c.Recv(rctx, buf)
+		rcancel()
+		if err != nil && idle > 0 && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			fmt.Fprintf(os.Stderr, "consume: no message for %v; stopping\n", idle)
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("after %d messages: %w", received, err)
+		}
+		if received == 0 {
 			start = time.Now()
 		}
 		m := buf[:n]
@@ -207,15 +242,15 @@ func runConsume(args []string) error {
 	d := time.Since(start)
 	c.Close()
 	q.Close()
-	if !keep {
+	if !keep && received == pf.count {
 		if err := ring.Unlink(ring.Shm(pf.queue)); err != nil {
 			fmt.Fprintf(os.Stderr, "consume: removing %s: %v\n", pf.queue, err)
 		}
 	}
 	fmt.Fprintf(os.Stderr, "consume: received in %v after the first message (%.0f messages/s, %.1f MB/s)\n",
-		d.Round(time.Microsecond), rate(pf.count, d), rate(bytes, d)/1e6)
+		d.Round(time.Microsecond), rate(received, d), rate(bytes, d)/1e6)
 	fmt.Println(seqs.String())
-	fmt.Println(summary(pf.count, bytes, crc))
+	fmt.Println(summary(received, bytes, crc))
 	switch {
 	case seqs.gaps > 0 || seqs.repeats > 0:
 		return fmt.Errorf("sequence check failed: %d gap(s), %d repeated or out-of-order message(s)", seqs.gaps, seqs.repeats)
