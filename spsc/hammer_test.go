@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -230,17 +231,21 @@ func BenchmarkPingPong(b *testing.B) {
 			}
 			ctx := context.Background()
 			msg, buf := make([]byte, 64), make([]byte, 64)
+			rtt := make([]time.Duration, b.N)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
+				start := time.Now()
 				if err := p.Send(ctx, msg); err != nil {
 					b.Fatal(err)
 				}
 				if _, err := c.Recv(ctx, buf); err != nil {
 					b.Fatal(err)
 				}
+				rtt[i] = time.Since(start)
 			}
 			b.StopTimer()
 			h.expect(b, "ok")
+			reportPercentiles(b, rtt)
 		})
 	}
 }
@@ -278,4 +283,14 @@ func BenchmarkStream64(b *testing.B) {
 			c.expect(b, "ok")
 		})
 	}
+}
+
+// reportPercentiles adds the p50, p99 and p99.9 of samples to the
+// benchmark's output.
+func reportPercentiles(b *testing.B, samples []time.Duration) {
+	slices.Sort(samples)
+	at := func(q float64) float64 { return float64(samples[int(q*float64(len(samples)-1))].Nanoseconds()) }
+	b.ReportMetric(at(0.50), "p50-ns")
+	b.ReportMetric(at(0.99), "p99-ns")
+	b.ReportMetric(at(0.999), "p99.9-ns")
 }
