@@ -42,10 +42,33 @@ func (f *Futex) Wait(ctx context.Context, word *atomic.Uint32, old uint32) error
 	if err := ctxErr(ctx); err != nil {
 		return err
 	}
-	var timeout time.Duration
+	return f.wait(ctx, word, old, 0)
+}
+
+// WaitAtMost is Wait bounded also by d (if d > 0), without the cost of a
+// derived context: the bound becomes the futex timeout.
+func (f *Futex) WaitAtMost(ctx context.Context, word *atomic.Uint32, old uint32, d time.Duration) error {
+	if f.closed.Load() {
+		return fmt.Errorf("notify: futex wait: %w", ErrClosed)
+	}
+	if word.Load() != old {
+		return nil
+	}
+	if err := ctxErr(ctx); err != nil {
+		return err
+	}
+	return f.wait(ctx, word, old, d)
+}
+
+func (f *Futex) wait(ctx context.Context, word *atomic.Uint32, old uint32, bound time.Duration) error {
+	timeout := bound
 	if d, ok := ctx.Deadline(); ok {
-		if timeout = time.Until(d); timeout <= 0 {
+		left := time.Until(d)
+		if left <= 0 {
 			return ctxErr(ctx)
+		}
+		if timeout <= 0 || left < timeout {
+			timeout = left
 		}
 	}
 	f.waits.Add(1)

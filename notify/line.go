@@ -24,6 +24,13 @@ type Line struct {
 	Waiters *atomic.Uint32
 }
 
+// BoundedWaiter is implemented by backends that can bound a wait by a
+// duration more cheaply than through a derived context (the futex backend
+// makes the bound its timeout). Await uses it when it is there.
+type BoundedWaiter interface {
+	WaitAtMost(ctx context.Context, word *atomic.Uint32, old uint32, d time.Duration) error
+}
+
 // Policy says how a waiter waits: check its condition for Spin (spinning,
 // then yielding the processor), then park on Backend.
 type Policy struct {
@@ -95,9 +102,14 @@ func (l Line) Await(ctx context.Context, p Policy, period time.Duration, ready f
 			return parked, fmt.Errorf("notify: wait: %w", err)
 		}
 		parked = true
-		pctx, cancel := context.WithTimeout(ctx, period)
-		err := p.Backend.Wait(pctx, l.Seq, seq)
-		cancel()
+		var err error
+		if b, ok := p.Backend.(BoundedWaiter); ok {
+			err = b.WaitAtMost(ctx, l.Seq, seq, period)
+		} else {
+			pctx, cancel := context.WithTimeout(ctx, period)
+			err = p.Backend.Wait(pctx, l.Seq, seq)
+			cancel()
+		}
 		if err != nil && ctx.Err() != nil {
 			return parked, fmt.Errorf("notify: wait: %w", ctx.Err())
 		}

@@ -1,6 +1,9 @@
 package notify
 
 import (
+	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,5 +63,28 @@ func BenchmarkFutexPingPongProcesses(b *testing.B) {
 	b.StopTimer()
 	if err := cmd.Wait(); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// TestWaitAtMost: the bound ends a wait that no one wakes, without an
+// error, and a cancelled context still ends it early with one.
+func TestWaitAtMost(t *testing.T) {
+	var w atomic.Uint32
+	f := NewFutex()
+	start := time.Now()
+	if err := f.WaitAtMost(context.Background(), &w, 0, 20*time.Millisecond); err != nil {
+		t.Fatalf("bounded wait: %v", err)
+	}
+	if d := time.Since(start); d < 15*time.Millisecond || d > time.Second {
+		t.Fatalf("a 20ms bound ended the wait after %v", d)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(10*time.Millisecond, cancel)
+	start = time.Now()
+	if err := f.WaitAtMost(ctx, &w, 0, time.Minute); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled bounded wait: %v", err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Fatalf("cancellation took %v", d)
 	}
 }
