@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -240,6 +241,10 @@ func startPeer(m Mechanism, link *Link, spec peerSpec) (*peerHandle, error) {
 		return nil, fmt.Errorf("report pipe: %w", err)
 	}
 	cmd := exec.Command(exe)
+	if link.ChildProgram != "" {
+		cmd = exec.Command(link.ChildProgram, spec.Pattern, strconv.Itoa(spec.Size), strconv.Itoa(spec.Count),
+			strconv.Itoa(spec.Warmup), strconv.Itoa(boolInt(spec.FullCheck)))
+	}
 	cmd.Env = append(os.Environ(), childEnv+"="+string(rawSpec))
 	cmd.ExtraFiles = append([]*os.File{reportW}, link.ChildFiles...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr // stdout is reserved for the table

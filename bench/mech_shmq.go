@@ -15,8 +15,9 @@ import (
 // shmqSPSCMechanism carries messages over two shmq SPSC queues in memfd
 // segments, one per direction, inherited by the child.
 type shmqSPSCMechanism struct {
-	name string
-	wait spsc.Wait
+	name  string
+	wait  spsc.Wait
+	cPeer bool // the peer is the C program cpeer/peer.c over layout/shmq.h
 }
 
 var (
@@ -26,10 +27,19 @@ var (
 	shmqSPSCDefault = shmqSPSCMechanism{name: "shmq-spsc"}
 	// Parks on the futex at once whenever the queue is empty or full.
 	shmqSPSCPark = shmqSPSCMechanism{name: "shmq-spsc-park", wait: spsc.Wait{Spin: -1}}
+	// A C peer (cpeer/peer.c) on the same layout; this side is the default.
+	shmqSPSCCPeer = shmqSPSCMechanism{name: "shmq-spsc-c-peer", cPeer: true}
 )
 
-func (m shmqSPSCMechanism) Name() string       { return m.name }
-func (shmqSPSCMechanism) Check(size int) error { return nil }
+func (m shmqSPSCMechanism) Name() string { return m.name }
+
+func (m shmqSPSCMechanism) Check(size int) error {
+	if m.cPeer {
+		_, err := cPeerProgram()
+		return err
+	}
+	return nil
+}
 
 func shmqCapacity(size int) uint64 {
 	c := uint64(1 << 20)
@@ -63,10 +73,20 @@ func (m shmqSPSCMechanism) Setup(size int) (*Link, error) {
 		}
 		files = append(files, os.NewFile(uintptr(fd), "shmq-segment"))
 	}
+	var program string
+	if m.cPeer {
+		if program, err = cPeerProgram(); err != nil {
+			toChild.Close()
+			toParent.Close()
+			closeFiles(files)
+			return nil, err
+		}
+	}
 	return &Link{
-		ChildFiles: files,
-		OpenParent: func() (Conn, error) { return newShmqConn(toChild, toParent) },
-		Cleanup:    func() { toChild.Close(); toParent.Close() },
+		ChildProgram: program,
+		ChildFiles:   files,
+		OpenParent:   func() (Conn, error) { return newShmqConn(toChild, toParent) },
+		Cleanup:      func() { toChild.Close(); toParent.Close() },
 	}, nil
 }
 

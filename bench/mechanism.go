@@ -22,6 +22,11 @@ type Link struct {
 	// The harness closes ChildFiles in the parent once the child started.
 	ChildArg   string
 	ChildFiles []*os.File
+	// ChildProgram, when set, is run as the peer instead of this binary
+	// (a peer written in another language). It gets the spec as arguments:
+	// PATTERN SIZE COUNT WARMUP FULLCHECK(0|1), the report pipe as fd 3 and
+	// ChildFiles from fd 4, and speaks the same JSON-lines reports.
+	ChildProgram string
 	// OpenParent returns the parent's end. It runs after the child has
 	// started, so it may wait for the child to connect.
 	OpenParent func() (Conn, error)

@@ -23,6 +23,7 @@ func registeredMechanisms() []Mechanism {
 		shmqSPSCSpin,
 		shmqSPSCDefault,
 		shmqSPSCPark,
+		shmqSPSCCPeer,
 		// Next: shmq MPMC, the semaphore-guarded fallback and the C peers.
 	}
 }
