@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"github.com/shmq/shmq/internal/shmtest"
 	"net"
 	"os"
 	"sync/atomic"
@@ -35,8 +36,8 @@ const (
 )
 
 // helperFutexWait parks on the shared word until it becomes 1.
-func helperFutexWait(mem []byte) int {
-	w, ready := word(mem, wFutex), word(mem, wReady)
+func helperFutexWait(_ string, mem []byte) int {
+	w, ready := shmtest.Word(mem, wFutex), shmtest.Word(mem, wReady)
 	f := NewFutex()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -51,8 +52,8 @@ func helperFutexWait(mem []byte) int {
 
 // helperFutexWake waits for the parent to be about to park, gives it time to
 // park, then changes the word and wakes it.
-func helperFutexWake(mem []byte) int {
-	w, ready := word(mem, wFutex), word(mem, wReady)
+func helperFutexWake(_ string, mem []byte) int {
+	w, ready := shmtest.Word(mem, wFutex), shmtest.Word(mem, wReady)
 	for ready.Load() == 0 {
 		time.Sleep(time.Millisecond)
 	}
@@ -69,52 +70,42 @@ func helperFutexWake(mem []byte) int {
 	return 0
 }
 
-func mapForTest(t *testing.T) (string, []byte) {
-	path := newShmFile(t)
-	mem, err := mapShm(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Munmap(mem) })
-	return path, mem
-}
-
 // TestFutexCrossProcessParentWakesChild fails if the futex were private: the
 // child would sleep until its 5 s timeout and exit 3.
 func TestFutexCrossProcessParentWakesChild(t *testing.T) {
-	path, mem := mapForTest(t)
-	cmd := startHelper(t, "futex-wait", path)
-	for word(mem, wReady).Load() == 0 {
+	path, mem := shmtest.MapNew(t)
+	cmd := helperEnv.Start(t, "futex-wait", path)
+	for shmtest.Word(mem, wReady).Load() == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	time.Sleep(50 * time.Millisecond) // let it park
 	f := NewFutex()
-	word(mem, wFutex).Store(1)
-	if err := f.Wake(word(mem, wFutex), 1); err != nil {
+	shmtest.Word(mem, wFutex).Store(1)
+	if err := f.Wake(shmtest.Word(mem, wFutex), 1); err != nil {
 		t.Fatal(err)
 	}
-	waitExit(t, cmd, 3*time.Second)
+	shmtest.WaitExit(t, cmd, 3*time.Second)
 }
 
 func TestFutexCrossProcessChildWakesParent(t *testing.T) {
-	path, mem := mapForTest(t)
-	cmd := startHelper(t, "futex-wake", path)
-	w := word(mem, wFutex)
+	path, mem := shmtest.MapNew(t)
+	cmd := helperEnv.Start(t, "futex-wake", path)
+	w := shmtest.Word(mem, wFutex)
 	f := NewFutex()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	start := time.Now()
-	word(mem, wReady).Store(1)
+	shmtest.Word(mem, wReady).Store(1)
 	for w.Load() == 0 {
 		if err := f.Wait(ctx, w, 0); err != nil {
 			t.Fatalf("after %v: %v", time.Since(start), err)
 		}
 	}
-	word(mem, wReady).Store(2)
+	shmtest.Word(mem, wReady).Store(2)
 	if f.Stats().Waits == 0 {
 		t.Fatal("parent never parked")
 	}
-	waitExit(t, cmd, 3*time.Second)
+	shmtest.WaitExit(t, cmd, 3*time.Second)
 }
 
 // TestFutexWakeWithoutWaiterIsOneSyscall checks the counter the queues use to

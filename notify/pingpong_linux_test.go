@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"errors"
+	"github.com/shmq/shmq/internal/shmtest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,9 +24,9 @@ const (
 
 func init() { helpers["futex-pong"] = helperFutexPong }
 
-func helperFutexPong(mem []byte) int {
-	ping, pong := word(mem, wPing), word(mem, wPong)
-	rounds := int(word(mem, wRounds).Load())
+func helperFutexPong(_ string, mem []byte) int {
+	ping, pong := shmtest.Word(mem, wPing), shmtest.Word(mem, wPong)
+	rounds := int(shmtest.Word(mem, wRounds).Load())
 	seen := uint32(0)
 	for i := 0; i < rounds; i++ {
 		for ping.Load() == seen {
@@ -39,14 +40,14 @@ func helperFutexPong(mem []byte) int {
 }
 
 func BenchmarkFutexPingPongProcesses(b *testing.B) {
-	path := newShmFile(b)
-	mem, err := mapShm(path)
+	path := shmtest.NewFile(b)
+	mem, err := shmtest.Map(path)
 	if err != nil {
 		b.Fatal(err)
 	}
-	ping, pong := word(mem, wPing), word(mem, wPong)
-	word(mem, wRounds).Store(uint32(b.N))
-	cmd := startHelper(b, "futex-pong", path)
+	ping, pong := shmtest.Word(mem, wPing), shmtest.Word(mem, wPong)
+	shmtest.Word(mem, wRounds).Store(uint32(b.N))
+	cmd := helperEnv.Start(b, "futex-pong", path)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		want := pong.Load() + 1

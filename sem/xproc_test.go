@@ -3,6 +3,7 @@ package sem
 import (
 	"context"
 	"errors"
+	"github.com/shmq/shmq/internal/shmtest"
 	"os"
 	"syscall"
 	"testing"
@@ -35,10 +36,10 @@ func pingPongRounds() int {
 }
 
 func semsOver(mem []byte) (ping, pong *Semaphore, err error) {
-	if ping, err = New(word(mem, wPing), word(mem, wPingWaiters), 1, notify.Default()); err != nil {
+	if ping, err = New(shmtest.Word(mem, wPing), shmtest.Word(mem, wPingWaiters), 1, notify.Default()); err != nil {
 		return nil, nil, err
 	}
-	pong, err = New(word(mem, wPong), word(mem, wPongWaiters), 1, notify.Default())
+	pong, err = New(shmtest.Word(mem, wPong), shmtest.Word(mem, wPongWaiters), 1, notify.Default())
 	return ping, pong, err
 }
 
@@ -49,14 +50,14 @@ func helperPingPong(_ string, mem []byte) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	n := int(word(mem, wRounds).Load()) // parent passes the round count here
-	word(mem, wRounds).Store(0)
-	word(mem, wReady).Store(1)
+	n := int(shmtest.Word(mem, wRounds).Load()) // parent passes the round count here
+	shmtest.Word(mem, wRounds).Store(0)
+	shmtest.Word(mem, wReady).Store(1)
 	for range n {
 		if ping.Acquire(ctx) != nil {
 			return 4
 		}
-		word(mem, wRounds).Add(1)
+		shmtest.Word(mem, wRounds).Add(1)
 		if pong.Release(1) != nil {
 			return 5
 		}
@@ -68,15 +69,15 @@ func helperPingPong(_ string, mem []byte) int {
 // and a helper through two semaphores in a shared mapping; a lost wake-up
 // stalls a side until its timeout.
 func TestSemaphorePingPongAcrossProcesses(t *testing.T) {
-	path, mem := mapForTest(t)
+	path, mem := shmtest.MapNew(t)
 	n := pingPongRounds()
-	word(mem, wRounds).Store(uint32(n))
-	cmd := startHelper(t, "pingpong", path)
+	shmtest.Word(mem, wRounds).Store(uint32(n))
+	cmd := helperEnv.Start(t, "pingpong", path)
 	ping, pong, err := semsOver(mem)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for word(mem, wReady).Load() == 0 {
+	for shmtest.Word(mem, wReady).Load() == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -88,11 +89,11 @@ func TestSemaphorePingPongAcrossProcesses(t *testing.T) {
 		if err := pong.Acquire(ctx); err != nil {
 			t.Fatalf("round %d: %v", i, err)
 		}
-		if got := word(mem, wRounds).Load(); got != uint32(i+1) {
+		if got := shmtest.Word(mem, wRounds).Load(); got != uint32(i+1) {
 			t.Fatalf("round %d: helper at %d", i, got)
 		}
 	}
-	waitExit(t, cmd, 5*time.Second)
+	shmtest.WaitExit(t, cmd, 5*time.Second)
 }
 
 func mutexOver(t testing.TB, path string, mem []byte) (*Mutex, *os.File) {
@@ -103,7 +104,7 @@ func mutexOver(t testing.TB, path string, mem []byte) (*Mutex, *os.File) {
 		}
 		return nil, nil
 	}
-	m, err := NewMutex(MutexWords{State: word(mem, wState), Owner: word(mem, wOwner), Waiters: word(mem, wMutexWaiters)},
+	m, err := NewMutex(MutexWords{State: shmtest.Word(mem, wState), Owner: shmtest.Word(mem, wOwner), Waiters: shmtest.Word(mem, wMutexWaiters)},
 		MutexConfig{FD: int(f.Fd()), Byte: lockByte, Backend: notify.Default()})
 	if err != nil {
 		if t != nil {
@@ -123,7 +124,7 @@ func helperMutexHold(path string, mem []byte) int {
 	if err := m.Lock(context.Background()); err != nil {
 		return 4
 	}
-	word(mem, wReady).Store(1)
+	shmtest.Word(mem, wReady).Store(1)
 	time.Sleep(time.Minute)
 	return 0
 }
@@ -132,12 +133,12 @@ func helperMutexHold(path string, mem []byte) int {
 // this process is parked in Lock; Lock must return ErrOwnerDead, holding the
 // lock, within a bounded time although nobody wakes it.
 func TestMutexOwnerKilled(t *testing.T) {
-	path, mem := mapForTest(t)
-	cmd := startHelper(t, "mutex-hold", path)
+	path, mem := shmtest.MapNew(t)
+	cmd := helperEnv.Start(t, "mutex-hold", path)
 	m, f := mutexOver(t, path, mem)
 	defer f.Close()
 	deadline := time.Now().Add(5 * time.Second)
-	for word(mem, wReady).Load() == 0 {
+	for shmtest.Word(mem, wReady).Load() == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("helper never locked")
 		}

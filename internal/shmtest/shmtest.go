@@ -1,0 +1,125 @@
+// Package shmtest is test support for packages that share raw memory between
+// processes without a segment (notify, sem): a small shared file, typed
+// words in its mapping, and the helper-process pattern of os/exec's tests,
+// in which the test binary re-executes itself to run one named helper.
+package shmtest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Size is the size of a shared test file.
+const Size = 4096
+
+// NewFile creates a zeroed file of Size bytes for a MAP_SHARED mapping.
+func NewFile(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "shm")
+	if err := os.WriteFile(p, make([]byte, Size), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Map maps path MAP_SHARED read-write. Helpers never unmap (they exit).
+func Map(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return unix.Mmap(int(f.Fd()), 0, Size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+}
+
+// MapNew creates a shared file and maps it for the rest of the test.
+func MapNew(t testing.TB) (string, []byte) {
+	t.Helper()
+	path := NewFile(t)
+	mem, err := Map(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Munmap(mem) })
+	return path, mem
+}
+
+// Word returns the i-th 32-bit word of mem as an atomic, checking bounds
+// and alignment before the cast.
+func Word(mem []byte, i int) *atomic.Uint32 {
+	off := 4 * i
+	if i < 0 || off+4 > len(mem) {
+		panic("shmtest: word out of range")
+	}
+	p := unsafe.Pointer(&mem[off])
+	if uintptr(p)%4 != 0 {
+		panic("shmtest: word misaligned")
+	}
+	return (*atomic.Uint32)(p)
+}
+
+// Helpers maps a helper's name to the function it runs in the child, given
+// the shared file's path and its mapping; the result is the exit status.
+type Helpers map[string]func(path string, mem []byte) int
+
+// Env names the environment variables that carry a helper's name and its
+// shared file to the child; each package picks its own.
+type Env struct{ Mode, Path string }
+
+// RunIfHelper runs the requested helper and exits if this process is one.
+// Call it first in TestMain.
+func (e Env) RunIfHelper(hs Helpers) {
+	mode := os.Getenv(e.Mode)
+	if mode == "" {
+		return
+	}
+	f, ok := hs[mode]
+	if !ok {
+		fmt.Fprintln(os.Stderr, "unknown helper", mode)
+		os.Exit(2)
+	}
+	path := os.Getenv(e.Path)
+	mem, err := Map(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	os.Exit(f(path, mem))
+}
+
+// Start starts the test binary as the helper mode on the shared file at
+// path; it is killed at the end of the test if still running.
+func (e Env) Start(t testing.TB, mode, path string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), e.Mode+"="+mode, e.Path+"="+path)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd
+}
+
+// WaitExit waits for cmd to exit within d and fails unless it exits 0.
+func WaitExit(t testing.TB, cmd *exec.Cmd, d time.Duration) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("helper: %v", err)
+		}
+	case <-time.After(d):
+		t.Fatalf("helper did not exit within %v", d)
+	}
+}
