@@ -82,7 +82,11 @@ func Decode(b []byte, size uint64) (Header, error) {
 }
 
 func (h *Header) validate(size uint64) error {
-	if h.Flags != 0 {
+	known := uint32(0)
+	if h.Kind == KindMPMC {
+		known = FlagLocked
+	}
+	if h.Flags&^known != 0 {
 		return fmt.Errorf("%w: unknown flags %#x", ErrVersion, h.Flags)
 	}
 	if h.TotalSize != size || size%PageSize != 0 {

@@ -47,6 +47,14 @@ func (k Kind) String() string {
 	return "unknown"
 }
 
+// Flags of the flags word. Decode rejects any other bit with ErrVersion.
+const (
+	// FlagLocked (MPMC only): the queue runs in locked mode, a bounded
+	// buffer guarded by semaphores and robust mutexes whose words live in
+	// the wake lines (WakeSem*, WakeMutex*). Chosen at creation.
+	FlagLocked uint32 = 1
+)
+
 // Initialization states of the state word. A zero-filled segment reads as
 // StateInit; the creator stores StateReady last, with release semantics.
 const (
@@ -62,7 +70,7 @@ const (
 	OffState       = 8  // u32 StateInit or StateReady, written last by the creator
 	OffVersion     = 12 // u32 Version
 	OffKind        = 16 // u32 Kind
-	OffFlags       = 20 // u32 flags; no flag is defined in version 1, so it must be 0
+	OffFlags       = 20 // u32 flags: FlagLocked (MPMC only) or 0
 	OffTotalSize   = 24 // u64 size of the whole segment in bytes
 	OffCapacity    = 32 // u64 SPSC: data bytes (power of two); MPMC: slot count (power of two)
 	OffMaxMessage  = 40 // u32 largest payload in bytes
@@ -96,10 +104,34 @@ const (
 // Fields within a wake line. The waiting side increments Waiters before it
 // re-checks the queue and parks on Seq; the other side bumps Seq and wakes
 // only when Waiters is non-zero.
+//
+// In an MPMC queue in locked mode (FlagLocked) each wake line also holds a
+// counting semaphore (producers' line: free slots; consumers' line: filled
+// slots) and a robust mutex (the producers' one guards the enqueue cursor,
+// the consumers' one the dequeue cursor). Zero-filled in other queues.
 const (
-	WakeSeq     = 0 // u32 futex word
-	WakeWaiters = 4 // u32 number of registered waiters
+	WakeSeq          = 0  // u32 futex word
+	WakeWaiters      = 4  // u32 number of registered waiters
+	WakeSemCount     = 8  // u32 locked mode: semaphore count, also its futex word
+	WakeSemWaiters   = 12 // u32 locked mode: semaphore waiters
+	WakeMutexState   = 16 // u32 locked mode: mutex state (0 unlocked), also its futex word
+	WakeMutexOwner   = 20 // u32 locked mode: pid of the mutex owner, for display only
+	WakeMutexWaiters = 24 // u32 locked mode: mutex waiters
+	WakeMutexUnits   = 28 // u32 locked mode: semaphore units the mutex owner took, for recovery
 )
+
+// Locked-mode mutexes, numbered for MutexLockByte.
+const (
+	MutexProducers = 0 // on the producers' wake line
+	MutexConsumers = 1 // on the consumers' wake line
+)
+
+// MutexLockByte is the byte of the segment file whose OFD lock marks the
+// holder of locked-mode mutex k (MutexProducers or MutexConsumers) as
+// alive: the bytes after the registry's, 1+registryCount+k.
+func MutexLockByte(registryCount uint32, k int) int64 {
+	return entryLockBase + int64(registryCount) + int64(k)
+}
 
 // Fields within a registry entry (one line each). Only the entry's holder
 // writes it. Liveness is not stored here: the holder keeps an OFD write lock

@@ -23,7 +23,7 @@ import (
 //	owner = registry index of the claimant (16 bits)
 //
 // A slot's rank only grows: E(p) < W(p) < F(p) < R(p) < E(p+Capacity).
-// LAYOUT-MPMC.md describes the protocol.
+// layout/LAYOUT.md §14 describes the protocol.
 const (
 	SlotHeaderSize = 16
 	SlotSeq        = 0  // u64 sequence word

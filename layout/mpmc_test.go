@@ -102,3 +102,57 @@ func TestSeqWord(t *testing.T) {
 		}
 	}
 }
+
+// TestMPMCFlags: an MPMC header accepts exactly FlagLocked; any other bit,
+// and FlagLocked on an SPSC header, is an unknown flag (ErrVersion).
+func TestMPMCFlags(t *testing.T) {
+	for _, tc := range []struct {
+		flags uint32
+		ok    bool
+	}{{0, true}, {FlagLocked, true}, {2, false}, {FlagLocked | 4, false}, {1 << 31, false}} {
+		b, h := encodedMPMC(t, 4, 64, 0, 4)
+		le.PutUint32(b[OffFlags:], tc.flags)
+		got, err := Decode(b, uint64(len(b)))
+		if tc.ok {
+			if err != nil || got.Flags != tc.flags {
+				t.Errorf("flags %#x: %v, decoded %#x", tc.flags, err, got.Flags)
+			}
+			h.Flags = tc.flags
+			if got != h {
+				t.Errorf("flags %#x: decoded %+v, encoded %+v", tc.flags, got, h)
+			}
+		} else if !errors.Is(err, ErrVersion) {
+			t.Errorf("flags %#x: %v, want ErrVersion", tc.flags, err)
+		}
+	}
+	h, err := PlanSPSC(4096, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Flags = FlagLocked
+	b := make([]byte, h.TotalSize)
+	Encode(b, &h)
+	le.PutUint32(b[OffState:], StateReady)
+	if _, err := Decode(b, uint64(len(b))); !errors.Is(err, ErrVersion) {
+		t.Errorf("spsc with FlagLocked: %v, want ErrVersion", err)
+	}
+}
+
+// TestLockedWords: the locked-mode words fit in a wake line after the
+// parking words, 4-byte aligned and disjoint, and the mutexes' lock bytes
+// follow the registry's.
+func TestLockedWords(t *testing.T) {
+	offs := []int{WakeSeq, WakeWaiters, WakeSemCount, WakeSemWaiters, WakeMutexState, WakeMutexOwner, WakeMutexWaiters, WakeMutexUnits}
+	for i, o := range offs {
+		if o%4 != 0 || o+4 > LineSize || (i > 0 && o != offs[i-1]+4) {
+			t.Fatalf("word %d at %d", i, o)
+		}
+	}
+	for _, n := range []uint32{1, 64, MaxRegistryEntries} {
+		last := EntryLockByte(int(n) - 1)
+		p, c := MutexLockByte(n, MutexProducers), MutexLockByte(n, MutexConsumers)
+		if p != last+1 || c != p+1 || p == InitLockByte {
+			t.Fatalf("registry %d: last entry byte %d, mutex bytes %d and %d", n, last, p, c)
+		}
+	}
+}

@@ -27,14 +27,17 @@ const (
 
 var benchShapes = []struct{ p, c int }{{1, 1}, {2, 2}, {4, 4}}
 
+// BenchmarkProcesses runs each shape on the lock-free queue (NxM) and on
+// one in locked mode (locked-NxM).
 func BenchmarkProcesses(b *testing.B) {
 	for _, s := range benchShapes {
-		b.Run(fmt.Sprintf("%dx%d", s.p, s.c), func(b *testing.B) { benchProcesses(b, s.p, s.c) })
+		b.Run(fmt.Sprintf("%dx%d", s.p, s.c), func(b *testing.B) { benchProcesses(b, s.p, s.c, false) })
+		b.Run(fmt.Sprintf("locked-%dx%d", s.p, s.c), func(b *testing.B) { benchProcesses(b, s.p, s.c, true) })
 	}
 }
 
-func benchProcesses(b *testing.B, np, nc int) {
-	q := newTestQueue(b, Config{Slots: benchSlots, MaxMessage: benchMsgSize})
+func benchProcesses(b *testing.B, np, nc int, locked bool) {
+	q := newTestQueue(b, Config{Slots: benchSlots, MaxMessage: benchMsgSize, Locked: locked})
 	var cmds []*exec.Cmd
 	var gos []io.WriteCloser
 	start := func(role string, count int) *exec.Cmd {

@@ -165,7 +165,7 @@ func (c *Consumer) free(pos uint64) error {
 func (c *Consumer) wakeProducers() {
 	if c.freed {
 		c.freed = false
-		c.q.producerWake.wakeIfWaiting(c.e)
+		c.q.wakeIfWaiting(c.q.producerWake, c.e)
 	}
 }
 
@@ -209,6 +209,9 @@ func (c *Consumer) publishCounters() {
 // trusting its contents across a check. Peek returns ErrEmpty (unwrapped,
 // cheap to test) when no committed message is available.
 func (c *Consumer) Peek() ([]byte, error) {
+	if c.q.lk != nil {
+		return nil, ErrLockedMode
+	}
 	pos, n, err := c.next()
 	if err != nil {
 		c.wakeProducers()
@@ -244,6 +247,9 @@ func (c *Consumer) Release() error {
 // TryRecv, Recv, Peek or TryRecvBatch returns it first. Messages peeked
 // and not released stay held.
 func (c *Consumer) TryRecv(buf []byte) (int, error) {
+	if c.q.lk != nil {
+		return c.lockedTryRecv(context.Background(), false, buf)
+	}
 	pos, n, err := c.next()
 	if err != nil {
 		c.wakeProducers()
@@ -267,6 +273,15 @@ func (c *Consumer) TryRecv(buf []byte) (int, error) {
 // and ErrEmpty if there were none. If fn returns an error, that message is
 // kept (the next call returns it first) and the error is returned.
 func (c *Consumer) TryRecvBatch(max int, fn func(msg []byte) error) (int, error) {
+	if c.q.lk != nil {
+		if c.closed {
+			return 0, ErrClosed
+		}
+		if max <= 0 {
+			return 0, nil
+		}
+		return c.lockedRecv(context.Background(), false, max, fn)
+	}
 	n := 0
 	defer func() {
 		if n > 0 {
@@ -299,6 +314,9 @@ func (c *Consumer) TryRecvBatch(max int, fn func(msg []byte) error) (int, error)
 // while the queue is empty until ctx ends. While it waits it skips slots
 // whose producer died before committing them.
 func (c *Consumer) Recv(ctx context.Context, buf []byte) (int, error) {
+	if c.q.lk != nil {
+		return c.lockedTryRecv(ctx, true, buf)
+	}
 	for {
 		n, err := c.TryRecv(buf)
 		if err != ErrEmpty {
@@ -306,7 +324,7 @@ func (c *Consumer) Recv(ctx context.Context, buf []byte) (int, error) {
 		}
 		q := c.q
 		pos, w := c.lastPos, c.lastWord
-		if err := waitFor(ctx, &q.consumerWake, c.e, func() bool {
+		if err := q.waitFor(ctx, q.consumerWake, c.e, func() bool {
 			return q.deq.Load() != pos || q.seqs[pos&q.mask].Load() != w
 		}); err != nil {
 			return 0, err

@@ -126,7 +126,7 @@ func stressProducer() error {
 	size := func() int { return stressHeader + rng.IntN(maxLen-stressHeader+1) }
 	for seq := uint64(0); seq < count; {
 		switch r := rng.IntN(10); {
-		case r == 0: // Reserve and Commit, retried while full.
+		case r == 0 && !q.Locked(): // Reserve and Commit, retried while full.
 			n := size()
 			for {
 				b, err := p.Reserve(n)
@@ -211,7 +211,7 @@ func stressConsumer() error {
 	for {
 		var done bool
 		switch r := rng.IntN(10); {
-		case r == 0: // Peek and Release
+		case r == 0 && !q.Locked(): // Peek and Release
 			m, err := c.Peek()
 			if err == ErrEmpty {
 				time.Sleep(10 * time.Microsecond)
@@ -228,18 +228,28 @@ func stressConsumer() error {
 			}
 		case r == 1: // a batch
 			_, err := c.TryRecvBatch(8, func(m []byte) error {
+				if done {
+					// Locked mode: leave what follows the sentinel (the
+					// other consumers' sentinels) at the head.
+					return errDone
+				}
 				d, err := record(m)
 				if err == nil && d {
 					done = true
+					if q.Locked() {
+						return nil
+					}
 					return errDone
 				}
 				return err
 			})
 			if done {
-				// The sentinel was kept as the batch's failing message;
-				// release it.
-				if _, err := c.TryRecv(buf); err != nil {
-					return err
+				if !q.Locked() {
+					// The sentinel was kept as the batch's failing message
+					// (for this consumer); release it.
+					if _, err := c.TryRecv(buf); err != nil {
+						return err
+					}
 				}
 				break
 			}

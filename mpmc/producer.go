@@ -140,6 +140,9 @@ func (p *Producer) Reserve(n int) ([]byte, error) {
 	if p.closed {
 		return nil, ErrClosed
 	}
+	if p.q.lk != nil {
+		return nil, ErrLockedMode
+	}
 	if n <= 0 || n > int(p.maxMsg) {
 		return nil, fmt.Errorf("%w: %d bytes (limits 1 and %d)", ErrMessageSize, n, p.maxMsg)
 	}
@@ -191,7 +194,7 @@ func (p *Producer) Commit() error {
 	p.pending, p.pendBytes = p.pending[:0], 0
 	p.e.Messages.Store(p.msgs)
 	p.e.Bytes.Store(p.bytes)
-	p.q.consumerWake.wakeIfWaiting(p.e)
+	p.q.wakeIfWaiting(p.q.consumerWake, p.e)
 	return err
 }
 
@@ -217,6 +220,10 @@ func (p *Producer) send(msg []byte) error {
 // (unwrapped) without blocking. It fails with ErrPending if reservations
 // are outstanding.
 func (p *Producer) TrySend(msg []byte) error {
+	if p.q.lk != nil {
+		_, err := p.lockedBatch(context.Background(), false, [][]byte{msg})
+		return err
+	}
 	if len(p.pending) != 0 {
 		return ErrPending
 	}
@@ -225,7 +232,7 @@ func (p *Producer) TrySend(msg []byte) error {
 	}
 	p.e.Messages.Store(p.msgs)
 	p.e.Bytes.Store(p.bytes)
-	p.q.consumerWake.wakeIfWaiting(p.e)
+	p.q.wakeIfWaiting(p.q.consumerWake, p.e)
 	return nil
 }
 
@@ -233,6 +240,9 @@ func (p *Producer) TrySend(msg []byte) error {
 // each as soon as it is written, and wakes consumers once. It returns how
 // many it sent, and ErrFull if that is fewer than len(msgs).
 func (p *Producer) TrySendBatch(msgs [][]byte) (int, error) {
+	if p.q.lk != nil {
+		return p.lockedBatch(context.Background(), false, msgs)
+	}
 	if len(p.pending) != 0 {
 		return 0, ErrPending
 	}
@@ -247,7 +257,7 @@ func (p *Producer) TrySendBatch(msgs [][]byte) (int, error) {
 	if n > 0 {
 		p.e.Messages.Store(p.msgs)
 		p.e.Bytes.Store(p.bytes)
-		p.q.consumerWake.wakeIfWaiting(p.e)
+		p.q.wakeIfWaiting(p.q.consumerWake, p.e)
 	}
 	return n, err
 }
@@ -256,6 +266,10 @@ func (p *Producer) TrySendBatch(msgs [][]byte) (int, error) {
 // full until ctx ends. While it waits it takes back slots held by consumers
 // that died.
 func (p *Producer) Send(ctx context.Context, msg []byte) error {
+	if p.q.lk != nil {
+		_, err := p.lockedBatch(ctx, true, [][]byte{msg})
+		return err
+	}
 	for {
 		err := p.TrySend(msg)
 		if err != ErrFull {
@@ -263,7 +277,7 @@ func (p *Producer) Send(ctx context.Context, msg []byte) error {
 		}
 		q := p.q
 		pos, w := p.lastPos, p.lastWord
-		if err := waitFor(ctx, &q.producerWake, p.e, func() bool {
+		if err := q.waitFor(ctx, q.producerWake, p.e, func() bool {
 			return q.enq.Load() != pos || q.seqs[pos&q.mask].Load() != w
 		}); err != nil {
 			return err
@@ -305,7 +319,7 @@ func (p *Producer) Close() error {
 		p.publish(pos)
 	}
 	if len(p.pending) > 0 {
-		p.q.consumerWake.wake()
+		p.q.wakeIfWaiting(p.q.consumerWake, p.e)
 	}
 	p.pending, p.pendBytes = nil, 0
 	p.q.mu.Lock()

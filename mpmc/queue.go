@@ -12,7 +12,7 @@
 // by a process that died is always traceable to it: consumers skip a slot
 // that a dead producer claimed, and producers take back a slot that a dead
 // consumer claimed, instead of the queue stalling behind it forever.
-// LAYOUT-MPMC.md describes the protocol.
+// layout/LAYOUT.md §14 describes the protocol.
 //
 // Guarantees, when no process dies: every committed message is delivered
 // exactly once, to one consumer; a consumer receives the messages of any one
@@ -20,6 +20,25 @@
 // the messages it committed are delivered and the one it was writing is
 // dropped. When a consumer dies, the messages it had taken (claimed but not
 // yet released) are lost: delivery across a consumer crash is at-most-once.
+//
+// Blocked calls spin briefly and then park on a futex (package notify,
+// tuned by Config.Wait and Options.Wait); a publisher makes a wake system
+// call only when a waiter is registered. A parked waiter returns every few
+// milliseconds to look for a dead claimant, since a dead process wakes no
+// one.
+//
+// Locked mode (Config.Locked, recorded in the segment as layout.FlagLocked
+// and followed by every opener) replaces the lock-free ring with the
+// textbook bounded buffer over the same slots: a semaphore of free slots
+// and one of filled slots, and a robust mutex (package sem) for producers
+// guarding the enqueue cursor and one for consumers guarding the dequeue
+// cursor. Every operation then makes system calls (the mutexes are OFD
+// locks), but the protocol relies only on semaphores and file locks. A
+// process that dies holding a mutex wedges no one: the next locker takes
+// over and repairs the counts; the messages a dead producer had not
+// published are lost, and those a dead consumer had not taken are
+// delivered again. Reserve and Peek are not supported (ErrLockedMode).
+// layout/LAYOUT.md §14.11 describes the words and the protocol.
 //
 // Everything read from the segment is validated: a peer that writes garbage
 // into cursors or slots makes calls fail with an error wrapping ErrCorrupt;
@@ -36,6 +55,7 @@ import (
 	"sync/atomic"
 
 	"github.com/shmq/shmq/layout"
+	"github.com/shmq/shmq/notify"
 	"github.com/shmq/shmq/ring"
 )
 
@@ -91,6 +111,20 @@ type Config struct {
 	// StartPosition is the initial value of both cursors. Only tests that
 	// exercise wrap-around of the 64-bit positions need it.
 	StartPosition uint64
+	// Wait tunes the blocking calls of this handle.
+	Wait Wait
+	// Locked makes the queue run in locked mode: a bounded buffer guarded
+	// by semaphores and robust mutexes instead of the lock-free ring (see
+	// layout/LAYOUT.md §14.11). The choice is recorded in the segment, and every handle
+	// that opens it follows it.
+	Locked bool
+}
+
+// Options tune Open.
+type Options struct {
+	ring.Options
+	// Wait tunes the blocking calls of this handle.
+	Wait Wait
 }
 
 // Queue is a handle on an MPMC segment: one mapping of it, through which
@@ -110,8 +144,10 @@ type Queue struct {
 	deq  *atomic.Uint64   // dequeue cursor, on the consumer line
 	seqs []*atomic.Uint64 // sequence word of each slot
 
-	producerWake wakeLine // producers park here, waiting for space
-	consumerWake wakeLine // consumers park here, waiting for data
+	producerWake notify.Line // producers park here, waiting for space
+	consumerWake notify.Line // consumers park here, waiting for data
+	wait         Wait
+	lk           *lockedQueue // non-nil in locked mode (layout.FlagLocked)
 
 	mu        sync.Mutex
 	producers map[*Producer]struct{}
@@ -135,8 +171,11 @@ func Create(loc ring.Location, cfg Config) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Locked {
+		h.Flags |= layout.FlagLocked
+	}
 	seg, err := ring.Create(loc, h, &ring.Options{Mode: cfg.Mode}, func(s *ring.Segment) error {
-		q, err := newQueue(s, h)
+		q, err := newQueue(s, h, cfg.Wait)
 		if err != nil {
 			return err
 		}
@@ -146,22 +185,38 @@ func Create(loc ring.Location, cfg Config) (*Queue, error) {
 			p := cfg.StartPosition + k
 			q.seqs[p&q.mask].Store(layout.SeqWord(p, layout.SlotEmpty, 0))
 		}
+		if q.lk != nil {
+			// Every slot free; the filled count and the mutex words stay 0.
+			c, err := s.Uint32(h.ProducerWake + layout.WakeSemCount)
+			if err != nil {
+				return err
+			}
+			c.Store(uint32(h.Capacity))
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return newQueue(seg, seg.Header())
+	q, err := newQueue(seg, seg.Header(), cfg.Wait)
+	if err != nil {
+		seg.Close()
+		return nil, err
+	}
+	return q, nil
 }
 
 // Open maps the existing queue at loc, waiting for its creator to finish
 // (bounded by ctx and opts.ReadyTimeout). opts may be nil.
-func Open(ctx context.Context, loc ring.Location, opts *ring.Options) (*Queue, error) {
-	seg, err := ring.Open(ctx, loc, layout.KindMPMC, opts)
+func Open(ctx context.Context, loc ring.Location, opts *Options) (*Queue, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	seg, err := ring.Open(ctx, loc, layout.KindMPMC, &opts.Options)
 	if err != nil {
 		return nil, err
 	}
-	q, err := newQueue(seg, seg.Header())
+	q, err := newQueue(seg, seg.Header(), opts.Wait)
 	if err != nil {
 		seg.Close()
 		return nil, err
@@ -178,7 +233,7 @@ func OpenOrCreate(ctx context.Context, loc ring.Location, cfg Config) (*Queue, e
 		if !errors.Is(err, ring.ErrExists) {
 			return q, err
 		}
-		q, err = Open(ctx, loc, &ring.Options{Mode: cfg.Mode})
+		q, err = Open(ctx, loc, &Options{Options: ring.Options{Mode: cfg.Mode}, Wait: cfg.Wait})
 		if !errors.Is(err, ring.ErrNotFound) {
 			return q, err
 		}
@@ -192,10 +247,10 @@ func OpenOrCreate(ctx context.Context, loc ring.Location, cfg Config) (*Queue, e
 // newQueue takes typed pointers to every shared word. The slot sequence
 // words are fetched once, through ring.Segment.Uint64, into a private slice
 // (8 bytes of private memory per slot).
-func newQueue(seg *ring.Segment, h layout.Header) (*Queue, error) {
+func newQueue(seg *ring.Segment, h layout.Header, w Wait) (*Queue, error) {
 	q := &Queue{
 		seg: seg, hdr: h, data: seg.Data(), mask: h.Capacity - 1,
-		slotSize: uint64(h.SlotSize), maxMsg: h.MaxMessage,
+		slotSize: uint64(h.SlotSize), maxMsg: h.MaxMessage, wait: w.WithDefaults(),
 	}
 	var err error
 	if q.enq, err = seg.Uint64(h.Producer + layout.CursorPosition); err != nil {
@@ -219,8 +274,17 @@ func newQueue(seg *ring.Segment, h layout.Header) (*Queue, error) {
 	if q.consumerWake, err = newWakeLine(seg, h.ConsumerWake); err != nil {
 		return nil, err
 	}
+	if h.Flags&layout.FlagLocked != 0 {
+		if q.lk, err = newLocked(seg, h, q.wait); err != nil {
+			return nil, err
+		}
+	}
 	return q, nil
 }
+
+// Locked reports whether the queue runs in locked mode (Config.Locked; see
+// layout/LAYOUT.md §14.11), which its creator chose for every handle.
+func (q *Queue) Locked() bool { return q.lk != nil }
 
 // Segment returns the underlying segment.
 func (q *Queue) Segment() *ring.Segment { return q.seg }
@@ -318,6 +382,9 @@ func (q *Queue) attach(role uint32) (*ring.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	if q.lk != nil {
+		return e, nil // slot sequence words are unused
+	}
 	if err := q.recoverEntry(uint32(e.Index())); err != nil {
 		e.Detach()
 		return nil, err
@@ -391,7 +458,7 @@ func (q *Queue) recoverEntry(me uint32) error {
 			off := q.slot(pos)
 			le32put(q.data[off+layout.SlotLength:], 0)
 			if seq.CompareAndSwap(w, layout.SeqWord(pos, layout.SlotFull, me)) {
-				q.consumerWake.wake()
+				q.wakeIfWaiting(q.consumerWake, nil)
 			}
 		case layout.SlotReading:
 			cur := q.deq.Load()
@@ -401,7 +468,7 @@ func (q *Queue) recoverEntry(me uint32) error {
 			}
 			q.deq.CompareAndSwap(pos, pos+1)
 			if seq.CompareAndSwap(w, layout.SeqWord(pos+q.hdr.Capacity, layout.SlotEmpty, 0)) {
-				q.producerWake.wake()
+				q.wakeIfWaiting(q.producerWake, nil)
 			}
 		}
 	}

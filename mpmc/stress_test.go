@@ -43,7 +43,12 @@ func TestStressProcesses(t *testing.T) {
 }
 
 func stress(t *testing.T, slots uint64, np, nc, per int) {
-	q := newTestQueue(t, Config{Slots: slots, SlotSize: 128, StartPosition: ^uint64(0) - uint64(np*per/2)})
+	stressMode(t, slots, false, np, nc, per)
+}
+
+// stressMode is stress on a queue in locked mode or not.
+func stressMode(t *testing.T, slots uint64, locked bool, np, nc, per int) {
+	q := newTestQueue(t, Config{Slots: slots, SlotSize: 128, StartPosition: ^uint64(0) - uint64(np*per/2), Locked: locked})
 	dir := t.TempDir()
 	begin := time.Now()
 	var prods, cons []*exec.Cmd

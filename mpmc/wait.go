@@ -3,105 +3,77 @@ package mpmc
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
-	"sync/atomic"
+	"errors"
 	"time"
 
 	"github.com/shmq/shmq/layout"
+	"github.com/shmq/shmq/notify"
 	"github.com/shmq/shmq/ring"
 )
 
 func le32put(b []byte, v uint32) { binary.LittleEndian.PutUint32(b, v) }
 func le32(b []byte) uint32       { return binary.LittleEndian.Uint32(b) }
 
-// wakeLine is one side's parking place: a sequence word to wait on and a
-// count of registered waiters. The waiting side registers (waiters++),
-// re-checks the queue, and parks only if it still has nothing to do; the
-// other side publishes, then loads waiters and wakes only if it is non-zero.
-// Both pairs of steps are sequentially consistent atomics, so either the
-// publisher sees the waiter or the waiter sees the publication.
-//
-// Until package notify is wired in, parking is a sleep with exponential
-// back-off that ends early when the sequence word moves.
-type wakeLine struct {
-	seq     *atomic.Uint32
-	waiters *atomic.Uint32
-}
+// Wait tunes how Send and Recv wait for space or data. The zero value suits
+// a typical service: spin and yield for notify.DefaultSpin, then park on a
+// futex (a polling back-off where there is none), so an idle blocked side
+// uses little CPU and a busy stream makes no system calls. In locked mode
+// only Backend is used (the semaphores and mutexes park on it, and it must
+// serve any word: a futex or polling backend, not an eventfd or socket one);
+// package sem spins by its own rules.
+type Wait = notify.Policy
 
-func newWakeLine(seg *ring.Segment, off uint64) (wakeLine, error) {
+func newWakeLine(seg *ring.Segment, off uint64) (notify.Line, error) {
 	seq, err := seg.Uint32(off + layout.WakeSeq)
 	if err != nil {
-		return wakeLine{}, err
+		return notify.Line{}, err
 	}
 	waiters, err := seg.Uint32(off + layout.WakeWaiters)
 	if err != nil {
-		return wakeLine{}, err
+		return notify.Line{}, err
 	}
-	return wakeLine{seq: seq, waiters: waiters}, nil
+	return notify.Line{Seq: seq, Waiters: waiters}, nil
 }
 
-// wakeIfWaiting is called by the publishing side after its slot store. With
-// no waiter registered it costs one load of a line that stays shared.
-func (w *wakeLine) wakeIfWaiting(e *ring.Entry) {
-	if w.waiters.Load() == 0 {
-		return
-	}
-	w.seq.Add(1)
-	e.Wakes.Store(e.Wakes.Load() + 1)
-}
-
-// wake is wakeIfWaiting without a registry entry to count it in.
-func (w *wakeLine) wake() {
-	if w.waiters.Load() != 0 {
-		w.seq.Add(1)
+// wakeIfWaiting is called by the publishing side after its slot store (a
+// commit wakes consumers, a release wakes producers). With no waiter
+// registered it costs one load of a line that stays shared, and no system
+// call. e is the publisher's registry entry, whose wake counter it advances;
+// nil for a wake on behalf of a dead holder.
+func (q *Queue) wakeIfWaiting(l notify.Line, e *ring.Entry) {
+	if l.WakeIfWaiting(q.wait.Backend) && e != nil {
+		e.Wakes.Store(e.Wakes.Load() + 1)
 	}
 }
 
-// Waiting parameters: spin briefly, then sleep with exponential back-off.
-// A wait also ends every recheckPeriod, so that the caller re-runs its
-// operation, which checks whether the holder of a stuck slot has died.
-const (
-	spinChecks    = 200
-	minSleep      = time.Microsecond
-	maxSleep      = time.Millisecond
-	recheckPeriod = 5 * time.Millisecond
-)
+// recheckPeriod bounds each park: a producer or consumer that died holding
+// a slot wakes no one, so a waiter returns this often for its caller to
+// re-run the operation, which notices a dead claimant and moves past it.
+const recheckPeriod = 5 * time.Millisecond
+
+// errRecheck is the check function's answer after each bounded park: it
+// ends Await, and waitFor turns it into "retry now".
+var errRecheck = errors.New("mpmc: recheck")
+
+func recheck() error { return errRecheck }
 
 // Dead-claimant detection: a slot whose sequence word has not changed for
 // suspectAfter is checked against the registry (one fcntl), and then at
 // most once every suspectAfter while it stays stuck.
 const suspectAfter = 2 * time.Millisecond
 
-// waitFor returns nil once ready reports true or recheckPeriod has passed,
-// or ctx's error when ctx ends. own is the waiting side's registry entry,
-// whose wait counter it advances.
-func waitFor(ctx context.Context, w *wakeLine, own *ring.Entry, ready func() bool) error {
-	for i := 0; i < spinChecks; i++ {
-		if ready() {
-			return nil
-		}
+// waitFor returns nil once ready reports true or a park of recheckPeriod
+// ended without it, or ctx's error when ctx ends. own is the waiting side's
+// registry entry, whose wait counter it advances when it parked.
+func (q *Queue) waitFor(ctx context.Context, l notify.Line, own *ring.Entry, ready func() bool) error {
+	parked, err := l.Await(ctx, q.wait, recheckPeriod, ready, recheck)
+	if parked {
+		own.Waits.Store(own.Waits.Load() + 1)
 	}
-	own.Waits.Store(own.Waits.Load() + 1)
-	w.waiters.Add(1)
-	defer w.waiters.Add(^uint32(0))
-	sleep := minSleep
-	deadline := time.Now().Add(recheckPeriod)
-	for {
-		seq := w.seq.Load()
-		if ready() {
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("mpmc: wait: %w", err)
-		}
-		if time.Now().After(deadline) {
-			return nil
-		}
-		if w.seq.Load() == seq {
-			time.Sleep(sleep)
-			sleep = min(2*sleep, maxSleep)
-		}
+	if err == errRecheck {
+		return nil
 	}
+	return err
 }
 
 // suspect tracks one stuck slot word seen by a producer or consumer.
