@@ -26,7 +26,7 @@ func inCI() bool { return os.Getenv("CI") == "true" }
 
 // compiler returns the C compiler, skipping (or failing under CI) the test
 // if there is none or the platform is not the one the layout targets.
-func compiler(t *testing.T) string {
+func compiler(t testing.TB) string {
 	t.Helper()
 	if runtime.GOOS != "linux" || (runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64" &&
 		runtime.GOARCH != "riscv64" && runtime.GOARCH != "ppc64le" && runtime.GOARCH != "loong64") {
@@ -49,7 +49,7 @@ func compiler(t *testing.T) string {
 }
 
 // srcDir returns layout/c of this module.
-func srcDir(t *testing.T) string {
+func srcDir(t testing.TB) string {
 	t.Helper()
 	d, err := filepath.Abs(filepath.Join("..", "layout", "c"))
 	if err != nil {
@@ -60,7 +60,7 @@ func srcDir(t *testing.T) string {
 
 // build compiles layout/c/NAME.c into dir with the given extra flags and
 // returns the binary's path.
-func build(t *testing.T, cc, dir, name string, extra ...string) string {
+func build(t testing.TB, cc, dir, name string, extra ...string) string {
 	t.Helper()
 	out := filepath.Join(dir, name)
 	args := append(append(append([]string{}, cflags...), extra...), filepath.Join(srcDir(t), name+".c"), "-o", out)

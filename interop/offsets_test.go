@@ -105,6 +105,25 @@ func TestHeaderConstants(t *testing.T) {
 		"SlotAlign":      layout.SlotAlign,
 		"MaxSlotSize":    layout.MaxSlotSize,
 		"MaxMPMCSlots":   layout.MaxMPMCSlots,
+		"MinSlotSize":    layout.MinSlotSize,
+		"SlotSeq":        layout.SlotSeq,
+		"SlotLength":     layout.SlotLength,
+		"SlotProducer":   layout.SlotProducer,
+		"SlotEmpty":      layout.SlotEmpty,
+		"SlotWriting":    layout.SlotWriting,
+		"SlotFull":       layout.SlotFull,
+		"SlotReading":    layout.SlotReading,
+		"SeqRankShift":   layout.SeqRankShift,
+		"SeqOwnerMask":   layout.SeqOwnerMask,
+		"SeqRankBits":    layout.SeqRankBits,
+		"FlagLocked":     uint64(layout.FlagLocked),
+		// The sequence word's encoding and signed distance, including
+		// positions that wrap 2^64 and 2^46.
+		"SeqWordF5o7":     layout.SeqWord(5, layout.SlotFull, 7),
+		"SeqWordWrapR":    layout.SeqWord(1<<64-1, layout.SlotReading, 65535),
+		"SeqDiffLapAhead": uint64(layout.SeqDiff(layout.SeqWord(1024+3, layout.SlotEmpty, 0), 3)),
+		"SeqDiffPrevLapR": uint64(layout.SeqDiff(layout.SeqWord(3, layout.SlotReading, 1), 1024+3)),
+		"SeqDiffWrap":     uint64(layout.SeqDiff(layout.SeqWord(2, layout.SlotWriting, 0), 1<<64-2)),
 
 		// The fixed version 1 placement that PlanSPSC writes.
 		"V1ProducerLine":     spsc4096.Producer,

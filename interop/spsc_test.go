@@ -66,7 +66,7 @@ var nameSeq atomic.Uint32
 // newQueue creates an SPSC queue in /dev/shm (or a memfd) and removes it at
 // the end of the test. It returns the queue and the location argument for
 // the C programs, and the files to pass them.
-func newQueue(t *testing.T, memfd bool, cfg spsc.Config) (*spsc.Queue, string, []*os.File) {
+func newQueue(t testing.TB, memfd bool, cfg spsc.Config) (*spsc.Queue, string, []*os.File) {
 	t.Helper()
 	if memfd {
 		q, err := spsc.Create(ring.Memfd("interop"), cfg)
@@ -93,7 +93,7 @@ func newQueue(t *testing.T, memfd bool, cfg spsc.Config) (*spsc.Queue, string, [
 // start starts cmd and returns a context that ends when it exits, so a Go
 // side blocked on a dead or failed C peer stops waiting, and a function
 // that waits for the exit and returns stdout, failing on error.
-func start(t *testing.T, cmd *exec.Cmd) (context.Context, func() string) {
+func start(t testing.TB, cmd *exec.Cmd) (context.Context, func() string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

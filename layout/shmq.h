@@ -18,12 +18,17 @@
  *     OFD-lock liveness (section 7);
  *   - SPSC producer (reserve/commit, try_send, blocking send) and consumer
  *     (peek/release, try_recv, blocking recv) with the Go consumer's
- *     validation and the futex wake protocol (sections 6, 11-13).
+ *     validation and the futex wake protocol (sections 6, 11-13);
+ *   - MPMC producer (reserve/commit, try_send, blocking send) and consumer
+ *     (peek/release, try_recv, blocking recv) of the lock-free slot
+ *     protocol (section 14), attaching any free registry entry, with the Go
+ *     code's validation, bounded retry loops and crash recovery (a dead
+ *     producer's claimed slot is skipped, a dead consumer's taken slot is
+ *     reclaimed, a reused entry's stale claims are repaired on attach).
  *
- * Creating segments and MPMC queues are not implemented yet: MPMC segments
- * decode (their header is common) but have no queue API here; its slot
- * format is in mpmc/LAYOUT-MPMC.md. shmq_open takes the kind it expects so
- * an MPMC API can be added beside the SPSC one.
+ * Not implemented: creating segments, and MPMC locked mode (FlagLocked):
+ * the MPMC calls refuse such a segment with SHMQ_ENOTIMPL, never touching
+ * it. Every flag is must-understand (LAYOUT.md section 3).
  *
  * Errors are negative SHMQ_E* values (errno is preserved for SHMQ_ESYS);
  * shmq_strerror names them. Nothing here is thread-safe per handle: one
@@ -81,6 +86,10 @@ extern "C" {
 #define SHMQ_KIND_SPSC 1u
 #define SHMQ_KIND_MPMC 2u
 
+/* Flags (must-understand). FlagLocked: an MPMC queue in locked mode, which
+ * this header decodes but does not implement (SHMQ_ENOTIMPL). */
+#define SHMQ_FLAG_LOCKED 1u
+
 #define SHMQ_STATE_INIT  0u
 #define SHMQ_STATE_READY 0x59444552u /* "REDY" */
 
@@ -89,7 +98,7 @@ extern "C" {
 #define SHMQ_OFF_STATE        8  /* u32 */
 #define SHMQ_OFF_VERSION      12 /* u32 */
 #define SHMQ_OFF_KIND         16 /* u32 */
-#define SHMQ_OFF_FLAGS        20 /* u32, 0 in version 1 */
+#define SHMQ_OFF_FLAGS        20 /* u32 flags, must-understand: 0 or (MPMC) SHMQ_FLAG_LOCKED */
 #define SHMQ_OFF_TOTAL_SIZE   24 /* u64 */
 #define SHMQ_OFF_CAPACITY     32 /* u64 SPSC data bytes / MPMC slots */
 #define SHMQ_OFF_MAX_MESSAGE  40 /* u32 */
@@ -155,6 +164,33 @@ extern "C" {
 #define SHMQ_MIN_SPSC_CAPACITY UINT64_C(32)
 #define SHMQ_MAX_SPSC_CAPACITY (UINT64_C(1) << 40)
 #define SHMQ_MAX_RECORD_LENGTH (UINT64_C(1) << 30)
+
+/* MPMC slots (layout/mpmc.go; LAYOUT.md section 14). */
+#define SHMQ_SLOT_HEADER_SIZE 16u
+#define SHMQ_SLOT_SEQ         0  /* u64 sequence word */
+#define SHMQ_SLOT_LENGTH      8  /* u32 payload length, 0 = tombstone */
+#define SHMQ_SLOT_PRODUCER    12 /* u32 registry index of the writer (informational) */
+#define SHMQ_SLOT_ALIGN       64u
+#define SHMQ_MIN_SLOT_SIZE    SHMQ_SLOT_ALIGN
+#define SHMQ_MAX_SLOT_SIZE    (1u << 20)
+#define SHMQ_MAX_MPMC_SLOTS   (UINT64_C(1) << 24)
+
+#define SHMQ_SLOT_EMPTY   0u /* E(p) */
+#define SHMQ_SLOT_WRITING 1u /* W(p) */
+#define SHMQ_SLOT_FULL    2u /* F(p) */
+#define SHMQ_SLOT_READING 3u /* R(p) */
+
+#define SHMQ_SEQ_RANK_SHIFT 16
+#define SHMQ_SEQ_OWNER_MASK ((UINT64_C(1) << SHMQ_SEQ_RANK_SHIFT) - 1)
+#define SHMQ_SEQ_RANK_BITS  48
+
+/* The MPMC code's bounds (mpmc/queue.go, mpmc/wait.go): retry loops give up
+ * with SHMQ_ECORRUPT after this many attempts; a claimed slot word seen
+ * unchanged this long is checked against the registry, at most once per
+ * period; a waiter re-runs its operation at least this often. */
+#define SHMQ_MPMC_MAX_ATTEMPTS (1 << 20)
+#define SHMQ_MPMC_SUSPECT_NS   INT64_C(2000000)
+#define SHMQ_MPMC_RECHECK_NS   INT64_C(5000000)
 
 /* Fixed positions that version 1 creators use (readers use the table). */
 #define SHMQ_V1_PRODUCER_LINE      256
@@ -243,6 +279,12 @@ struct shmq_record_header {
 	uint32_t type;
 };
 
+struct shmq_slot_header {
+	uint64_t seq;
+	uint32_t length;
+	uint32_t producer;
+};
+
 #define SHMQ__CHECK(s, f, off) _Static_assert(offsetof(struct s, f) == (off), #s "." #f)
 SHMQ__CHECK(shmq_segment_header, desc.magic, SHMQ_OFF_MAGIC);
 SHMQ__CHECK(shmq_segment_header, desc.state, SHMQ_OFF_STATE);
@@ -281,6 +323,10 @@ SHMQ__CHECK(shmq_registry_entry, waits, SHMQ_ENTRY_WAITS);
 SHMQ__CHECK(shmq_registry_entry, wakes, SHMQ_ENTRY_WAKES);
 SHMQ__CHECK(shmq_record_header, length, SHMQ_RECORD_LENGTH);
 SHMQ__CHECK(shmq_record_header, type, SHMQ_RECORD_TYPE);
+SHMQ__CHECK(shmq_slot_header, seq, SHMQ_SLOT_SEQ);
+SHMQ__CHECK(shmq_slot_header, length, SHMQ_SLOT_LENGTH);
+SHMQ__CHECK(shmq_slot_header, producer, SHMQ_SLOT_PRODUCER);
+_Static_assert(sizeof(struct shmq_slot_header) == SHMQ_SLOT_HEADER_SIZE, "slot header");
 _Static_assert(sizeof(struct shmq_segment_header) == SHMQ_HEADER_SIZE, "header size");
 _Static_assert(sizeof(struct shmq_cursor_line) == SHMQ_LINE_SIZE, "cursor line");
 _Static_assert(sizeof(struct shmq_wake_line) == SHMQ_LINE_SIZE, "wake line");
@@ -311,7 +357,9 @@ enum {
 	SHMQ_EPEERDEAD = -16,   /* peer died without detaching */
 	SHMQ_ETIMEDOUT = -17,   /* timeout */
 	SHMQ_ECLOSED = -18,     /* handle closed */
-	SHMQ_EINVAL = -19       /* invalid argument */
+	SHMQ_EINVAL = -19,      /* invalid argument */
+	SHMQ_ENOTIMPL = -20,    /* segment uses a flag this header does not implement (MPMC locked mode) */
+	SHMQ_EREGISTRYFULL = -21 /* every registry entry is held by a live process */
 };
 
 static inline const char *shmq_strerror(int err)
@@ -337,6 +385,8 @@ static inline const char *shmq_strerror(int err)
 	case SHMQ_ETIMEDOUT: return "timed out";
 	case SHMQ_ECLOSED: return "closed";
 	case SHMQ_EINVAL: return "invalid argument";
+	case SHMQ_ENOTIMPL: return "segment flags not implemented here (MPMC locked mode)";
+	case SHMQ_EREGISTRYFULL: return "registry full: every entry is held by a live process";
 	}
 	return "unknown error";
 }
@@ -520,17 +570,26 @@ static inline int shmq__validate_spsc(const shmq_header *h)
 	return 0;
 }
 
-/* MPMC bounds from layout/mpmc.go (validateMPMC); its slot protocol is not
- * implemented here. */
-#define SHMQ_SLOT_HEADER_SIZE 16u
-#define SHMQ_SLOT_ALIGN       64u
-#define SHMQ_MAX_SLOT_SIZE    (1u << 20)
-#define SHMQ_MAX_MPMC_SLOTS   (UINT64_C(1) << 24)
+/* validateMPMC (layout/mpmc.go). */
+static inline int shmq__validate_mpmc(const shmq_header *h)
+{
+	uint64_t c = h->capacity;
+	uint32_t s = h->slot_size;
+	if (c == 0 || c > SHMQ_MAX_MPMC_SLOTS || !shmq__pow2(c))
+		return SHMQ_ECORRUPT;
+	if (s < SHMQ_MIN_SLOT_SIZE || s > SHMQ_MAX_SLOT_SIZE || s % SHMQ_SLOT_ALIGN != 0)
+		return SHMQ_ECORRUPT;
+	if (h->data_size != c * s) /* c <= 2^24, s <= 2^20: no overflow */
+		return SHMQ_ECORRUPT;
+	if (h->max_message == 0 || h->max_message > s - SHMQ_SLOT_HEADER_SIZE)
+		return SHMQ_ECORRUPT;
+	if (h->registry_count == 0 || h->registry_count > SHMQ_MAX_REGISTRY_ENTRIES)
+		return SHMQ_ECORRUPT;
+	return 0;
+}
 
 /* Decode validates the header at the start of mem, a mapping of size bytes
- * (the file size), into *h. It mirrors layout.Decode; for MPMC it checks
- * only what is common to every kind plus the data size (full MPMC checks
- * arrive with the MPMC API). Each field is loaded once. The state word is
+ * (the file size), into *h. It mirrors layout.Decode. Each field is loaded once. The state word is
  * loaded with acquire semantics first, so that a StateReady reading orders
  * the other reads after the creator's writes. */
 static inline int shmq_decode(const void *memv, uint64_t size, shmq_header *h)
@@ -569,7 +628,10 @@ static inline int shmq_decode(const void *memv, uint64_t size, shmq_header *h)
 	h->data_size = shmq__ld64(mem, SHMQ_OFF_TAB_DATA_SIZE);
 
 	int err = SHMQ_ECORRUPT;
-	if (h->flags != 0) {
+	/* Flags are must-understand; as layout.Decode, FlagLocked is known for
+	 * MPMC (the MPMC calls then refuse it with SHMQ_ENOTIMPL), anything
+	 * else is an unsupported version. */
+	if ((h->flags & ~(h->kind == SHMQ_KIND_MPMC ? SHMQ_FLAG_LOCKED : 0u)) != 0) {
 		err = SHMQ_EVERSION;
 		goto bad;
 	}
@@ -596,12 +658,7 @@ static inline int shmq_decode(const void *memv, uint64_t size, shmq_header *h)
 		err = shmq__validate_spsc(h);
 		break;
 	case SHMQ_KIND_MPMC:
-		err = (shmq__pow2(h->capacity) && h->capacity <= SHMQ_MAX_MPMC_SLOTS &&
-		       h->slot_size >= SHMQ_SLOT_ALIGN && h->slot_size <= SHMQ_MAX_SLOT_SIZE &&
-		       h->slot_size % SHMQ_SLOT_ALIGN == 0 && h->data_size == h->capacity * h->slot_size &&
-		       h->max_message >= 1 && h->max_message <= h->slot_size - SHMQ_SLOT_HEADER_SIZE)
-			      ? 0
-			      : SHMQ_ECORRUPT;
+		err = shmq__validate_mpmc(h);
 		break;
 	default:
 		err = SHMQ_EKIND;
@@ -622,6 +679,9 @@ typedef struct shmq_segment {
 	unsigned char *mem; /* the whole mapping */
 	uint64_t size;
 	shmq_header hdr;
+	/* Bitmap of the registry entries held through fd: F_OFD_GETLK does not
+	 * report the caller's own locks, so liveness of those is read here. */
+	unsigned char *held;
 } shmq_segment;
 
 typedef struct shmq_open_options {
@@ -796,6 +856,8 @@ static inline void shmq_close(shmq_segment *s)
 		munmap(s->mem, (size_t)s->size);
 	if (s->fd >= 0)
 		close(s->fd);
+	free(s->held);
+	s->held = NULL;
 	s->mem = NULL;
 	s->fd = -1;
 }
@@ -821,9 +883,14 @@ static inline int shmq_attach(shmq_segment *s, int i, uint32_t role, shmq_entry 
 	memset(e, 0, sizeof *e);
 	if (i < 0 || (uint32_t)i >= s->hdr.registry_count)
 		return SHMQ_EINVAL;
+	if (!s->held && !(s->held = (unsigned char *)calloc((s->hdr.registry_count + 7) / 8, 1)))
+		return SHMQ_ESYS;
+	if (s->held[i / 8] & (1u << (i % 8)))
+		return SHMQ_EROLETAKEN; /* held through this very description */
 	int err = shmq_ofd_trylock(s->fd, SHMQ_ENTRY_LOCK_BYTE(i));
 	if (err != 0)
 		return err;
+	s->held[i / 8] |= (unsigned char)(1u << (i % 8));
 	uint64_t base = shmq_header_entry(&s->hdr, i);
 	unsigned char *m = s->mem;
 	e->seg = s;
@@ -857,7 +924,19 @@ static inline int shmq_detach(shmq_entry *e)
 		return 0;
 	e->held = 0;
 	atomic_store_explicit(e->state, SHMQ_ENTRY_DETACHED, memory_order_release);
-	return shmq_ofd_unlock(e->seg->fd, SHMQ_ENTRY_LOCK_BYTE(e->index));
+	int err = shmq_ofd_unlock(e->seg->fd, SHMQ_ENTRY_LOCK_BYTE(e->index));
+	if (e->seg->held)
+		e->seg->held[e->index / 8] &= (unsigned char)~(1u << (e->index % 8));
+	return err;
+}
+
+/* 1 if a live process holds entry i (this one through s included), 0 if
+ * not, SHMQ_ESYS on error. i must be below the registry count. */
+static inline int shmq_entry_alive(shmq_segment *s, int i)
+{
+	if (s->held && (s->held[i / 8] & (1u << (i % 8))))
+		return 1;
+	return shmq_ofd_held(s->fd, SHMQ_ENTRY_LOCK_BYTE(i));
 }
 
 /* 1 if entry i was attached and its holder died without detaching, 0 if
@@ -868,7 +947,7 @@ static inline int shmq_entry_dead(shmq_segment *s, int i)
 	uint32_t st = atomic_load_explicit(shmq__u32(s->mem, base + SHMQ_ENTRY_STATE), memory_order_acquire);
 	if (st != SHMQ_ENTRY_ATTACHED)
 		return 0;
-	int held = shmq_ofd_held(s->fd, SHMQ_ENTRY_LOCK_BYTE(i));
+	int held = shmq_entry_alive(s, i);
 	if (held < 0)
 		return held;
 	return !held;
@@ -899,6 +978,8 @@ static inline void shmq__wake_if_waiting(shmq_wake *w, shmq_entry *own)
 		return;
 	atomic_fetch_add_explicit(w->seq, 1, memory_order_seq_cst);
 	shmq__futex_wake(w->seq);
+	if (!own)
+		return; /* a wake on behalf of a dead holder */
 	own->n_wakes++;
 	atomic_store_explicit(own->wakes, own->n_wakes, memory_order_release);
 }
@@ -1329,6 +1410,639 @@ static inline int shmq_spsc_consumer_close(shmq_spsc_consumer *c)
 {
 	if (c->closed)
 		return 0;
+	c->closed = 1;
+	return shmq_detach(&c->e);
+}
+
+/* ---------------------------------------------------------------------- */
+/* MPMC (LAYOUT.md section 14; mirrors mpmc/producer.go, consumer.go)      */
+/* ---------------------------------------------------------------------- */
+
+/* SeqWord: rank(pos, st) << 16 | owner. */
+static inline uint64_t shmq_seq_word(uint64_t pos, uint32_t st, uint32_t owner)
+{
+	return ((pos << 2) | (uint64_t)(st & 3)) << SHMQ_SEQ_RANK_SHIFT | ((uint64_t)owner & SHMQ_SEQ_OWNER_MASK);
+}
+
+/* SeqDiff: rank(w) - rank(E(pos)) as a signed 48-bit distance. */
+static inline int64_t shmq_seq_diff(uint64_t w, uint64_t pos)
+{
+	const uint64_t mask = (UINT64_C(1) << SHMQ_SEQ_RANK_BITS) - 1;
+	uint64_t d = ((w >> SHMQ_SEQ_RANK_SHIFT) - (pos << 2)) & mask;
+	if (d & (UINT64_C(1) << (SHMQ_SEQ_RANK_BITS - 1)))
+		return (int64_t)d - (INT64_C(1) << SHMQ_SEQ_RANK_BITS);
+	return (int64_t)d;
+}
+
+static inline uint32_t shmq_seq_owner(uint64_t w) { return (uint32_t)(w & SHMQ_SEQ_OWNER_MASK); }
+static inline uint32_t shmq_seq_state(uint64_t w) { return (uint32_t)(w >> SHMQ_SEQ_RANK_SHIFT) & 3; }
+
+/* Shared view of an MPMC segment, built from the validated private header. */
+typedef struct shmq_mpmc {
+	shmq_segment *seg;
+	unsigned char *data;
+	uint64_t cap, mask, slot_size;
+	int64_t lap; /* 4*cap: one lap of ranks */
+	uint32_t max_message, registry_count;
+	shmq_atomic_u64 *enq, *deq; /* cursors: hints every process helps along */
+	shmq_wake producer_wake, consumer_wake;
+} shmq_mpmc;
+
+/* A stuck slot word, for dead-claimant detection (mpmc/wait.go suspect). */
+struct shmq__suspect {
+	uint64_t word;
+	int64_t since, checked; /* CLOCK_MONOTONIC ns; checked 0: never */
+};
+
+typedef struct shmq_mpmc_producer {
+	shmq_mpmc q;
+	shmq_entry e;
+	uint32_t me;
+	int pending; /* one reservation at most */
+	uint64_t pend_pos;
+	uint32_t pend_len;
+	uint64_t reclaimed; /* slots taken back from dead consumers */
+	struct shmq__suspect stuck;
+	uint64_t last_pos, last_word; /* what made the last claim fail */
+	int closed;
+} shmq_mpmc_producer;
+
+typedef struct shmq_mpmc_consumer {
+	shmq_mpmc q;
+	shmq_entry e;
+	uint32_t me;
+	int held; /* a message taken (peeked or stashed) and not yet freed */
+	int stashed; /* the held message was refused (short buffer): hand it out next */
+	uint64_t held_pos;
+	uint32_t held_len;
+	uint64_t skipped, tombstones; /* dead producers' slots; abandoned reservations */
+	struct shmq__suspect stuck;
+	uint64_t last_pos, last_word;
+	int freed;
+	int closed;
+} shmq_mpmc_consumer;
+
+static inline shmq_atomic_u64 *shmq__mpmc_seq(const shmq_mpmc *q, uint64_t pos)
+{
+	return shmq__u64(q->data, (pos & q->mask) * q->slot_size + SHMQ_SLOT_SEQ);
+}
+
+static inline unsigned char *shmq__mpmc_slot(const shmq_mpmc *q, uint64_t pos)
+{
+	return q->data + (pos & q->mask) * q->slot_size;
+}
+
+/* Every shared word is accessed sequentially consistently, as the Go code
+ * does; the protocol needs at least release on every CAS of a sequence word
+ * and acquire on every load of one. */
+static inline uint64_t shmq__ld(shmq_atomic_u64 *p) { return atomic_load_explicit(p, memory_order_seq_cst); }
+static inline int shmq__cas(shmq_atomic_u64 *p, uint64_t old, uint64_t nw)
+{
+	return atomic_compare_exchange_strong_explicit(p, &old, nw, memory_order_seq_cst, memory_order_seq_cst);
+}
+
+static inline int shmq__mpmc_view(shmq_segment *s, shmq_mpmc *q)
+{
+	memset(q, 0, sizeof *q);
+	if (s->hdr.kind != SHMQ_KIND_MPMC)
+		return SHMQ_EKIND;
+	if (s->hdr.flags != 0)
+		return SHMQ_ENOTIMPL; /* locked mode: refuse, touch nothing */
+	if (shmq__validate_mpmc(&s->hdr) != 0)
+		return SHMQ_ECORRUPT;
+	q->seg = s;
+	q->data = s->mem + s->hdr.data;
+	q->cap = s->hdr.capacity;
+	q->mask = q->cap - 1;
+	q->slot_size = s->hdr.slot_size;
+	q->lap = 4 * (int64_t)q->cap;
+	q->max_message = s->hdr.max_message;
+	q->registry_count = s->hdr.registry_count;
+	q->enq = shmq__u64(s->mem, s->hdr.producer + SHMQ_CURSOR_POSITION);
+	q->deq = shmq__u64(s->mem, s->hdr.consumer + SHMQ_CURSOR_POSITION);
+	q->producer_wake = shmq__wake_at(s, s->hdr.producer_wake);
+	q->consumer_wake = shmq__wake_at(s, s->hdr.consumer_wake);
+	return 0;
+}
+
+/* classify: the position named by w must map to pos's slot. */
+static inline int shmq__mpmc_classify(const shmq_mpmc *q, uint64_t w, uint64_t pos, int64_t *d)
+{
+	*d = shmq_seq_diff(w, pos);
+	/* (d>>2) & mask, on the low bits only: no signed shift needed. */
+	if ((((uint64_t)*d) >> 2) & q->mask)
+		return SHMQ_ECORRUPT;
+	return 0;
+}
+
+/* claimantGone: 1 if w has been stuck for SUSPECT_NS and its owner's entry
+ * is not held by a live process; checked at most once per SUSPECT_NS. */
+static inline int shmq__claimant_gone(struct shmq__suspect *s, shmq_segment *seg, uint64_t w)
+{
+	int64_t now = shmq__now_ns(CLOCK_MONOTONIC);
+	if (w != s->word || s->since == 0) {
+		s->word = w;
+		s->since = now;
+		s->checked = 0;
+		return 0;
+	}
+	if (now - s->since < SHMQ_MPMC_SUSPECT_NS || (s->checked != 0 && now - s->checked < SHMQ_MPMC_SUSPECT_NS))
+		return 0;
+	s->checked = now;
+	int alive = shmq_entry_alive(seg, (int)shmq_seq_owner(w));
+	if (alive < 0)
+		return alive;
+	return !alive;
+}
+
+/* fullPosition: the 64-bit position named by w, at or before cursor cur. */
+static inline uint64_t shmq__full_position(uint64_t w, uint64_t cur)
+{
+	const uint64_t pos46 = (UINT64_C(1) << (SHMQ_SEQ_RANK_BITS - 2)) - 1;
+	uint64_t p46 = w >> SHMQ_SEQ_RANK_SHIFT >> 2;
+	return cur - ((cur - p46) & pos46);
+}
+
+/* recoverEntry: the former holder of entry me is gone, so a slot it was
+ * writing becomes a tombstone and a slot it was reading is freed. */
+static inline int shmq__mpmc_recover(shmq_mpmc *q, uint32_t me)
+{
+	for (uint64_t i = 0; i < q->cap; i++) {
+		shmq_atomic_u64 *seq = shmq__mpmc_seq(q, i);
+		uint64_t w = shmq__ld(seq);
+		if (shmq_seq_owner(w) != me)
+			continue;
+		uint32_t st = shmq_seq_state(w);
+		if (st == SHMQ_SLOT_WRITING) {
+			uint64_t cur = shmq__ld(q->enq);
+			uint64_t pos = shmq__full_position(w, cur);
+			if ((pos & q->mask) != i || cur - pos > q->cap + 1)
+				return SHMQ_ECORRUPT;
+			shmq__cas(q->enq, pos, pos + 1);
+			atomic_store_explicit(shmq__u32(shmq__mpmc_slot(q, pos), SHMQ_SLOT_LENGTH), 0, memory_order_relaxed);
+			if (shmq__cas(seq, w, shmq_seq_word(pos, SHMQ_SLOT_FULL, me)))
+				shmq__wake_if_waiting(&q->consumer_wake, NULL);
+		} else if (st == SHMQ_SLOT_READING) {
+			uint64_t cur = shmq__ld(q->deq);
+			uint64_t pos = shmq__full_position(w, cur);
+			if ((pos & q->mask) != i || cur - pos > q->cap + 1)
+				return SHMQ_ECORRUPT;
+			shmq__cas(q->deq, pos, pos + 1);
+			if (shmq__cas(seq, w, shmq_seq_word(pos + q->cap, SHMQ_SLOT_EMPTY, 0)))
+				shmq__wake_if_waiting(&q->producer_wake, NULL);
+		}
+	}
+	return 0;
+}
+
+/* AttachAny: the first entry whose lock byte can be taken, then recovery of
+ * the stale claims its former holder left. */
+static inline int shmq__mpmc_attach(shmq_mpmc *q, uint32_t role, shmq_entry *e)
+{
+	for (uint32_t i = 0; i < q->registry_count; i++) {
+		int err = shmq_attach(q->seg, (int)i, role, e);
+		if (err == SHMQ_EROLETAKEN)
+			continue;
+		if (err != 0)
+			return err;
+		if ((err = shmq__mpmc_recover(q, i)) != 0) {
+			shmq_detach(e);
+			return err;
+		}
+		return 0;
+	}
+	return SHMQ_EREGISTRYFULL;
+}
+
+/* Waits on wake line w until ready(arg), the deadline (SHMQ_ETIMEDOUT), or
+ * SHMQ_MPMC_RECHECK_NS since it registered (0: the caller re-runs its
+ * operation, which notices dead claimants, since a dead process wakes no
+ * one). Parks at most SHMQ_PARK_MAX_NS at a time, because a Go peer with a
+ * non-futex notifier bumps the sequence word without FUTEX_WAKE. */
+static inline int shmq__mpmc_wait(shmq_wake *w, shmq_entry *own, int64_t deadline_ns, int (*ready)(void *),
+				  void *arg)
+{
+	for (int i = 0; i < SHMQ_SPIN_CHECKS; i++)
+		if (ready(arg))
+			return 0;
+	atomic_fetch_add_explicit(w->waiters, 1, memory_order_seq_cst);
+	atomic_thread_fence(memory_order_seq_cst);
+	int err = 0, parked = 0;
+	int64_t start = shmq__now_ns(CLOCK_MONOTONIC);
+	for (;;) {
+		uint32_t seq = atomic_load_explicit(w->seq, memory_order_seq_cst);
+		if (ready(arg))
+			break;
+		int64_t now = shmq__now_ns(CLOCK_MONOTONIC);
+		if (deadline_ns >= 0 && now >= deadline_ns) {
+			err = SHMQ_ETIMEDOUT;
+			break;
+		}
+		if (now - start >= SHMQ_MPMC_RECHECK_NS)
+			break;
+		int64_t park = SHMQ_PARK_MAX_NS;
+		if (deadline_ns >= 0 && deadline_ns - now < park)
+			park = deadline_ns - now;
+		parked = 1;
+		shmq__futex_wait(w->seq, seq, park);
+	}
+	atomic_fetch_sub_explicit(w->waiters, 1, memory_order_seq_cst);
+	if (parked) {
+		own->n_waits++;
+		atomic_store_explicit(own->waits, own->n_waits, memory_order_release);
+	}
+	return err;
+}
+
+/* What a blocked side waits for: the cursor or the slot word it stopped at
+ * changed. */
+struct shmq__mpmc_moved {
+	shmq_atomic_u64 *cursor, *seq;
+	uint64_t pos, word;
+};
+
+static inline int shmq__mpmc_moved(void *a)
+{
+	struct shmq__mpmc_moved *m = (struct shmq__mpmc_moved *)a;
+	return shmq__ld(m->cursor) != m->pos || shmq__ld(m->seq) != m->word;
+}
+
+/* --- producer --- */
+
+/* Attaches a producer to the MPMC segment s, taking the first free registry
+ * entry. SHMQ_EREGISTRYFULL if every entry is held; SHMQ_ENOTIMPL for a
+ * locked-mode segment. */
+static inline int shmq_mpmc_producer_open(shmq_segment *s, shmq_mpmc_producer *p)
+{
+	memset(p, 0, sizeof *p);
+	int err = shmq__mpmc_view(s, &p->q);
+	if (err != 0)
+		return err;
+	if ((err = shmq__mpmc_attach(&p->q, SHMQ_ROLE_PRODUCER, &p->e)) != 0)
+		return err;
+	p->me = (uint32_t)p->e.index;
+	return 0;
+}
+
+/* claim (mpmc/producer.go): claims the next free slot. */
+static inline int shmq__mpmc_claim_slot(shmq_mpmc_producer *p, uint64_t *out)
+{
+	shmq_mpmc *q = &p->q;
+	int64_t lap = q->lap;
+	uint64_t pos = shmq__ld(q->enq);
+	for (int attempt = 0; attempt < SHMQ_MPMC_MAX_ATTEMPTS; attempt++) {
+		shmq_atomic_u64 *seq = shmq__mpmc_seq(q, pos);
+		uint64_t w = shmq__ld(seq);
+		int64_t d;
+		if (shmq__mpmc_classify(q, w, pos, &d) != 0)
+			return SHMQ_ECORRUPT;
+		if (d == SHMQ_SLOT_EMPTY) {
+			if (shmq__cas(seq, w, shmq_seq_word(pos, SHMQ_SLOT_WRITING, p->me))) {
+				shmq__cas(q->enq, pos, pos + 1);
+				*out = pos;
+				return 0;
+			}
+		} else if (d == SHMQ_SLOT_WRITING || d == SHMQ_SLOT_FULL || d == SHMQ_SLOT_READING) {
+			shmq__cas(q->enq, pos, pos + 1); /* help the claimant's cursor along */
+		} else if (d == SHMQ_SLOT_WRITING - lap || d == SHMQ_SLOT_FULL - lap) {
+			p->last_pos = pos;
+			p->last_word = w;
+			return SHMQ_EFULL;
+		} else if (d == SHMQ_SLOT_READING - lap) {
+			/* A consumer still reads the previous lap: reclaim if it died. */
+			if (shmq_seq_owner(w) >= q->registry_count)
+				return SHMQ_ECORRUPT;
+			int gone = shmq__claimant_gone(&p->stuck, q->seg, w);
+			if (gone < 0)
+				return gone;
+			if (!gone) {
+				p->last_pos = pos;
+				p->last_word = w;
+				return SHMQ_EFULL;
+			}
+			shmq__cas(q->deq, pos - q->cap, pos - q->cap + 1);
+			if (shmq__cas(seq, w, shmq_seq_word(pos, SHMQ_SLOT_WRITING, p->me))) {
+				p->reclaimed++;
+				shmq__cas(q->enq, pos, pos + 1);
+				*out = pos;
+				return 0;
+			}
+		} else if (d >= lap) {
+			uint64_t n = shmq__ld(q->enq);
+			if (n != pos) {
+				pos = n;
+				continue;
+			}
+			return SHMQ_ECORRUPT; /* enqueue cursor behind its slot */
+		} else {
+			return SHMQ_ECORRUPT; /* enqueue cursor ahead of its slot */
+		}
+		pos = shmq__ld(q->enq);
+	}
+	return SHMQ_ECORRUPT; /* no progress */
+}
+
+/* Reserve claims a slot for a message of n bytes and sets *out to its
+ * payload in the slot; fill it, then shmq_mpmc_commit. One reservation at a
+ * time (SHMQ_EPENDING otherwise). A reserved slot holds back every later
+ * message of every producer until committed: keep it short. Returns 0,
+ * SHMQ_EFULL, SHMQ_EMSGSIZE, SHMQ_ECORRUPT or SHMQ_ESYS. */
+static inline int shmq_mpmc_reserve(shmq_mpmc_producer *p, size_t n, void **out)
+{
+	if (p->closed)
+		return SHMQ_ECLOSED;
+	if (p->pending)
+		return SHMQ_EPENDING;
+	if (n == 0 || n > p->q.max_message)
+		return SHMQ_EMSGSIZE;
+	uint64_t pos;
+	int err = shmq__mpmc_claim_slot(p, &pos);
+	if (err != 0) {
+		if (err == SHMQ_EFULL) {
+			p->e.n_stalls++;
+			atomic_store_explicit(p->e.stalls, p->e.n_stalls, memory_order_release);
+		}
+		return err;
+	}
+	unsigned char *slot = shmq__mpmc_slot(&p->q, pos);
+	atomic_store_explicit(shmq__u32(slot, SHMQ_SLOT_LENGTH), (uint32_t)n, memory_order_relaxed);
+	atomic_store_explicit(shmq__u32(slot, SHMQ_SLOT_PRODUCER), p->me, memory_order_relaxed);
+	p->pending = 1;
+	p->pend_pos = pos;
+	p->pend_len = (uint32_t)n;
+	*out = slot + SHMQ_SLOT_HEADER_SIZE;
+	return 0;
+}
+
+/* publish: W(pos, me) -> F(pos, me), the release of the slot's bytes. */
+static inline int shmq__mpmc_publish(shmq_mpmc_producer *p, uint64_t pos)
+{
+	shmq_atomic_u64 *seq = shmq__mpmc_seq(&p->q, pos);
+	if (!shmq__cas(seq, shmq_seq_word(pos, SHMQ_SLOT_WRITING, p->me), shmq_seq_word(pos, SHMQ_SLOT_FULL, p->me)))
+		return SHMQ_ECORRUPT; /* another process rewrote a claimed slot */
+	return 0;
+}
+
+/* Commit publishes the reserved slot and wakes parked consumers. */
+static inline int shmq_mpmc_commit(shmq_mpmc_producer *p)
+{
+	if (!p->pending)
+		return 0;
+	p->pending = 0;
+	int err = shmq__mpmc_publish(p, p->pend_pos);
+	if (err == 0) {
+		p->e.n_messages++;
+		p->e.n_bytes += p->pend_len;
+		atomic_store_explicit(p->e.messages, p->e.n_messages, memory_order_release);
+		atomic_store_explicit(p->e.bytes, p->e.n_bytes, memory_order_release);
+	}
+	shmq__wake_if_waiting(&p->q.consumer_wake, &p->e);
+	return err;
+}
+
+/* TrySend copies msg into a slot and commits it, or returns SHMQ_EFULL. */
+static inline int shmq_mpmc_try_send(shmq_mpmc_producer *p, const void *msg, size_t n)
+{
+	void *b;
+	int err = shmq_mpmc_reserve(p, n, &b);
+	if (err != 0)
+		return err;
+	memcpy(b, msg, n);
+	return shmq_mpmc_commit(p);
+}
+
+/* Send copies msg into a slot and commits it, waiting while the queue is
+ * full for at most timeout_ns (< 0: forever). While it waits it takes back
+ * slots held by consumers that died. */
+static inline int shmq_mpmc_send(shmq_mpmc_producer *p, const void *msg, size_t n, int64_t timeout_ns)
+{
+	int64_t deadline = shmq__deadline(timeout_ns);
+	for (;;) {
+		int err = shmq_mpmc_try_send(p, msg, n);
+		if (err != SHMQ_EFULL)
+			return err;
+		struct shmq__mpmc_moved m = { p->q.enq, shmq__mpmc_seq(&p->q, p->last_pos), p->last_pos, p->last_word };
+		if ((err = shmq__mpmc_wait(&p->q.producer_wake, &p->e, deadline, shmq__mpmc_moved, &m)) != 0)
+			return err;
+	}
+}
+
+/* Close turns an uncommitted reservation into a tombstone (consumers skip
+ * it) and detaches. */
+static inline int shmq_mpmc_producer_close(shmq_mpmc_producer *p)
+{
+	if (p->closed)
+		return 0;
+	p->closed = 1;
+	if (p->pending) {
+		p->pending = 0;
+		atomic_store_explicit(shmq__u32(shmq__mpmc_slot(&p->q, p->pend_pos), SHMQ_SLOT_LENGTH), 0,
+				      memory_order_relaxed);
+		shmq__mpmc_publish(p, p->pend_pos);
+		shmq__wake_if_waiting(&p->q.consumer_wake, &p->e);
+	}
+	return shmq_detach(&p->e);
+}
+
+/* --- consumer --- */
+
+/* Attaches a consumer to the MPMC segment s (see shmq_mpmc_producer_open). */
+static inline int shmq_mpmc_consumer_open(shmq_segment *s, shmq_mpmc_consumer *c)
+{
+	memset(c, 0, sizeof *c);
+	int err = shmq__mpmc_view(s, &c->q);
+	if (err != 0)
+		return err;
+	if ((err = shmq__mpmc_attach(&c->q, SHMQ_ROLE_CONSUMER, &c->e)) != 0)
+		return err;
+	c->me = (uint32_t)c->e.index;
+	return 0;
+}
+
+/* free: R(pos, me) -> E(pos+cap), releasing the slot to the next lap. */
+static inline int shmq__mpmc_free(shmq_mpmc_consumer *c, uint64_t pos)
+{
+	shmq_atomic_u64 *seq = shmq__mpmc_seq(&c->q, pos);
+	c->freed = 1;
+	if (!shmq__cas(seq, shmq_seq_word(pos, SHMQ_SLOT_READING, c->me),
+		       shmq_seq_word(pos + c->q.cap, SHMQ_SLOT_EMPTY, 0)))
+		return SHMQ_ECORRUPT;
+	return 0;
+}
+
+static inline void shmq__mpmc_wake_producers(shmq_mpmc_consumer *c)
+{
+	if (c->freed) {
+		c->freed = 0;
+		shmq__wake_if_waiting(&c->q.producer_wake, &c->e);
+	}
+}
+
+/* claim (mpmc/consumer.go): takes the next message, skipping tombstones and
+ * slots whose producer died writing them. */
+static inline int shmq__mpmc_take(shmq_mpmc_consumer *c, uint64_t *out, uint32_t *len)
+{
+	shmq_mpmc *q = &c->q;
+	int64_t lap = q->lap;
+	uint64_t pos = shmq__ld(q->deq);
+	for (int attempt = 0; attempt < SHMQ_MPMC_MAX_ATTEMPTS; attempt++) {
+		shmq_atomic_u64 *seq = shmq__mpmc_seq(q, pos);
+		uint64_t w = shmq__ld(seq);
+		int64_t d;
+		if (shmq__mpmc_classify(q, w, pos, &d) != 0)
+			return SHMQ_ECORRUPT;
+		if (d == SHMQ_SLOT_FULL) {
+			if (shmq__cas(seq, w, shmq_seq_word(pos, SHMQ_SLOT_READING, c->me))) {
+				shmq__cas(q->deq, pos, pos + 1);
+				uint32_t n = atomic_load_explicit(shmq__u32(shmq__mpmc_slot(q, pos), SHMQ_SLOT_LENGTH),
+								  memory_order_relaxed);
+				if (n != 0 && n <= q->max_message) {
+					*out = pos;
+					*len = n;
+					return 0;
+				}
+				int ferr = shmq__mpmc_free(c, pos);
+				if (n != 0)
+					return SHMQ_ECORRUPT; /* longer than MaxMessage */
+				if (ferr != 0)
+					return ferr;
+				c->tombstones++;
+			}
+		} else if (d == SHMQ_SLOT_READING) {
+			shmq__cas(q->deq, pos, pos + 1); /* help the taker's cursor along */
+		} else if (d == SHMQ_SLOT_EMPTY || d == SHMQ_SLOT_READING - lap) {
+			c->last_pos = pos;
+			c->last_word = w;
+			return SHMQ_EEMPTY;
+		} else if (d == SHMQ_SLOT_WRITING) {
+			/* A producer is writing pos: skip the slot if it died. */
+			if (shmq_seq_owner(w) >= q->registry_count)
+				return SHMQ_ECORRUPT;
+			int gone = shmq__claimant_gone(&c->stuck, q->seg, w);
+			if (gone < 0)
+				return gone;
+			if (!gone) {
+				c->last_pos = pos;
+				c->last_word = w;
+				return SHMQ_EEMPTY;
+			}
+			if (shmq__cas(seq, w, shmq_seq_word(pos, SHMQ_SLOT_READING, c->me))) {
+				shmq__cas(q->enq, pos, pos + 1);
+				shmq__cas(q->deq, pos, pos + 1);
+				c->skipped++;
+				int err = shmq__mpmc_free(c, pos);
+				if (err != 0)
+					return err;
+			}
+		} else if (d >= lap) {
+			uint64_t n = shmq__ld(q->deq);
+			if (n != pos) {
+				pos = n;
+				continue;
+			}
+			return SHMQ_ECORRUPT; /* dequeue cursor behind its slot */
+		} else {
+			return SHMQ_ECORRUPT; /* dequeue cursor ahead of its slot */
+		}
+		pos = shmq__ld(q->deq);
+	}
+	return SHMQ_ECORRUPT; /* no progress */
+}
+
+/* next: the stashed message, or a newly taken one. */
+static inline int shmq__mpmc_next(shmq_mpmc_consumer *c)
+{
+	if (c->closed)
+		return SHMQ_ECLOSED;
+	if (c->stashed) {
+		c->stashed = 0;
+		return 0;
+	}
+	if (c->held)
+		return SHMQ_EPENDING;
+	int err = shmq__mpmc_take(c, &c->held_pos, &c->held_len);
+	if (err == 0) {
+		c->held = 1;
+	} else if (err == SHMQ_EEMPTY) {
+		c->e.n_stalls++;
+		atomic_store_explicit(c->e.stalls, c->e.n_stalls, memory_order_release);
+	}
+	return err;
+}
+
+/* Peek takes the next message and sets *msg to its payload in the slot,
+ * valid (and not overwritten by producers) until shmq_mpmc_release. One
+ * peeked message at a time (SHMQ_EPENDING otherwise). SHMQ_EEMPTY when no
+ * committed message is available. */
+static inline int shmq_mpmc_peek(shmq_mpmc_consumer *c, const void **msg, size_t *len)
+{
+	int err = shmq__mpmc_next(c);
+	if (err != 0) {
+		shmq__mpmc_wake_producers(c);
+		return err;
+	}
+	*msg = shmq__mpmc_slot(&c->q, c->held_pos) + SHMQ_SLOT_HEADER_SIZE;
+	*len = c->held_len;
+	return 0;
+}
+
+/* Release frees the peeked message's slot and wakes parked producers. */
+static inline int shmq_mpmc_release(shmq_mpmc_consumer *c)
+{
+	if (!c->held)
+		return 0;
+	c->held = c->stashed = 0;
+	int err = shmq__mpmc_free(c, c->held_pos);
+	c->e.n_messages++;
+	c->e.n_bytes += c->held_len;
+	atomic_store_explicit(c->e.messages, c->e.n_messages, memory_order_release);
+	atomic_store_explicit(c->e.bytes, c->e.n_bytes, memory_order_release);
+	shmq__mpmc_wake_producers(c);
+	return err;
+}
+
+/* TryRecv copies the next message into buf and releases it, or returns
+ * SHMQ_EEMPTY. If buf is too small it returns SHMQ_ESHORTBUF, sets *len to
+ * the message's length and keeps the message for the next call. */
+static inline int shmq_mpmc_try_recv(shmq_mpmc_consumer *c, void *buf, size_t cap, size_t *len)
+{
+	if (c->held && !c->stashed)
+		return SHMQ_EPENDING;
+	int err = shmq__mpmc_next(c);
+	if (err != 0) {
+		shmq__mpmc_wake_producers(c);
+		return err;
+	}
+	*len = c->held_len;
+	if (c->held_len > cap) {
+		c->stashed = 1;
+		return SHMQ_ESHORTBUF;
+	}
+	memcpy(buf, shmq__mpmc_slot(&c->q, c->held_pos) + SHMQ_SLOT_HEADER_SIZE, c->held_len);
+	return shmq_mpmc_release(c);
+}
+
+/* Recv is TryRecv waiting while the queue is empty, for at most timeout_ns
+ * (< 0: forever). While it waits it skips slots whose producer died. */
+static inline int shmq_mpmc_recv(shmq_mpmc_consumer *c, void *buf, size_t cap, size_t *len, int64_t timeout_ns)
+{
+	int64_t deadline = shmq__deadline(timeout_ns);
+	for (;;) {
+		int err = shmq_mpmc_try_recv(c, buf, cap, len);
+		if (err != SHMQ_EEMPTY)
+			return err;
+		struct shmq__mpmc_moved m = { c->q.deq, shmq__mpmc_seq(&c->q, c->last_pos), c->last_pos, c->last_word };
+		if ((err = shmq__mpmc_wait(&c->q.consumer_wake, &c->e, deadline, shmq__mpmc_moved, &m)) != 0)
+			return err;
+	}
+}
+
+/* Close releases a held message (it counts as consumed) and detaches. */
+static inline int shmq_mpmc_consumer_close(shmq_mpmc_consumer *c)
+{
+	if (c->closed)
+		return 0;
+	shmq_mpmc_release(c);
 	c->closed = 1;
 	return shmq_detach(&c->e);
 }

@@ -124,6 +124,26 @@ int main(void)
 	P("SlotAlign", SHMQ_SLOT_ALIGN);
 	P("MaxSlotSize", SHMQ_MAX_SLOT_SIZE);
 	P("MaxMPMCSlots", SHMQ_MAX_MPMC_SLOTS);
+	P("MinSlotSize", SHMQ_MIN_SLOT_SIZE);
+	P("SlotSeq", SHMQ_SLOT_SEQ);
+	P("SlotLength", SHMQ_SLOT_LENGTH);
+	P("SlotProducer", SHMQ_SLOT_PRODUCER);
+	O("struct.SlotSeq", shmq_slot_header, seq);
+	O("struct.SlotLength", shmq_slot_header, length);
+	O("struct.SlotProducer", shmq_slot_header, producer);
+	P("SlotEmpty", SHMQ_SLOT_EMPTY);
+	P("SlotWriting", SHMQ_SLOT_WRITING);
+	P("SlotFull", SHMQ_SLOT_FULL);
+	P("SlotReading", SHMQ_SLOT_READING);
+	P("SeqRankShift", SHMQ_SEQ_RANK_SHIFT);
+	P("SeqOwnerMask", SHMQ_SEQ_OWNER_MASK);
+	P("SeqRankBits", SHMQ_SEQ_RANK_BITS);
+	P("FlagLocked", SHMQ_FLAG_LOCKED);
+	P("SeqWordF5o7", shmq_seq_word(5, SHMQ_SLOT_FULL, 7));
+	P("SeqWordWrapR", shmq_seq_word(UINT64_MAX, SHMQ_SLOT_READING, 65535));
+	P("SeqDiffLapAhead", (uint64_t)shmq_seq_diff(shmq_seq_word(1024 + 3, SHMQ_SLOT_EMPTY, 0), 3));
+	P("SeqDiffPrevLapR", (uint64_t)shmq_seq_diff(shmq_seq_word(3, SHMQ_SLOT_READING, 1), 1024 + 3));
+	P("SeqDiffWrap", (uint64_t)shmq_seq_diff(shmq_seq_word(2, SHMQ_SLOT_WRITING, 0), UINT64_MAX - 1));
 
 	P("V1ProducerLine", SHMQ_V1_PRODUCER_LINE);
 	P("V1ConsumerLine", SHMQ_V1_CONSUMER_LINE);
