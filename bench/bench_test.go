@@ -122,3 +122,26 @@ func TestMarkdownListsSkips(t *testing.T) {
 		}
 	}
 }
+
+// TestMPMCSizes checks that the MPMC mechanisms size a queue for every
+// message the plans use and skip, with a reason, a message no slot holds.
+func TestMPMCSizes(t *testing.T) {
+	for _, m := range []shmqMPMCMechanism{shmqMPMCDefault, shmqMPMCLocked} {
+		for _, size := range append(defaultPlan.StreamSizes, mpmcMaxMessage) {
+			if err := m.Check(size); err != nil {
+				t.Errorf("%s: %d B refused: %v", m.Name(), size, err)
+			}
+			link, err := m.Setup(size)
+			if err != nil {
+				t.Fatalf("%s: setup %d B: %v", m.Name(), size, err)
+			}
+			closeFiles(link.ChildFiles)
+			link.Cleanup()
+		}
+		spec := smokeRuns(mpmcMaxMessage + 1)[1]
+		rec, err := runMechanism(m, spec)
+		if err != nil || !strings.Contains(rec.Skipped, "exceeds") {
+			t.Errorf("%s: %d B not skipped: record %+v, error %v", m.Name(), spec.Size, rec, err)
+		}
+	}
+}

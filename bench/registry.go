@@ -24,6 +24,8 @@ func registeredMechanisms() []Mechanism {
 		shmqSPSCDefault,
 		shmqSPSCPark,
 		shmqSPSCCPeer,
-		// Next: shmq MPMC, the semaphore-guarded fallback and the C peers.
+		shmqMPMCDefault,
+		shmqMPMCLocked,
+		// Next: MPMC C peers, more than one producer or consumer.
 	}
 }
