@@ -71,7 +71,7 @@ func (q *Queue) Consumer() (*Consumer, error) {
 // left.
 func (c *Consumer) Peek() (_ []byte, err error) {
 	if c.q.guarded {
-		defer c.q.catch(&err, debug.SetPanicOnFault(true))
+		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	if c.closed {
 		return nil, ErrClosed
@@ -121,7 +121,7 @@ func (c *Consumer) Peek() (_ []byte, err error) {
 // the producer's reuse of their space.
 func (c *Consumer) Release() (err error) {
 	if c.q.guarded {
-		defer c.q.catch(&err, debug.SetPanicOnFault(true))
+		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	if c.pos == c.head {
 		return nil
@@ -149,7 +149,7 @@ func (c *Consumer) Rewind() {
 // peeked and not released are released along with it.
 func (c *Consumer) TryRecv(buf []byte) (_ int, err error) {
 	if c.q.guarded {
-		defer c.q.catch(&err, debug.SetPanicOnFault(true))
+		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	m, err := c.Peek()
 	if err != nil {
@@ -172,7 +172,7 @@ func (c *Consumer) TryRecv(buf []byte) (_ int, err error) {
 // are released, that one and the rest are not, and the error is returned.
 func (c *Consumer) TryRecvBatch(max int, fn func(msg []byte) error) (_ int, err error) {
 	if c.q.guarded {
-		defer c.q.catch(&err, debug.SetPanicOnFault(true))
+		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	n := 0
 	for n < max {
@@ -202,7 +202,7 @@ func (c *Consumer) TryRecvBatch(max int, fn func(msg []byte) error) (_ int, err 
 // attach; Recv may be called again).
 func (c *Consumer) Recv(ctx context.Context, buf []byte) (_ int, err error) {
 	if c.q.guarded {
-		defer c.q.catch(&err, debug.SetPanicOnFault(true))
+		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	for {
 		n, err := c.TryRecv(buf)
@@ -221,7 +221,7 @@ func (c *Consumer) Recv(ctx context.Context, buf []byte) (_ int, err error) {
 // in the queue for the next consumer.
 func (c *Consumer) Close() (err error) {
 	if c.q.guarded {
-		defer c.q.catch(&err, debug.SetPanicOnFault(true))
+		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	if c.closed {
 		return nil

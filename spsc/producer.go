@@ -69,7 +69,7 @@ func (q *Queue) Producer() (*Producer, error) {
 // room.
 func (p *Producer) Reserve(n int) (_ []byte, err error) {
 	if p.q.guarded {
-		defer p.q.catch(&err, debug.SetPanicOnFault(true))
+		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	if p.closed {
 		return nil, ErrClosed
@@ -127,7 +127,7 @@ func putHeader(b []byte, length, typ uint32) {
 // and wakes the consumer if it is parked.
 func (p *Producer) Commit() (err error) {
 	if p.q.guarded {
-		defer p.q.catch(&err, debug.SetPanicOnFault(true))
+		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	if p.tail == p.published {
 		return nil
@@ -151,7 +151,7 @@ func (p *Producer) Commit() (err error) {
 // outstanding, since committing msg would publish them half-written.
 func (p *Producer) TrySend(msg []byte) (err error) {
 	if p.q.guarded {
-		defer p.q.catch(&err, debug.SetPanicOnFault(true))
+		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	if p.tail != p.published {
 		return ErrPending
@@ -168,7 +168,7 @@ func (p *Producer) TrySend(msg []byte) (err error) {
 // returns how many it sent, and ErrFull if that is fewer than len(msgs).
 func (p *Producer) TrySendBatch(msgs [][]byte) (_ int, err error) {
 	if p.q.guarded {
-		defer p.q.catch(&err, debug.SetPanicOnFault(true))
+		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	if p.tail != p.published {
 		return 0, ErrPending
@@ -194,7 +194,7 @@ func (p *Producer) TrySendBatch(msgs [][]byte) (_ int, err error) {
 // it; Send may be called again).
 func (p *Producer) Send(ctx context.Context, msg []byte) (err error) {
 	if p.q.guarded {
-		defer p.q.catch(&err, debug.SetPanicOnFault(true))
+		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	for {
 		err := p.TrySend(msg)
@@ -235,7 +235,7 @@ func (p *Producer) SendBatch(ctx context.Context, msgs [][]byte) error {
 // leaving committed messages for the consumer.
 func (p *Producer) Close() (err error) {
 	if p.q.guarded {
-		defer p.q.catch(&err, debug.SetPanicOnFault(true))
+		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	if p.closed {
 		return nil

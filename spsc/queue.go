@@ -98,7 +98,7 @@ type Queue struct {
 	producerWake notify.Line // the producer parks here, waiting for space
 	consumerWake notify.Line // the consumer parks here, waiting for data
 	wait         Wait
-	guarded      bool // the file can be truncated under the mapping: see fault.go
+	guarded      bool // the file can be truncated under the mapping: see ring.Segment.CatchFault
 
 	mu       sync.Mutex
 	producer *Producer
@@ -245,7 +245,7 @@ type Stats struct {
 // messages that moved in between.
 func (q *Queue) Stats() (_ Stats, err error) {
 	if q.guarded {
-		defer q.catch(&err, debug.SetPanicOnFault(true))
+		defer q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	p, err := q.seg.Entry(layout.SPSCProducerEntry)
 	if err != nil {
