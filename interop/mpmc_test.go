@@ -430,8 +430,9 @@ func deadCProducer(t *testing.T, bin string, env []string) {
 	}
 }
 
-// deadCConsumer: a C consumer is SIGKILLed holding a taken slot; a Go
-// producer takes it back once it has to (the message in it is lost).
+// deadCConsumer: a C consumer is SIGKILLed holding a taken slot; the Go
+// producer that reaches the slot a lap later requeues the message in it,
+// and a Go consumer receives it again, after the messages that overtook it.
 func deadCConsumer(t *testing.T, bin string, env []string) {
 	q, loc := newMPMC(t, mpmc.Config{Slots: 4, SlotSize: 64})
 	p, err := q.Producer() // entry 0
@@ -439,6 +440,11 @@ func deadCConsumer(t *testing.T, bin string, env []string) {
 		t.Fatal(err)
 	}
 	defer p.Close()
+	c, err := q.Consumer() // entry 1: the C consumer's entry stays free after it dies
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	buf := make([]byte, 16)
@@ -450,20 +456,24 @@ func deadCConsumer(t *testing.T, bin string, env []string) {
 	hung := mpmcEnv(bin, env, "SHMQ_HANG_AFTER=2")("consume", loc)
 	awaitLine(t, hung, "hanging") // took 0 and 1, holds 2
 	kill(hung)
-	for seq := uint64(4); seq < 7; seq++ { // the third needs the dead consumer's slot
-		if err := p.Send(ctx, mpmcMessage(buf, 0, seq)); err != nil {
-			t.Fatalf("send %d: %v", seq, err)
+	sent := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 16)
+		for seq := uint64(4); seq < 7; seq++ { // the third finds the dead consumer's slot
+			if err := p.Send(ctx, mpmcMessage(buf, 0, seq)); err != nil {
+				sent <- fmt.Errorf("send %d: %w", seq, err)
+				return
+			}
 		}
-	}
-	if p.Reclaimed() != 1 {
-		t.Fatalf("producer reclaimed %d slots, want 1", p.Reclaimed())
-	}
-	c, err := q.Consumer()
-	if err != nil {
+		sent <- nil
+	}()
+	sameIDs(t, "after the kill", recvIDs(t, ctx, c, 5), []string{"0:3", "0:4", "0:5", "0:2", "0:6"})
+	if err := <-sent; err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	sameIDs(t, "after the kill", recvIDs(t, ctx, c, 4), []string{"0:3", "0:4", "0:5", "0:6"})
+	if p.Requeued() != 1 || c.Redelivered() != 1 {
+		t.Fatalf("producer requeued %d messages, consumer got %d again; want 1 and 1", p.Requeued(), c.Redelivered())
+	}
 }
 
 // claimAs makes the slot at the enqueue cursor look claimed by registry
@@ -535,9 +545,9 @@ func cSkipsDeadClaim(t *testing.T, bin string, env []string) {
 	}
 }
 
-// cReclaimsDeadTake: the C producer takes back a slot a dead consumer held
-// instead of finding the queue full forever.
-func cReclaimsDeadTake(t *testing.T, bin string, env []string) {
+// cRequeuesDeadTake: the C producer requeues the message of a slot a dead
+// consumer held instead of finding the queue full forever.
+func cRequeuesDeadTake(t *testing.T, bin string, env []string) {
 	q, loc := newMPMC(t, mpmc.Config{Slots: 4, SlotSize: 64, Registry: 16})
 	p, err := q.Producer()
 	if err != nil {
@@ -550,10 +560,14 @@ func cReclaimsDeadTake(t *testing.T, bin string, env []string) {
 		}
 	}
 	p.Close()
-	takeAs(t, q, 9) // message 0 is lost with its dead consumer
-	out := output(t, mpmcEnv(bin, env, "SHMQ_TIMEOUT_MS=5000")("produce", loc, "1", "1", "16"))
-	if !strings.HasPrefix(out, "messages=1 ") {
-		t.Fatalf("C producer printed %q", out)
+	takeAs(t, q, 9) // message 0 is held by a dead consumer
+	// The C producer requeues message 0 into the one slot there is, and then
+	// waits for a consumer to make room for its own message.
+	var stdout, stderr bytes.Buffer
+	cp := mpmcEnv(bin, env, "SHMQ_TIMEOUT_MS=5000")("produce", loc, "1", "1", "16")
+	cp.Stdout, cp.Stderr = &stdout, &stderr
+	if err := cp.Start(); err != nil {
+		t.Fatal(err)
 	}
 	c, err := q.Consumer()
 	if err != nil {
@@ -562,7 +576,105 @@ func cReclaimsDeadTake(t *testing.T, bin string, env []string) {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	sameIDs(t, "after the reclaim", recvIDs(t, ctx, c, 4), []string{"0:1", "0:2", "0:3", "1:0"})
+	sameIDs(t, "after the requeue", recvIDs(t, ctx, c, 5), []string{"0:1", "0:2", "0:3", "0:0", "1:0"})
+	if err := cp.Wait(); err != nil || !strings.HasPrefix(stdout.String(), "messages=1 ") {
+		t.Fatalf("C producer: %v, printed %q; stderr: %s", err, stdout.String(), stderr.String())
+	}
+	if c.Redelivered() != 1 {
+		t.Fatalf("consumer got %d messages again, want 1", c.Redelivered())
+	}
+}
+
+// cOrphansOnReuse: a C consumer that takes over the registry entry of a dead
+// consumer orphans the message it held, and a Go producer requeues it at
+// once.
+func cOrphansOnReuse(t *testing.T, bin string, env []string) {
+	q, loc := newMPMC(t, mpmc.Config{Slots: 4, SlotSize: 64, Registry: 3})
+	p, err := q.Producer() // entry 0
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	buf := make([]byte, 16)
+	if err := p.TrySend(mpmcMessage(buf, 0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	takeAs(t, q, 1) // entry 1, free: a consumer that died holding message 0
+	if err := p.TrySend(mpmcMessage(make([]byte, 16), stopID, 0)); err != nil {
+		t.Fatal(err)
+	}
+	out := output(t, mpmcEnv(bin, env, "SHMQ_TIMEOUT_MS=5000")("consume", loc))
+	if !strings.HasPrefix(out, "messages=0 entry=1\n") {
+		t.Fatalf("C consumer printed %q, want no messages, on entry 1", out)
+	}
+	h := q.Segment().Header()
+	seq0, err := q.Segment().Uint64(h.Data + layout.SlotSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := seq0.Load(); w != layout.SeqWord(0, layout.SlotReading, layout.SeqOwnerOrphan) {
+		t.Fatalf("slot 0 holds %#x after the C consumer took entry 1 over, want R(0, orphan)", w)
+	}
+	for seq := uint64(1); seq < 4; seq++ { // the third requeues message 0 first, without waiting
+		if err := p.TrySend(mpmcMessage(buf, 0, seq)); err != nil {
+			t.Fatalf("send %d: %v", seq, err)
+		}
+	}
+	if p.Requeued() != 1 {
+		t.Fatalf("producer requeued %d messages, want 1", p.Requeued())
+	}
+	c, err := q.Consumer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sameIDs(t, "after the requeue", recvIDs(t, ctx, c, 4), []string{"0:1", "0:2", "0:0", "0:3"})
+}
+
+// cFinishesRequeue: a producer requeued a message and died before it
+// published it, leaving W(p, orphan) with the enqueue cursor still at p:
+// the C consumer publishes the message and delivers it.
+func cFinishesRequeue(t *testing.T, bin string, env []string) {
+	q, loc := newMPMC(t, mpmc.Config{Slots: 4, SlotSize: 64, Registry: 4})
+	p, err := q.Producer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.TrySend(mpmcMessage(make([]byte, 16), 5, 0)); err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(0); seq < 3; seq++ {
+		if err := p.TrySend(mpmcMessage(make([]byte, 16), 0, seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	takeAs(t, q, 2) // a dead consumer holds message 5:0 at position 0
+	h := q.Segment().Header()
+	seq0, err := q.Segment().Uint64(h.Data + layout.SlotSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !seq0.CompareAndSwap(layout.SeqWord(0, layout.SlotReading, 2), layout.SeqWord(4, layout.SlotWriting, layout.SeqOwnerOrphan)) {
+		t.Fatal("setup")
+	}
+	var stdout, stderr bytes.Buffer
+	cc := mpmcEnv(bin, env, "SHMQ_TIMEOUT_MS=5000")("consume", loc)
+	cc.Stdout, cc.Stderr = &stdout, &stderr
+	if err := cc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Send(ctx, mpmcMessage(make([]byte, 16), stopID, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := cc.Wait(); err != nil || !strings.HasPrefix(stdout.String(), "run 0 0 2\nrun 5 0 0\nmessages=4 ") {
+		t.Fatalf("C consumer: %v, printed %q, want messages 0-2 of producer 0, then 0 of producer 5; stderr: %s",
+			err, stdout.String(), stderr.String())
+	}
 }
 
 func runMPMC(t *testing.T, cc string, sanitize bool) {
@@ -580,7 +692,9 @@ func runMPMC(t *testing.T, cc string, sanitize bool) {
 	t.Run("DeadCProducer", func(t *testing.T) { deadCProducer(t, bin, env) })
 	t.Run("DeadCConsumer", func(t *testing.T) { deadCConsumer(t, bin, env) })
 	t.Run("CSkipsDeadClaim", func(t *testing.T) { cSkipsDeadClaim(t, bin, env) })
-	t.Run("CReclaimsDeadTake", func(t *testing.T) { cReclaimsDeadTake(t, bin, env) })
+	t.Run("CRequeuesDeadTake", func(t *testing.T) { cRequeuesDeadTake(t, bin, env) })
+	t.Run("COrphansOnReuse", func(t *testing.T) { cOrphansOnReuse(t, bin, env) })
+	t.Run("CFinishesRequeue", func(t *testing.T) { cFinishesRequeue(t, bin, env) })
 }
 
 // TestMPMCInterop runs Go and C producers and consumers together on MPMC

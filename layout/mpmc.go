@@ -20,7 +20,7 @@ import (
 // one compare-and-swap both claims a slot and records who claimed it:
 //
 //	rank  = position<<2 | state   (low 48 bits kept, so positions mod 2^46)
-//	owner = registry index of the claimant (16 bits)
+//	owner = registry index of the claimant (16 bits), or SeqOwnerOrphan
 //
 // A slot's rank only grows: E(p) < W(p) < F(p) < R(p) < E(p+Capacity).
 // layout/LAYOUT.md §14 describes the protocol.
@@ -45,8 +45,18 @@ const (
 	SeqRankShift = 16                  // the owner takes the low 16 bits
 	SeqOwnerMask = 1<<SeqRankShift - 1 // MaxRegistryEntries-1
 	SeqRankBits  = 64 - SeqRankShift   // 48
-	seqRankMask  = 1<<SeqRankBits - 1  // ranks compare modulo 2^48
-	seqRankSign  = 1 << (SeqRankBits - 1)
+
+	// SeqOwnerOrphan is the owner of a slot word that no registry entry
+	// holds: R(p, SeqOwnerOrphan) is a message whose consumer is gone,
+	// which the producer of position p+Capacity requeues, and
+	// W(p, SeqOwnerOrphan) is such a message being requeued at p, complete,
+	// which any process may publish (layout/LAYOUT.md §14.9).
+	SeqOwnerOrphan = SeqOwnerMask
+	// MaxMPMCRegistry is the largest MPMC registry: entry indices stay
+	// below SeqOwnerOrphan.
+	MaxMPMCRegistry = SeqOwnerOrphan
+	seqRankMask     = 1<<SeqRankBits - 1 // ranks compare modulo 2^48
+	seqRankSign     = 1 << (SeqRankBits - 1)
 )
 
 // SeqWord encodes a sequence word: the rank of position pos in state st,
@@ -102,9 +112,9 @@ func PlanMPMC(slots uint64, slotSize, maxMessage, registry uint32) (Header, erro
 		return Header{}, fmt.Errorf("%w: max message %d exceeds %d for %d-byte slots",
 			ErrInvalidConfig, maxMessage, MPMCMaxMessage(slotSize), slotSize)
 	}
-	if registry == 0 || registry > MaxRegistryEntries {
+	if registry == 0 || registry > MaxMPMCRegistry {
 		return Header{}, fmt.Errorf("%w: registry of %d entries (limits 1 and %d)",
-			ErrInvalidConfig, registry, MaxRegistryEntries)
+			ErrInvalidConfig, registry, MaxMPMCRegistry)
 	}
 	if slots*uint64(slotSize) > maxMPMCData {
 		return Header{}, fmt.Errorf("%w: %d slots of %d bytes exceed %d bytes",
@@ -132,7 +142,8 @@ func validateMPMC(h *Header) error {
 		return fmt.Errorf("%w: mpmc data size %d != %d slots of %d bytes", ErrCorrupt, h.DataSize, c, s)
 	case h.MaxMessage == 0 || h.MaxMessage > MPMCMaxMessage(s):
 		return fmt.Errorf("%w: mpmc max message %d for %d-byte slots", ErrCorrupt, h.MaxMessage, s)
-	case h.RegistryCount == 0 || h.RegistryCount > MaxRegistryEntries:
+	case h.RegistryCount == 0 || h.RegistryCount > MaxMPMCRegistry:
+		// Entry indices must stay below SeqOwnerOrphan.
 		return fmt.Errorf("%w: mpmc registry of %d entries", ErrCorrupt, h.RegistryCount)
 	}
 	return nil

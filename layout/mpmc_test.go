@@ -26,7 +26,7 @@ func TestPlanMPMC(t *testing.T) {
 		{1, 64, 0, 1, 64, 48},
 		{2, 0, 64, 2, 128, 64},
 		{1024, 256, 100, 64, 256, 100},
-		{1 << 16, 64, 48, 1 << 16, 64, 48},
+		{1 << 16, 64, 48, MaxMPMCRegistry, 64, 48},
 	} {
 		b, h := encodedMPMC(t, tc.slots, tc.slotSize, tc.maxMsg, tc.reg)
 		if h.SlotSize != tc.wantSlotSize || h.MaxMessage != tc.wantMaxMsg {
@@ -46,7 +46,7 @@ func TestPlanMPMC(t *testing.T) {
 	}{
 		{0, 64, 0, 1}, {3, 64, 0, 1}, {MaxMPMCSlots * 2, 64, 0, 1},
 		{4, 32, 0, 1}, {4, 100, 0, 1}, {4, MaxSlotSize * 2, 0, 1},
-		{4, 64, 49, 1}, {4, 0, 0, 1}, {4, 64, 0, 0}, {4, 64, 0, MaxRegistryEntries + 1},
+		{4, 64, 49, 1}, {4, 0, 0, 1}, {4, 64, 0, 0}, {4, 64, 0, MaxMPMCRegistry + 1},
 		{MaxMPMCSlots, MaxSlotSize, 0, 1},
 	} {
 		if _, err := PlanMPMC(tc.slots, tc.slotSize, tc.maxMsg, tc.reg); !errors.Is(err, ErrInvalidConfig) {
@@ -79,6 +79,23 @@ func TestDecodeRejectsMPMC(t *testing.T) {
 		if _, err := Decode(b, uint64(len(b))); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: %v, want ErrCorrupt", tc.name, err)
 		}
+	}
+}
+
+// TestMPMCRegistryBelowOrphan: registry indices stay below SeqOwnerOrphan,
+// so an MPMC header with MaxMPMCRegistry entries decodes and one with a
+// registry entry more (which the generic bound would allow) is corrupt.
+func TestMPMCRegistryBelowOrphan(t *testing.T) {
+	if MaxMPMCRegistry != SeqOwnerOrphan || SeqOwnerOrphan != SeqOwnerMask || MaxMPMCRegistry >= MaxRegistryEntries {
+		t.Fatalf("MaxMPMCRegistry %d, SeqOwnerOrphan %#x", MaxMPMCRegistry, SeqOwnerOrphan)
+	}
+	b, _ := encodedMPMC(t, 4, 64, 0, MaxMPMCRegistry)
+	if _, err := Decode(b, uint64(len(b))); err != nil {
+		t.Fatalf("registry of %d entries: %v", MaxMPMCRegistry, err)
+	}
+	le.PutUint32(b[OffTabRegistryCount:], MaxMPMCRegistry+1)
+	if _, err := Decode(b, uint64(len(b))); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("registry of %d entries: %v, want ErrCorrupt", MaxMPMCRegistry+1, err)
 	}
 }
 

@@ -23,8 +23,9 @@
  *     (peek/release, try_recv, blocking recv) of the lock-free slot
  *     protocol (section 14), attaching any free registry entry, with the Go
  *     code's validation, bounded retry loops and crash recovery (a dead
- *     producer's claimed slot is skipped, a dead consumer's taken slot is
- *     reclaimed, a reused entry's stale claims are repaired on attach).
+ *     producer's claimed slot is skipped, the message in a dead consumer's
+ *     taken slot is requeued, a reused entry's stale claims are repaired on
+ *     attach).
  *
  * Not implemented: creating segments, and MPMC locked mode (FlagLocked):
  * the MPMC calls refuse such a segment with SHMQ_ENOTIMPL, never touching
@@ -183,6 +184,11 @@ extern "C" {
 #define SHMQ_SEQ_RANK_SHIFT 16
 #define SHMQ_SEQ_OWNER_MASK ((UINT64_C(1) << SHMQ_SEQ_RANK_SHIFT) - 1)
 #define SHMQ_SEQ_RANK_BITS  48
+/* The owner of R(p) and W(p) words that no registry entry holds: a message
+ * whose consumer is gone, to be requeued (R), or being requeued, complete,
+ * for anyone to publish (W). MPMC registry indices stay below it. */
+#define SHMQ_SEQ_OWNER_ORPHAN   0xFFFFu
+#define SHMQ_MAX_MPMC_REGISTRY  SHMQ_SEQ_OWNER_ORPHAN
 
 /* The MPMC code's bounds (mpmc/queue.go, mpmc/wait.go): retry loops give up
  * with SHMQ_ECORRUPT after this many attempts; a claimed slot word seen
@@ -583,8 +589,8 @@ static inline int shmq__validate_mpmc(const shmq_header *h)
 		return SHMQ_ECORRUPT;
 	if (h->max_message == 0 || h->max_message > s - SHMQ_SLOT_HEADER_SIZE)
 		return SHMQ_ECORRUPT;
-	if (h->registry_count == 0 || h->registry_count > SHMQ_MAX_REGISTRY_ENTRIES)
-		return SHMQ_ECORRUPT;
+	if (h->registry_count == 0 || h->registry_count > SHMQ_MAX_MPMC_REGISTRY)
+		return SHMQ_ECORRUPT; /* indices must stay below SHMQ_SEQ_OWNER_ORPHAN */
 	return 0;
 }
 
@@ -1461,7 +1467,7 @@ typedef struct shmq_mpmc_producer {
 	int pending; /* one reservation at most */
 	uint64_t pend_pos;
 	uint32_t pend_len;
-	uint64_t reclaimed; /* slots taken back from dead consumers */
+	uint64_t requeued; /* messages of dead consumers requeued */
 	struct shmq__suspect stuck;
 	uint64_t last_pos, last_word; /* what made the last claim fail */
 	int closed;
@@ -1476,6 +1482,7 @@ typedef struct shmq_mpmc_consumer {
 	uint64_t held_pos;
 	uint32_t held_len;
 	uint64_t skipped, tombstones; /* dead producers' slots; abandoned reservations */
+	uint64_t redelivered; /* requeued messages taken */
 	struct shmq__suspect stuck;
 	uint64_t last_pos, last_word;
 	int freed;
@@ -1564,7 +1571,8 @@ static inline uint64_t shmq__full_position(uint64_t w, uint64_t cur)
 }
 
 /* recoverEntry: the former holder of entry me is gone, so a slot it was
- * writing becomes a tombstone and a slot it was reading is freed. */
+ * writing becomes a tombstone and a message it was reading is orphaned, for
+ * the producer that next reaches the slot to requeue. */
 static inline int shmq__mpmc_recover(shmq_mpmc *q, uint32_t me)
 {
 	for (uint64_t i = 0; i < q->cap; i++) {
@@ -1588,7 +1596,7 @@ static inline int shmq__mpmc_recover(shmq_mpmc *q, uint32_t me)
 			if ((pos & q->mask) != i || cur - pos > q->cap + 1)
 				return SHMQ_ECORRUPT;
 			shmq__cas(q->deq, pos, pos + 1);
-			if (shmq__cas(seq, w, shmq_seq_word(pos + q->cap, SHMQ_SLOT_EMPTY, 0)))
+			if (shmq__cas(seq, w, shmq_seq_word(pos, SHMQ_SLOT_READING, SHMQ_SEQ_OWNER_ORPHAN)))
 				shmq__wake_if_waiting(&q->producer_wake, NULL);
 		}
 	}
@@ -1667,6 +1675,13 @@ static inline int shmq__mpmc_moved(void *a)
 	return shmq__ld(m->cursor) != m->pos || shmq__ld(m->seq) != m->word;
 }
 
+/* checkOwner: the owner of a W or R word is a registry index or Orphan. */
+static inline int shmq__mpmc_check_owner(const shmq_mpmc *q, uint64_t w)
+{
+	uint32_t o = shmq_seq_owner(w);
+	return o < q->registry_count || o == SHMQ_SEQ_OWNER_ORPHAN ? 0 : SHMQ_ECORRUPT;
+}
+
 /* --- producer --- */
 
 /* Attaches a producer to the MPMC segment s, taking the first free registry
@@ -1681,6 +1696,42 @@ static inline int shmq_mpmc_producer_open(shmq_segment *s, shmq_mpmc_producer *p
 	if ((err = shmq__mpmc_attach(&p->q, SHMQ_ROLE_PRODUCER, &p->e)) != 0)
 		return err;
 	p->me = (uint32_t)p->e.index;
+	return 0;
+}
+
+static inline int shmq__mpmc_publish(shmq_mpmc_producer *p, uint64_t pos);
+
+/* requeue (mpmc/producer.go): the slot of pos holds w = R(pos-cap, o), a
+ * message taken by a consumer that is gone. Put it back in the queue at pos,
+ * in place, through W(pos, Orphan), which anyone may publish. 0 also when
+ * another process got there first; the caller claims again either way. */
+static inline int shmq__mpmc_requeue(shmq_mpmc_producer *p, shmq_atomic_u64 *seq, uint64_t w, uint64_t pos)
+{
+	shmq_mpmc *q = &p->q;
+	uint64_t prev = pos - q->cap;
+	shmq__cas(q->deq, prev, prev + 1);
+	/* Nobody writes a taken slot's bytes: this is the length the CAS finds. */
+	shmq_atomic_u32 *len = shmq__u32(shmq__mpmc_slot(q, pos), SHMQ_SLOT_LENGTH);
+	uint32_t n = atomic_load_explicit(len, memory_order_relaxed);
+	if (n > q->max_message) {
+		/* Not a message: a tombstone, under a claim of our own. */
+		uint64_t mine = shmq_seq_word(pos, SHMQ_SLOT_WRITING, p->me);
+		if (!shmq__cas(seq, w, mine))
+			return 0;
+		shmq__cas(q->enq, pos, pos + 1);
+		atomic_store_explicit(len, 0, memory_order_relaxed);
+		int err = shmq__mpmc_publish(p, pos);
+		shmq__wake_if_waiting(&q->consumer_wake, &p->e);
+		return err != 0 ? err : SHMQ_ECORRUPT;
+	}
+	uint64_t orphan = shmq_seq_word(pos, SHMQ_SLOT_WRITING, SHMQ_SEQ_OWNER_ORPHAN);
+	if (!shmq__cas(seq, w, orphan))
+		return 0;
+	if (n != 0)
+		p->requeued++;
+	shmq__cas(q->enq, pos, pos + 1);
+	if (shmq__cas(seq, orphan, shmq_seq_word(pos, SHMQ_SLOT_FULL, SHMQ_SEQ_OWNER_ORPHAN)))
+		shmq__wake_if_waiting(&q->consumer_wake, &p->e);
 	return 0;
 }
 
@@ -1709,24 +1760,23 @@ static inline int shmq__mpmc_claim_slot(shmq_mpmc_producer *p, uint64_t *out)
 			p->last_word = w;
 			return SHMQ_EFULL;
 		} else if (d == SHMQ_SLOT_READING - lap) {
-			/* A consumer still reads the previous lap: reclaim if it died. */
-			if (shmq_seq_owner(w) >= q->registry_count)
+			/* A consumer still reads the previous lap: if it is gone (or
+			 * orphaned the message), requeue the message and claim again. */
+			if (shmq__mpmc_check_owner(q, w) != 0)
 				return SHMQ_ECORRUPT;
-			int gone = shmq__claimant_gone(&p->stuck, q->seg, w);
-			if (gone < 0)
-				return gone;
-			if (!gone) {
-				p->last_pos = pos;
-				p->last_word = w;
-				return SHMQ_EFULL;
+			if (shmq_seq_owner(w) != SHMQ_SEQ_OWNER_ORPHAN) {
+				int gone = shmq__claimant_gone(&p->stuck, q->seg, w);
+				if (gone < 0)
+					return gone;
+				if (!gone) {
+					p->last_pos = pos;
+					p->last_word = w;
+					return SHMQ_EFULL;
+				}
 			}
-			shmq__cas(q->deq, pos - q->cap, pos - q->cap + 1);
-			if (shmq__cas(seq, w, shmq_seq_word(pos, SHMQ_SLOT_WRITING, p->me))) {
-				p->reclaimed++;
-				shmq__cas(q->enq, pos, pos + 1);
-				*out = pos;
-				return 0;
-			}
+			int err = shmq__mpmc_requeue(p, seq, w, pos);
+			if (err != 0)
+				return err;
 		} else if (d >= lap) {
 			uint64_t n = shmq__ld(q->enq);
 			if (n != pos) {
@@ -1812,8 +1862,8 @@ static inline int shmq_mpmc_try_send(shmq_mpmc_producer *p, const void *msg, siz
 }
 
 /* Send copies msg into a slot and commits it, waiting while the queue is
- * full for at most timeout_ns (< 0: forever). While it waits it takes back
- * slots held by consumers that died. */
+ * full for at most timeout_ns (< 0: forever). While it waits it requeues
+ * the messages of consumers that died holding the slot it waits for. */
 static inline int shmq_mpmc_send(shmq_mpmc_producer *p, const void *msg, size_t n, int64_t timeout_ns)
 {
 	int64_t deadline = shmq__deadline(timeout_ns);
@@ -1897,6 +1947,8 @@ static inline int shmq__mpmc_take(shmq_mpmc_consumer *c, uint64_t *out, uint32_t
 				uint32_t n = atomic_load_explicit(shmq__u32(shmq__mpmc_slot(q, pos), SHMQ_SLOT_LENGTH),
 								  memory_order_relaxed);
 				if (n != 0 && n <= q->max_message) {
+					if (shmq_seq_owner(w) == SHMQ_SEQ_OWNER_ORPHAN)
+						c->redelivered++; /* a requeued message */
 					*out = pos;
 					*len = n;
 					return 0;
@@ -1915,9 +1967,17 @@ static inline int shmq__mpmc_take(shmq_mpmc_consumer *c, uint64_t *out, uint32_t
 			c->last_word = w;
 			return SHMQ_EEMPTY;
 		} else if (d == SHMQ_SLOT_WRITING) {
-			/* A producer is writing pos: skip the slot if it died. */
-			if (shmq_seq_owner(w) >= q->registry_count)
+			if (shmq__mpmc_check_owner(q, w) != 0)
 				return SHMQ_ECORRUPT;
+			if (shmq_seq_owner(w) == SHMQ_SEQ_OWNER_ORPHAN) {
+				/* A message being requeued, complete: publish it for the
+				 * requeuing producer, which may have died. */
+				shmq__cas(q->enq, pos, pos + 1);
+				shmq__cas(seq, w, shmq_seq_word(pos, SHMQ_SLOT_FULL, SHMQ_SEQ_OWNER_ORPHAN));
+				pos = shmq__ld(q->deq);
+				continue;
+			}
+			/* A producer is writing pos: skip the slot if it died. */
 			int gone = shmq__claimant_gone(&c->stuck, q->seg, w);
 			if (gone < 0)
 				return gone;
@@ -1926,8 +1986,15 @@ static inline int shmq__mpmc_take(shmq_mpmc_consumer *c, uint64_t *out, uint32_t
 				c->last_word = w;
 				return SHMQ_EEMPTY;
 			}
-			if (shmq__cas(seq, w, shmq_seq_word(pos, SHMQ_SLOT_READING, c->me))) {
+			/* Adopt the claim first: a taken slot holding a half-written
+			 * message would be requeued if this consumer died. */
+			uint64_t mine = shmq_seq_word(pos, SHMQ_SLOT_WRITING, c->me);
+			if (shmq__cas(seq, w, mine)) {
 				shmq__cas(q->enq, pos, pos + 1);
+				atomic_store_explicit(shmq__u32(shmq__mpmc_slot(q, pos), SHMQ_SLOT_LENGTH), 0,
+						      memory_order_relaxed);
+				if (!shmq__cas(seq, mine, shmq_seq_word(pos, SHMQ_SLOT_READING, c->me)))
+					return SHMQ_ECORRUPT; /* adopted slot taken from us */
 				shmq__cas(q->deq, pos, pos + 1);
 				c->skipped++;
 				int err = shmq__mpmc_free(c, pos);

@@ -3,6 +3,7 @@ package mpmc
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/ring"
@@ -17,8 +18,10 @@ import (
 // the slot for producers. TryRecv, Recv and TryRecvBatch take, copy or hand
 // out, and release. Peek takes a message and hands out the slot itself;
 // Release frees everything peeked. A consumer that dies holding messages
-// (between Peek and Release, or inside TryRecv) loses them: producers take
-// the slots back once they see that it died.
+// (between Peek and Release, or inside TryRecv) does not lose them: the
+// producer that next reaches one of their slots, a lap of the ring later,
+// requeues the message there and another consumer receives it again
+// (at-least-once), after messages that overtook it.
 type Consumer struct {
 	q      *Queue
 	e      *ring.Entry
@@ -35,6 +38,8 @@ type Consumer struct {
 	msgs, bytes, stalls uint64 // private copies of the registry counters
 	skipped             uint64 // slots of dead producers skipped
 	tombstones          uint64 // slots abandoned by producers, skipped
+	redelivered         uint64 // messages taken that had been requeued
+	wasRequeued         bool   // the message last taken had been requeued
 
 	stuck    suspect
 	lastPos  uint64 // position and word that made the last take fail
@@ -46,9 +51,12 @@ type Consumer struct {
 
 // Consumer attaches a new consumer, taking a free registry entry. It fails
 // with ErrRegistryFull when every entry is held by a live process. An entry
-// whose holder died is reused; slots that holder was reading are freed (the
-// messages in them are lost).
-func (q *Queue) Consumer() (*Consumer, error) {
+// whose holder died is reused; messages that holder had taken and not
+// released are orphaned, for producers to requeue (see Producer.Requeued).
+func (q *Queue) Consumer() (_ *Consumer, err error) {
+	if q.guarded {
+		defer q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	}
 	e, err := q.attach(layout.RoleConsumer)
 	if err != nil {
 		return nil, err
@@ -73,6 +81,11 @@ func (c *Consumer) Index() int { return int(c.me) }
 // producer that claimed them died (or closed) before committing.
 func (c *Consumer) Skipped() uint64 { return c.skipped + c.tombstones }
 
+// Redelivered returns how many of the messages this consumer took had been
+// taken before by a consumer that died without releasing them, and were
+// requeued: deliveries that may duplicate one the dead consumer acted on.
+func (c *Consumer) Redelivered() uint64 { return c.redelivered }
+
 // claim takes the next message for this consumer and returns its position
 // and length, or ErrEmpty (unwrapped). It skips tombstones, and slots whose
 // producer died while writing them.
@@ -93,6 +106,11 @@ func (c *Consumer) claim() (uint64, uint32, error) {
 				q.deq.CompareAndSwap(pos, pos+1)
 				n := le32(q.data[q.slot(pos)+layout.SlotLength:])
 				if n != 0 && n <= c.maxMsg {
+					// A requeued message is published as F(pos, SeqOwnerOrphan).
+					c.wasRequeued = layout.SeqOwner(w) == layout.SeqOwnerOrphan
+					if c.wasRequeued {
+						c.redelivered++
+					}
 					return pos, n, nil
 				}
 				ferr := c.free(pos)
@@ -114,10 +132,17 @@ func (c *Consumer) claim() (uint64, uint32, error) {
 			c.lastPos, c.lastWord = pos, w
 			return 0, 0, ErrEmpty
 		case d == dWriting:
-			// A producer is writing pos. If it died doing so, skip the slot.
 			if err := q.checkOwner(w, pos); err != nil {
 				return 0, 0, err
 			}
+			if layout.SeqOwner(w) == layout.SeqOwnerOrphan {
+				// A message being requeued, complete: publish it for the
+				// producer that requeues it, which may have died.
+				q.enq.CompareAndSwap(pos, pos+1)
+				seq.CompareAndSwap(w, layout.SeqWord(pos, layout.SlotFull, layout.SeqOwnerOrphan))
+				break
+			}
+			// A producer is writing pos. If it died doing so, skip the slot.
 			gone, err := c.stuck.claimantGone(q.seg, w)
 			if err != nil {
 				return 0, 0, err
@@ -126,8 +151,16 @@ func (c *Consumer) claim() (uint64, uint32, error) {
 				c.lastPos, c.lastWord = pos, w
 				return 0, 0, ErrEmpty
 			}
-			if seq.CompareAndSwap(w, layout.SeqWord(pos, layout.SlotReading, c.me)) {
+			// Adopt the claim, so that the slot is ours while we make it a
+			// tombstone: a taken slot with a half-written message in it
+			// would be requeued if we died.
+			mine := layout.SeqWord(pos, layout.SlotWriting, c.me)
+			if seq.CompareAndSwap(w, mine) {
 				q.enq.CompareAndSwap(pos, pos+1)
+				le32put(q.data[q.slot(pos)+layout.SlotLength:], 0)
+				if !seq.CompareAndSwap(mine, layout.SeqWord(pos, layout.SlotReading, c.me)) {
+					return 0, 0, q.corrupt("adopted slot taken from its consumer", seq.Load(), pos)
+				}
 				q.deq.CompareAndSwap(pos, pos+1)
 				c.skipped++
 				if err := c.free(pos); err != nil {
@@ -209,6 +242,18 @@ func (c *Consumer) publishCounters() {
 // trusting its contents across a check. Peek returns ErrEmpty (unwrapped,
 // cheap to test) when no committed message is available.
 func (c *Consumer) Peek() ([]byte, error) {
+	if c.q.guarded {
+		return c.peekGuarded()
+	}
+	return c.peek()
+}
+
+func (c *Consumer) peekGuarded() (_ []byte, err error) {
+	defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	return c.peek()
+}
+
+func (c *Consumer) peek() ([]byte, error) {
 	if c.q.lk != nil {
 		return nil, ErrLockedMode
 	}
@@ -227,6 +272,18 @@ func (c *Consumer) Peek() ([]byte, error) {
 // messages happen before a producer's reuse of their slots. It fails only
 // if another process overwrote a held slot (ErrCorrupt).
 func (c *Consumer) Release() error {
+	if c.q.guarded {
+		return c.releaseGuarded()
+	}
+	return c.release()
+}
+
+func (c *Consumer) releaseGuarded() (err error) {
+	defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	return c.release()
+}
+
+func (c *Consumer) release() error {
 	var err error
 	for _, pos := range c.held {
 		if ferr := c.free(pos); ferr != nil && err == nil {
@@ -247,6 +304,18 @@ func (c *Consumer) Release() error {
 // TryRecv, Recv, Peek or TryRecvBatch returns it first. Messages peeked
 // and not released stay held.
 func (c *Consumer) TryRecv(buf []byte) (int, error) {
+	if c.q.guarded {
+		return c.tryRecvGuarded(buf)
+	}
+	return c.tryRecv(buf)
+}
+
+func (c *Consumer) tryRecvGuarded(buf []byte) (_ int, err error) {
+	defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	return c.tryRecv(buf)
+}
+
+func (c *Consumer) tryRecv(buf []byte) (int, error) {
 	if c.q.lk != nil {
 		return c.lockedTryRecv(context.Background(), false, buf)
 	}
@@ -272,7 +341,10 @@ func (c *Consumer) TryRecv(buf []byte) (int, error) {
 // valid only during the call. It returns how many messages fn accepted,
 // and ErrEmpty if there were none. If fn returns an error, that message is
 // kept (the next call returns it first) and the error is returned.
-func (c *Consumer) TryRecvBatch(max int, fn func(msg []byte) error) (int, error) {
+func (c *Consumer) TryRecvBatch(max int, fn func(msg []byte) error) (_ int, err error) {
+	if c.q.guarded {
+		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	}
 	if c.q.lk != nil {
 		if c.closed {
 			return 0, ErrClosed
@@ -314,11 +386,23 @@ func (c *Consumer) TryRecvBatch(max int, fn func(msg []byte) error) (int, error)
 // while the queue is empty until ctx ends. While it waits it skips slots
 // whose producer died before committing them.
 func (c *Consumer) Recv(ctx context.Context, buf []byte) (int, error) {
+	if c.q.guarded {
+		return c.recvGuarded(ctx, buf)
+	}
+	return c.recv(ctx, buf)
+}
+
+func (c *Consumer) recvGuarded(ctx context.Context, buf []byte) (_ int, err error) {
+	defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	return c.recv(ctx, buf)
+}
+
+func (c *Consumer) recv(ctx context.Context, buf []byte) (int, error) {
 	if c.q.lk != nil {
 		return c.lockedTryRecv(ctx, true, buf)
 	}
 	for {
-		n, err := c.TryRecv(buf)
+		n, err := c.tryRecv(buf)
 		if err != ErrEmpty {
 			return n, err
 		}
@@ -334,18 +418,21 @@ func (c *Consumer) Recv(ctx context.Context, buf []byte) (int, error) {
 
 // Close releases held messages (they count as consumed) and detaches the
 // consumer.
-func (c *Consumer) Close() error {
+func (c *Consumer) Close() (err error) {
 	if c.closed {
 		return nil
 	}
-	if c.stashed {
-		c.stashed = false
-		c.free(c.stashPos)
+	if c.q.guarded {
+		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
-	c.Release()
 	c.closed = true
 	c.q.mu.Lock()
 	delete(c.q.consumers, c)
 	c.q.mu.Unlock()
+	if c.stashed {
+		c.stashed = false
+		c.free(c.stashPos)
+	}
+	c.release()
 	return c.e.Detach()
 }

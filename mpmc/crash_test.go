@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shmq/shmq/layout"
 )
 
 // killHelper SIGKILLs a helper started by startAndWaitReady and reaps it.
@@ -91,12 +93,15 @@ func TestCrashProducerEntryReused(t *testing.T) {
 	}
 }
 
-// A consumer process killed while it holds a peeked slot: producers take
-// the slot back once they find it stuck and its holder dead.
-func TestCrashConsumerReclaimed(t *testing.T) {
+// A consumer process killed while it holds a peeked message: the producer
+// that reaches the slot a lap later finds it stuck and its holder dead,
+// requeues the message, and another consumer receives it, exactly once;
+// the producer is not wedged.
+func TestCrashConsumerRequeued(t *testing.T) {
 	q := newTestQueue(t, Config{Slots: 1, SlotSize: 64})
 	p := mustProducer(t, q)
-	if err := p.TrySend([]byte("lost")); err != nil {
+	c := mustConsumer(t, q) // attached first: the helper's entry stays free after it dies
+	if err := p.TrySend([]byte("held")); err != nil {
 		t.Fatal(err)
 	}
 	cmd := helper(t, q, "hang-peek")
@@ -108,40 +113,184 @@ func TestCrashConsumerReclaimed(t *testing.T) {
 	begin := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := p.Send(ctx, []byte("next")); err != nil {
+	// With one slot, the requeued message must be taken before "next" fits.
+	sent := make(chan error, 1)
+	go func() { sent <- p.Send(ctx, []byte("next")) }()
+	buf := make([]byte, 64)
+	for _, want := range []string{"held", "next"} {
+		n, err := c.Recv(ctx, buf)
+		if err != nil || string(buf[:n]) != want {
+			t.Fatalf("recv: %q %v, want %q", buf[:n], err, want)
+		}
+		if got := c.wasRequeued; got != (want == "held") {
+			t.Fatalf("%q: requeued %v", want, got)
+		}
+	}
+	if err := <-sent; err != nil {
 		t.Fatalf("send after consumer death: %v", err)
 	}
-	if p.Reclaimed() != 1 {
-		t.Fatalf("reclaimed %d", p.Reclaimed())
-	}
+	t.Logf("dead consumer's message delivered again after %v", time.Since(begin))
 	if d := time.Since(begin); d > time.Second {
-		t.Fatalf("reclaim took %v", d)
+		t.Fatalf("requeue took %v", d)
 	}
-	c := mustConsumer(t, q)
-	buf := make([]byte, 64)
-	if n, err := c.TryRecv(buf); err != nil || string(buf[:n]) != "next" {
-		t.Fatalf("recv: %q %v", buf[:n], err)
+	if p.Requeued() != 1 || c.Redelivered() != 1 {
+		t.Fatalf("requeued %d, redelivered %d", p.Requeued(), c.Redelivered())
 	}
+	if n, err := c.TryRecv(buf); err != ErrEmpty {
+		t.Fatalf("after the redelivery: %q %v", buf[:n], err)
+	}
+	checkIdle(t, q)
 }
 
 // Same, with the registry entry of the dead consumer reused by a new
-// consumer, which frees the slot as it attaches.
+// consumer, which orphans the held message as it attaches: the next
+// producer requeues it at once, with no wait for the dead holder to be
+// suspected.
 func TestCrashConsumerEntryReused(t *testing.T) {
 	q := newTestQueue(t, Config{Slots: 1, SlotSize: 64, Registry: 2})
 	p := mustProducer(t, q) // entry 0
-	if err := p.TrySend([]byte("lost")); err != nil {
+	if err := p.TrySend([]byte("held")); err != nil {
 		t.Fatal(err)
 	}
 	cmd := helper(t, q, "hang-peek")
 	startAndWaitReady(t, cmd) // entry 1
 	killHelper(t, cmd.Process.Pid, cmd.Wait)
 	c := retryAttach(t, q.Consumer)
-	if err := p.TrySend([]byte("next")); err != nil {
-		t.Fatalf("send after the dead consumer's entry was reused: %v", err)
+	if w := q.seqs[0].Load(); w != layout.SeqWord(0, layout.SlotReading, layout.SeqOwnerOrphan) {
+		t.Fatalf("held slot after the entry was reused: %#x", w)
+	}
+	// The first attempt requeues the message into the only slot, and then
+	// finds the queue full.
+	if err := p.TrySend([]byte("next")); err != ErrFull || p.Requeued() != 1 {
+		t.Fatalf("send after the dead consumer's entry was reused: %v, requeued %d", err, p.Requeued())
 	}
 	buf := make([]byte, 64)
+	if n, err := c.TryRecv(buf); err != nil || string(buf[:n]) != "held" || c.Redelivered() != 1 {
+		t.Fatalf("recv: %q %v redelivered %d", buf[:n], err, c.Redelivered())
+	}
+	if err := p.TrySend([]byte("next")); err != nil {
+		t.Fatal(err)
+	}
 	if n, err := c.TryRecv(buf); err != nil || string(buf[:n]) != "next" {
 		t.Fatalf("recv: %q %v", buf[:n], err)
+	}
+	if n, err := c.TryRecv(buf); err != ErrEmpty {
+		t.Fatalf("after the redelivery: %q %v", buf[:n], err)
+	}
+	checkIdle(t, q)
+}
+
+// A producer that requeues a message and dies between its claim
+// W(p, SeqOwnerOrphan) and the publish: a consumer publishes the message
+// for it, and it is delivered.
+func TestRequeueFinishedByConsumer(t *testing.T) {
+	q := newTestQueue(t, Config{Slots: 2, SlotSize: 64})
+	p, c := mustProducer(t, q), mustConsumer(t, q)
+	for _, m := range []string{"m", "a"} {
+		if err := p.TrySend([]byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A consumer (entry 2, never attached) took "m" and died; a producer
+	// helped the dequeue cursor, claimed the slot for position 2 and died.
+	if !q.seqs[0].CompareAndSwap(layout.SeqWord(0, layout.SlotFull, 0), layout.SeqWord(0, layout.SlotReading, 2)) ||
+		!q.deq.CompareAndSwap(0, 1) ||
+		!q.seqs[0].CompareAndSwap(layout.SeqWord(0, layout.SlotReading, 2), layout.SeqWord(2, layout.SlotWriting, layout.SeqOwnerOrphan)) {
+		t.Fatal("setup")
+	}
+	if err := p.TrySend([]byte("x")); err != ErrFull {
+		t.Fatalf("send with a requeue pending: %v", err)
+	}
+	buf := make([]byte, 64)
+	for _, want := range []string{"a", "m"} {
+		if n, err := c.TryRecv(buf); err != nil || string(buf[:n]) != want {
+			t.Fatalf("recv: %q %v, want %q", buf[:n], err, want)
+		}
+	}
+	if c.Redelivered() != 1 || q.enq.Load() != 3 {
+		t.Fatalf("redelivered %d, enqueue cursor %d", c.Redelivered(), q.enq.Load())
+	}
+	if err := p.TrySend([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.TryRecv(buf); err != nil || string(buf[:n]) != "x" {
+		t.Fatalf("recv: %q %v", buf[:n], err)
+	}
+	checkIdle(t, q)
+}
+
+// A message requeued from a dead consumer whose length is out of range is
+// not requeued: the producer reports corruption and leaves a tombstone,
+// and the queue goes on.
+func TestRequeueCorruptLength(t *testing.T) {
+	q := newTestQueue(t, Config{Slots: 1, SlotSize: 64, MaxMessage: 40})
+	p, c := mustProducer(t, q), mustConsumer(t, q)
+	if err := p.TrySend([]byte("m")); err != nil {
+		t.Fatal(err)
+	}
+	if !q.seqs[0].CompareAndSwap(layout.SeqWord(0, layout.SlotFull, 0), layout.SeqWord(0, layout.SlotReading, layout.SeqOwnerOrphan)) ||
+		!q.deq.CompareAndSwap(0, 1) {
+		t.Fatal("setup")
+	}
+	le32put(q.data[q.slot(0)+layout.SlotLength:], 41)
+	if err := p.TrySend([]byte("x")); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("requeue of a 41-byte message: %v", err)
+	}
+	if p.Requeued() != 0 {
+		t.Fatalf("requeued %d", p.Requeued())
+	}
+	buf := make([]byte, 64)
+	if n, err := c.TryRecv(buf); err != ErrEmpty || c.Skipped() != 1 {
+		t.Fatalf("recv: %q %v, skipped %d", buf[:n], err, c.Skipped())
+	}
+	if err := p.TrySend([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.TryRecv(buf); err != nil || string(buf[:n]) != "x" {
+		t.Fatalf("recv: %q %v", buf[:n], err)
+	}
+	checkIdle(t, q)
+}
+
+// A consumer that adopted a dead producer's claim to skip it, and died
+// before it freed the slot, leaves W(p, itself): the next consumer skips
+// the slot in turn, and nothing half-written is ever delivered.
+func TestSkipAdoptedByDeadConsumer(t *testing.T) {
+	q := newTestQueue(t, Config{Slots: 2, SlotSize: 64, Registry: 4})
+	p, c := mustProducer(t, q), mustConsumer(t, q)
+	if _, err := p.Reserve(5); err != nil { // position 0, never committed
+		t.Fatal(err)
+	}
+	// Entry 3 (never attached: gone) adopted it and died.
+	if !q.seqs[0].CompareAndSwap(layout.SeqWord(0, layout.SlotWriting, uint32(p.Index())), layout.SeqWord(0, layout.SlotWriting, 3)) {
+		t.Fatal("setup")
+	}
+	p.pending = p.pending[:0] // the claim is no longer ours
+	if err := p.TrySend([]byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	buf := make([]byte, 64)
+	if n, err := c.Recv(ctx, buf); err != nil || string(buf[:n]) != "after" || c.Skipped() != 1 {
+		t.Fatalf("recv: %q %v, skipped %d", buf[:n], err, c.Skipped())
+	}
+	checkIdle(t, q)
+}
+
+// checkIdle checks that every slot is free for its next position: no
+// message is left held, orphaned or half-requeued.
+func checkIdle(t *testing.T, q *Queue) {
+	t.Helper()
+	enq, deq := q.enq.Load(), q.deq.Load()
+	if enq != deq {
+		t.Fatalf("cursors enq %d deq %d", enq, deq)
+	}
+	for k := uint64(0); k < q.Slots(); k++ {
+		pos := enq + k
+		if w := q.seqs[pos&q.mask].Load(); w != layout.SeqWord(pos, layout.SlotEmpty, 0) {
+			t.Fatalf("slot %d holds %#x (state %d, owner %d), want E(%d)", pos&q.mask, w, layout.SeqState(w), layout.SeqOwner(w), pos)
+		}
 	}
 }
 

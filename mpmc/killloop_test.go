@@ -38,18 +38,26 @@ const killLoopVictimLife = time.Minute
 // and a victim consumer are started and SIGKILLed at random points (before
 // or after they attach, while they hold reserved or peeked slots, inside a
 // batch). The survivors must neither hang (every blocking call has a
-// deadline) nor fail. At the end the long-lived producers stop, one
-// sentinel per long-lived consumer follows, and the parent checks what was
-// delivered against the documented crash semantics:
+// deadline) nor fail. At the end the long-lived producers stop, the parent
+// sends a lap of filler messages (which makes producers requeue every
+// message a dead consumer still held) and one sentinel per long-lived
+// consumer, and checks what was delivered against the documented crash
+// semantics (at-least-once across a consumer crash):
 //
-//   - no message is delivered twice, and each consumer sees every producer's
-//     messages in order;
-//   - every message a long-lived producer committed is delivered, and so is
-//     every message a victim producer committed (at least its registry
-//     counter, and everything before the last of its messages seen);
-//   - the only losses are messages a victim consumer had taken and not yet
-//     recorded when it was killed: victim consumers record each message as
-//     soon as they hold it, so that is at most one per consumer kill.
+//   - nothing is lost: every message a long-lived producer committed is
+//     delivered, and so is every message a victim producer committed (at
+//     least its registry counter, and everything before the last of its
+//     messages seen);
+//   - a message is delivered more than once only if a killed consumer could
+//     have held it: every copy but one is among the last maxHeld records of
+//     a victim consumer (which records each message as soon as it holds it,
+//     and holds at most maxHeld), and every copy but the first arrives
+//     marked as requeued;
+//   - no consumer receives a message twice, and each receives every
+//     producer's messages in order, except that a requeued message may
+//     arrive after later ones; at most maxHeld requeued messages per
+//     consumer kill arrive;
+//   - every slot is free at the end: nothing is left held or orphaned.
 //
 // MPMC_KILL_ITERS sets the number of iterations (40 by default, 15 under
 // -short).
@@ -99,7 +107,7 @@ func TestKillLoop(t *testing.T) {
 	}
 	var vprods []victimProducer
 	var vconsFiles []string
-	prodKills, consKills, earlyKills := 0, 0, 0
+	prodKills, consKills, earlyKills, reusedEntries := 0, 0, 0, 0
 	begin := time.Now()
 	for it := 0; it < iters; it++ {
 		id := uint32(100 + it)
@@ -139,17 +147,25 @@ func TestKillLoop(t *testing.T) {
 		prodKills++
 		consKills++
 		// Both victims are dead and nothing attaches until the next
-		// iteration: the producer's registry entry still holds its count.
+		// iteration: the producer's registry entry still holds its count,
+		// unless the victim consumer took the entry over after the
+		// producer died (its attach bumped the generation, and it counts
+		// what it receives on top): then all we know is what was delivered.
 		var committed uint64
 		for _, line := range vp.lines() {
 			var idx int
 			var base uint64
-			if _, err := fmt.Sscanf(line, "ready %d %d", &idx, &base); err == nil {
+			var gen uint32
+			if _, err := fmt.Sscanf(line, "ready %d %d %d", &idx, &base, &gen); err == nil {
 				info, err := q.Segment().Entry(idx)
 				if err != nil {
 					t.Fatal(err)
 				}
-				committed = info.Messages - base
+				if info.Gen == gen {
+					committed = info.Messages - base
+				} else {
+					reusedEntries++
+				}
 			}
 		}
 		vprods = append(vprods, victimProducer{id, committed})
@@ -164,7 +180,7 @@ func TestKillLoop(t *testing.T) {
 
 	// Stop the long-lived producers; each reports what it committed.
 	longCommitted := make([]uint64, nLong)
-	var reclaimed, skipped uint64
+	var requeued, skipped, redelivered uint64
 	for i, p := range longProds {
 		p.stdin.Close()
 		if err := p.wait(30 * time.Second); err != nil {
@@ -175,12 +191,21 @@ func TestKillLoop(t *testing.T) {
 			t.Fatalf("long-lived producer %d said %q", i, p.lines())
 		}
 		longCommitted[i] = n
-		reclaimed += r
+		requeued += r
 	}
 	sp := mustProducer(t, q)
 	buf := make([]byte, q.MaxMessage())
 	ctx, cancel := context.WithTimeout(context.Background(), killLoopOpTimeout)
 	defer cancel()
+	// Every victim is dead. A message one of them still holds waits in its
+	// slot for the producer that reaches the slot a lap later: a lap of
+	// fillers makes sure that happens before the sentinels.
+	for k := uint64(0); k < q.Slots(); k++ {
+		if err := sp.Send(ctx, stressMessage(buf, fillerID, k, stressHeader)); err != nil {
+			t.Fatalf("filler: %v", err)
+		}
+	}
+	requeued += sp.Requeued()
 	for range longCons {
 		if err := sp.Send(ctx, stressMessage(buf, sentinelID, 0, stressHeader)); err != nil {
 			t.Fatalf("sentinel: %v", err)
@@ -190,11 +215,12 @@ func TestKillLoop(t *testing.T) {
 		if err := p.wait(30 * time.Second); err != nil {
 			t.Fatalf("long-lived consumer %d: %v", i, err)
 		}
-		var n, s uint64
-		if _, err := fmt.Sscanf(p.last(), "done %d %d", &n, &s); err != nil {
+		var n, s, r uint64
+		if _, err := fmt.Sscanf(p.last(), "done %d %d %d", &n, &s, &r); err != nil {
 			t.Fatalf("long-lived consumer %d said %q", i, p.lines())
 		}
 		skipped += s
+		redelivered += r
 	}
 	// Everything before the sentinels was taken or skipped.
 	c := mustConsumer(t, q)
@@ -204,43 +230,90 @@ func TestKillLoop(t *testing.T) {
 	if st, err := q.Stats(); err != nil || st.Used != 0 {
 		t.Fatalf("queue not drained: %+v %v", st, err)
 	}
+	checkIdle(t, q)
 
 	// What was delivered, from every consumer's record.
-	seen := map[uint32]map[uint64]int{}
+	type copyOf struct {
+		file     int
+		tail     bool // among the last maxHeld records of a victim
+		requeued bool
+	}
+	type msgKey struct {
+		id  uint32
+		seq uint64
+	}
+	copies := map[msgKey][]copyOf{}
 	maxSeq := map[uint32]uint64{}
-	delivered := 0
+	delivered, requeuedSeen, stepBacks := 0, 0, 0
 	files := vconsFiles
 	for i := range longCons {
 		files = append(files, filepath.Join(dir, fmt.Sprintf("c%d", i)))
 	}
-	for _, name := range files {
+	for fi, name := range files {
 		b, err := os.ReadFile(name)
 		if err != nil && !errors.Is(err, os.ErrNotExist) { // a victim killed before it created its file
 			t.Fatal(err)
 		}
+		if len(b)%klRecordSize != 0 {
+			t.Fatalf("%s: %d bytes of records", filepath.Base(name), len(b))
+		}
+		victim := fi < len(vconsFiles)
+		nrec := len(b) / klRecordSize
 		last := map[uint32]uint64{}
-		for ; len(b) >= 8; b = b[8:] {
-			id, seq := binary.LittleEndian.Uint32(b), uint64(binary.LittleEndian.Uint32(b[4:]))
-			if l, ok := last[id]; ok && seq <= l {
-				t.Fatalf("%s: producer %d seq %d after %d", filepath.Base(name), id, seq, l)
+		got := map[msgKey]bool{}
+		for r := 0; r < nrec; r++ {
+			rec := b[r*klRecordSize:]
+			k := msgKey{binary.LittleEndian.Uint32(rec), uint64(binary.LittleEndian.Uint32(rec[4:]))}
+			requeuedMsg := binary.LittleEndian.Uint32(rec[8:]) != 0
+			if got[k] {
+				t.Fatalf("%s: producer %d seq %d received twice", filepath.Base(name), k.id, k.seq)
 			}
-			last[id] = seq
-			if seen[id] == nil {
-				seen[id] = map[uint64]int{}
+			got[k] = true
+			if l, ok := last[k.id]; ok && k.seq < l {
+				// Per-producer order holds, except for requeued messages.
+				if !requeuedMsg {
+					t.Fatalf("%s: producer %d seq %d after %d, not requeued", filepath.Base(name), k.id, k.seq, l)
+				}
+				stepBacks++
+			} else {
+				last[k.id] = k.seq
 			}
-			seen[id][seq]++
-			if seen[id][seq] > 1 {
-				t.Fatalf("producer %d seq %d delivered twice", id, seq)
+			if requeuedMsg {
+				requeuedSeen++
 			}
-			if seq > maxSeq[id] {
-				maxSeq[id] = seq
+			copies[k] = append(copies[k], copyOf{fi, victim && r >= nrec-maxHeld, requeuedMsg})
+			if m, ok := maxSeq[k.id]; !ok || k.seq > m {
+				maxSeq[k.id] = k.seq
 			}
 			delivered++
 		}
 	}
+	duplicates := 0
+	for k, cs := range copies {
+		if len(cs) == 1 {
+			continue
+		}
+		duplicates += len(cs) - 1
+		held, fresh := 0, 0
+		for _, c := range cs {
+			if c.tail {
+				held++
+			}
+			if !c.requeued {
+				fresh++
+			}
+		}
+		if held < len(cs)-1 || fresh > 1 {
+			t.Fatalf("producer %d seq %d delivered %d times (%d copies a killed consumer may have held, %d not marked requeued): %+v",
+				k.id, k.seq, len(cs), held, fresh, cs)
+		}
+	}
+	if requeuedSeen > maxHeld*consKills {
+		t.Fatalf("%d requeued messages received, more than the %d that %d consumer kills can explain", requeuedSeen, maxHeld*consKills, consKills)
+	}
 	lost := 0
 	checkProducer := func(id uint32, committed uint64, exact bool) {
-		if n := uint64(len(seen[id])); n > 0 && maxSeq[id]+1 > committed {
+		if _, any := maxSeq[id]; any && maxSeq[id]+1 > committed {
 			if exact {
 				t.Fatalf("producer %d committed %d messages, seq %d delivered", id, committed, maxSeq[id])
 			}
@@ -249,7 +322,7 @@ func TestKillLoop(t *testing.T) {
 			committed = maxSeq[id] + 1
 		}
 		for seq := uint64(0); seq < committed; seq++ {
-			if seen[id][seq] == 0 {
+			if copies[msgKey{id, seq}] == nil {
 				if lost++; lost <= 20 {
 					t.Logf("producer %d seq %d (of %d committed) not delivered", id, seq, committed)
 				}
@@ -264,22 +337,39 @@ func TestKillLoop(t *testing.T) {
 	for _, v := range vprods {
 		checkProducer(v.id, v.committed, false)
 	}
-	for id := range seen {
-		if id >= nLong && (id < 100 || id >= 100+uint32(iters)) {
-			t.Fatalf("delivered a message of unknown producer %d", id)
+	for k := range copies {
+		if k.id >= nLong && (k.id < 100 || k.id >= 100+uint32(iters)) {
+			t.Fatalf("delivered a message of unknown producer %d", k.id)
 		}
 	}
-	// A victim consumer records each message as soon as it holds it, so a
-	// kill loses at most the one message it had just taken.
-	if lost > consKills {
-		t.Fatalf("%d messages lost, more than the %d that %d consumer kills can explain", lost, consKills, consKills)
+	if lost > 0 {
+		t.Fatalf("%d committed messages lost", lost)
 	}
-	t.Logf("%d iterations in %v: %d producer and %d consumer processes SIGKILLed (%d before they reported ready); "+
-		"0 hangs, 0 panics, 0 duplicates, 0 order violations; %d messages delivered (%d from long-lived producers), "+
-		"%d lost to consumer kills (at most %d allowed); long-lived producers reclaimed %d slots from dead consumers, "+
-		"long-lived consumers skipped %d dead producers' slots",
-		iters, loopTime.Round(time.Millisecond), prodKills, consKills, earlyKills, delivered, committedTotal,
-		lost, consKills, reclaimed, skipped)
+	t.Logf("%d iterations in %v: %d producer and %d consumer processes SIGKILLed (%d before they reported ready; "+
+		"%d victim producers' counters lost to a victim consumer that took their entry over); "+
+		"0 hangs, 0 panics, 0 lost; %d messages delivered (%d committed by long-lived producers), %d duplicates, "+
+		"%d requeued messages received (%d out of per-producer order; %d received by long-lived consumers); "+
+		"long-lived producers and the filler requeued %d messages; long-lived consumers skipped %d dead producers' slots",
+		iters, loopTime.Round(time.Millisecond), prodKills, consKills, earlyKills, reusedEntries, delivered, committedTotal, duplicates,
+		requeuedSeen, stepBacks, redelivered, requeued, skipped)
+}
+
+// recvHeld is Recv for a victim consumer: it waits as Recv does (parking on
+// the wake line), but hands the message to fn while it holds it, so that a
+// kill never falls between the release of a message and its record.
+func recvHeld(ctx context.Context, c *Consumer, fn func([]byte) error) error {
+	for {
+		_, err := c.TryRecvBatch(1, fn)
+		if err != ErrEmpty {
+			return err
+		}
+		q, pos, w := c.q, c.lastPos, c.lastWord
+		if err := q.waitFor(ctx, q.consumerWake, c.e, func() bool {
+			return q.deq.Load() != pos || q.seqs[pos&q.mask].Load() != w
+		}); err != nil {
+			return err
+		}
+	}
 }
 
 // klProc is a kill-loop helper process, with its stdout collected line by
@@ -417,9 +507,9 @@ func (p *klProc) killAndReap(timeout time.Duration) error {
 // killLoopProducer sends numbered, checksummed messages as producer
 // MPMC_ID through Send, SendBatch, TrySend and Reserve/Commit. A long-lived
 // one runs until its stdin is closed and then prints "done <committed>
-// <reclaimed>"; a victim (MPMC_VICTIM set) prints its registry entry and
-// the entry's message counter as it found it, and runs until killed,
-// sometimes holding reservations for a while.
+// <requeued>"; a victim (MPMC_VICTIM set) prints its registry entry, the
+// entry's message counter as it found it and its generation, and runs
+// until killed, sometimes holding reservations for a while.
 func killLoopProducer() error {
 	q, err := openInherited()
 	if err != nil {
@@ -438,7 +528,7 @@ func killLoopProducer() error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("ready %d %d\n", p.Index(), info.Messages)
+		fmt.Printf("ready %d %d %d\n", p.Index(), info.Messages, info.Gen)
 	} else {
 		fmt.Println("ready")
 		go func() {
@@ -515,17 +605,29 @@ func killLoopProducer() error {
 			time.Sleep(50 * time.Microsecond)
 		}
 	}
-	fmt.Printf("done %d %d\n", seq, p.Reclaimed())
+	fmt.Printf("done %d %d\n", seq, p.Requeued())
 	return p.Close()
 }
 
-// killLoopConsumer receives through Recv, Peek/Release (up to 3 held) and
-// TryRecvBatch, checks checksums and per-producer order, and appends
-// (id, seq) records to MPMC_OUT. A long-lived one stops at a sentinel and
-// prints "done <received> <skipped>". A victim (MPMC_VICTIM set) writes
-// each record as soon as it holds the message, unbuffered, so a kill loses
-// at most the message it has just taken; it sometimes holds peeked
-// messages for a while, and runs until killed.
+// Kill-loop consumer records: u32 producer id, u32 sequence number, u32 1
+// if the message arrived marked as requeued (Consumer.wasRequeued).
+const klRecordSize = 12
+
+// maxHeld is the most messages a kill-loop consumer holds at once (its
+// Peek/Release rounds), and so the most a killed one leaves requeued.
+const maxHeld = 3
+
+// fillerID marks the parent's filler messages, which consumers drop.
+const fillerID = sentinelID - 1
+
+// killLoopConsumer receives through Recv (recvHeld for a victim),
+// Peek/Release (up to maxHeld held) and TryRecvBatch, checks checksums,
+// and appends a record of each message to MPMC_OUT (the parent checks order
+// and duplicates). A long-lived one stops at a sentinel and prints "done
+// <received> <skipped> <redelivered>". A victim (MPMC_VICTIM set) writes
+// each record as soon as it holds the message, unbuffered, so a message it
+// held when killed is among its last maxHeld records, or unrecorded; it
+// sometimes holds peeked messages for a while, and runs until killed.
 func killLoopConsumer() error {
 	q, err := openInherited()
 	if err != nil {
@@ -549,26 +651,24 @@ func killLoopConsumer() error {
 	}
 	fmt.Println("ready")
 	rng := rand.New(rand.NewPCG(uint64(os.Getpid()), 4))
-	last := map[uint32]uint64{}
 	received := 0
 	record := func(m []byte) (done bool, err error) {
 		id, seq, err := checkStressMessage(m)
 		if err != nil {
 			return false, err
 		}
-		if id == sentinelID {
+		if id == sentinelID || id == fillerID {
 			if victim {
-				return false, errors.New("victim got a sentinel")
+				return false, errors.New("victim got a sentinel or filler")
 			}
-			return true, nil
+			return id == sentinelID, nil
 		}
-		if l, ok := last[id]; ok && seq <= l {
-			return false, fmt.Errorf("producer %d: seq %d after %d", id, seq, l)
-		}
-		last[id] = seq
-		var rec [8]byte
+		var rec [klRecordSize]byte
 		binary.LittleEndian.PutUint32(rec[0:], id)
 		binary.LittleEndian.PutUint32(rec[4:], uint32(seq))
+		if c.wasRequeued {
+			binary.LittleEndian.PutUint32(rec[8:], 1)
+		}
 		_, err = w.Write(rec[:])
 		received++
 		return false, err
@@ -582,8 +682,8 @@ func killLoopConsumer() error {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), killLoopOpTimeout)
 		switch r := rng.IntN(6); {
-		case r == 0: // Peek up to 3, maybe hold, Release
-			k := 1 + rng.IntN(3)
+		case r == 0: // Peek up to maxHeld, maybe hold, Release
+			k := 1 + rng.IntN(maxHeld)
 			for got := 0; got < k && !done; got++ {
 				m, perr := c.Peek()
 				if perr == ErrEmpty {
@@ -628,6 +728,12 @@ func killLoopConsumer() error {
 					time.Sleep(20 * time.Microsecond)
 				}
 			}
+		case victim:
+			// Recv would release the message before it could be recorded.
+			err = recvHeld(ctx, c, func(m []byte) error {
+				_, err := record(m)
+				return err
+			})
 		default:
 			var n int
 			if n, err = c.Recv(ctx, buf); err == nil {
@@ -642,6 +748,6 @@ func killLoopConsumer() error {
 	if err := bw.Flush(); err != nil {
 		return err
 	}
-	fmt.Printf("done %d %d\n", received, c.Skipped())
+	fmt.Printf("done %d %d %d\n", received, c.Skipped(), c.Redelivered())
 	return c.Close()
 }

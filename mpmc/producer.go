@@ -3,6 +3,8 @@ package mpmc
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
+	"sync/atomic"
 
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/ring"
@@ -29,7 +31,7 @@ type Producer struct {
 	pendBytes uint64
 
 	msgs, bytes, stalls uint64 // private copies of the registry counters
-	reclaimed           uint64 // slots taken back from dead consumers
+	requeued            uint64 // messages of dead consumers requeued
 
 	stuck    suspect
 	lastPos  uint64 // position and word that made the last claim fail
@@ -42,7 +44,10 @@ type Producer struct {
 // with ErrRegistryFull when every entry is held by a live process. An entry
 // whose holder died is reused; if that holder left a slot half-written, the
 // slot is turned into a tombstone that consumers skip.
-func (q *Queue) Producer() (*Producer, error) {
+func (q *Queue) Producer() (_ *Producer, err error) {
+	if q.guarded {
+		defer q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	}
 	e, err := q.attach(layout.RoleProducer)
 	if err != nil {
 		return nil, err
@@ -63,9 +68,11 @@ func (q *Queue) Producer() (*Producer, error) {
 // Index returns the producer's registry entry index.
 func (p *Producer) Index() int { return int(p.me) }
 
-// Reclaimed returns how many slots this producer took back from consumers
-// that died holding them (each such slot held a message that was lost).
-func (p *Producer) Reclaimed() uint64 { return p.reclaimed }
+// Requeued returns how many messages this producer requeued: messages, of
+// any producer, that a consumer had taken and not released when it died,
+// which this producer found in the slot it was about to claim and put back
+// in the queue to be delivered again (tombstones are not counted).
+func (p *Producer) Requeued() uint64 { return p.requeued }
 
 // claim claims the next free slot for this producer and returns its
 // position, or ErrFull (unwrapped).
@@ -96,23 +103,24 @@ func (p *Producer) claim() (uint64, error) {
 			return 0, ErrFull
 		case d == dReading-lap:
 			// A consumer is still reading the previous lap's message. If it
-			// died doing so, take the slot back.
+			// is gone (died, or orphaned the message when its registry
+			// entry was taken over), requeue the message at pos and claim
+			// again.
 			if err := q.checkOwner(w, pos); err != nil {
 				return 0, err
 			}
-			gone, err := p.stuck.claimantGone(q.seg, w)
-			if err != nil {
+			if layout.SeqOwner(w) != layout.SeqOwnerOrphan {
+				gone, err := p.stuck.claimantGone(q.seg, w)
+				if err != nil {
+					return 0, err
+				}
+				if !gone {
+					p.lastPos, p.lastWord = pos, w
+					return 0, ErrFull
+				}
+			}
+			if err := p.requeue(seq, w, pos); err != nil {
 				return 0, err
-			}
-			if !gone {
-				p.lastPos, p.lastWord = pos, w
-				return 0, ErrFull
-			}
-			q.deq.CompareAndSwap(pos-q.hdr.Capacity, pos-q.hdr.Capacity+1)
-			if seq.CompareAndSwap(w, layout.SeqWord(pos, layout.SlotWriting, p.me)) {
-				p.reclaimed++
-				q.enq.CompareAndSwap(pos, pos+1)
-				return pos, nil
 			}
 		case d >= lap:
 			// The slot is a lap ahead: pos is stale, or the cursor was
@@ -130,6 +138,52 @@ func (p *Producer) claim() (uint64, error) {
 	return 0, fmt.Errorf("%w: no progress after %d attempts to claim a slot", ErrCorrupt, maxAttempts)
 }
 
+// requeue puts the message in the slot of pos back in the queue, at pos:
+// the slot holds w = R(pos-C, o), taken by a consumer o that is gone (or
+// SeqOwnerOrphan). The message stays where it is, length, producer index
+// and payload; only its sequence word moves to the new position, through
+// W(pos, SeqOwnerOrphan), a complete message that any process may publish,
+// so that the message survives this producer dying half-way
+// (LAYOUT.md §14.6 step 5). A failed CAS means another process got there
+// first; the caller claims again either way.
+func (p *Producer) requeue(seq *atomic.Uint64, w, pos uint64) error {
+	q := p.q
+	prev := pos - q.hdr.Capacity
+	q.deq.CompareAndSwap(prev, prev+1)
+	// Nobody writes a slot's bytes while it is taken, so the length read
+	// now is the one the CAS below finds, if it succeeds.
+	off := q.slot(pos)
+	n := le32(q.data[off+layout.SlotLength:])
+	if n > p.maxMsg {
+		// Not a message: drop it as a tombstone, under a claim of our own.
+		mine := layout.SeqWord(pos, layout.SlotWriting, p.me)
+		if !seq.CompareAndSwap(w, mine) {
+			return nil
+		}
+		q.enq.CompareAndSwap(pos, pos+1)
+		le32put(q.data[off+layout.SlotLength:], 0)
+		err := p.publish(pos)
+		q.wakeIfWaiting(q.consumerWake, p.e)
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: slot %d held a %d-byte message, more than the maximum %d, when its consumer died (position %d)",
+			ErrCorrupt, pos&q.mask, n, p.maxMsg, prev)
+	}
+	orphan := layout.SeqWord(pos, layout.SlotWriting, layout.SeqOwnerOrphan)
+	if !seq.CompareAndSwap(w, orphan) {
+		return nil
+	}
+	if n != 0 {
+		p.requeued++
+	}
+	q.enq.CompareAndSwap(pos, pos+1)
+	if seq.CompareAndSwap(orphan, layout.SeqWord(pos, layout.SlotFull, layout.SeqOwnerOrphan)) {
+		q.wakeIfWaiting(q.consumerWake, p.e)
+	}
+	return nil
+}
+
 // Reserve claims a slot for a message of n bytes and returns its payload,
 // which aliases the shared slot: fill it, then Commit. Several reservations
 // may precede one Commit. The slices stay valid (and no other process
@@ -137,6 +191,18 @@ func (p *Producer) claim() (uint64, error) {
 // producer may overwrite them, so do not keep them. Reserve returns ErrFull
 // (unwrapped, cheap to test) when no slot is free.
 func (p *Producer) Reserve(n int) ([]byte, error) {
+	if p.q.guarded {
+		return p.reserveGuarded(n)
+	}
+	return p.reserve(n)
+}
+
+func (p *Producer) reserveGuarded(n int) (_ []byte, err error) {
+	defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	return p.reserve(n)
+}
+
+func (p *Producer) reserve(n int) ([]byte, error) {
 	if p.closed {
 		return nil, ErrClosed
 	}
@@ -179,6 +245,18 @@ func (p *Producer) Commit() error {
 	if len(p.pending) == 0 {
 		return nil
 	}
+	if p.q.guarded {
+		return p.commitGuarded()
+	}
+	return p.commit()
+}
+
+func (p *Producer) commitGuarded() (err error) {
+	defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	return p.commit()
+}
+
+func (p *Producer) commit() error {
 	var err error
 	n := uint64(0)
 	for _, pos := range p.pending {
@@ -200,7 +278,7 @@ func (p *Producer) Commit() error {
 
 // send claims, fills and publishes one slot, without waking consumers.
 func (p *Producer) send(msg []byte) error {
-	b, err := p.Reserve(len(msg))
+	b, err := p.reserve(len(msg))
 	if err != nil {
 		return err
 	}
@@ -220,6 +298,18 @@ func (p *Producer) send(msg []byte) error {
 // (unwrapped) without blocking. It fails with ErrPending if reservations
 // are outstanding.
 func (p *Producer) TrySend(msg []byte) error {
+	if p.q.guarded {
+		return p.trySendGuarded(msg)
+	}
+	return p.trySend(msg)
+}
+
+func (p *Producer) trySendGuarded(msg []byte) (err error) {
+	defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	return p.trySend(msg)
+}
+
+func (p *Producer) trySend(msg []byte) error {
 	if p.q.lk != nil {
 		_, err := p.lockedBatch(context.Background(), false, [][]byte{msg})
 		return err
@@ -240,6 +330,18 @@ func (p *Producer) TrySend(msg []byte) error {
 // each as soon as it is written, and wakes consumers once. It returns how
 // many it sent, and ErrFull if that is fewer than len(msgs).
 func (p *Producer) TrySendBatch(msgs [][]byte) (int, error) {
+	if p.q.guarded {
+		return p.trySendBatchGuarded(msgs)
+	}
+	return p.trySendBatch(msgs)
+}
+
+func (p *Producer) trySendBatchGuarded(msgs [][]byte) (_ int, err error) {
+	defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	return p.trySendBatch(msgs)
+}
+
+func (p *Producer) trySendBatch(msgs [][]byte) (int, error) {
 	if p.q.lk != nil {
 		return p.lockedBatch(context.Background(), false, msgs)
 	}
@@ -263,15 +365,27 @@ func (p *Producer) TrySendBatch(msgs [][]byte) (int, error) {
 }
 
 // Send copies msg into a slot and commits it, waiting while the queue is
-// full until ctx ends. While it waits it takes back slots held by consumers
-// that died.
+// full until ctx ends. While it waits it requeues the messages of consumers
+// that died holding the slot it waits for.
 func (p *Producer) Send(ctx context.Context, msg []byte) error {
+	if p.q.guarded {
+		return p.sendWaitGuarded(ctx, msg)
+	}
+	return p.sendWait(ctx, msg)
+}
+
+func (p *Producer) sendWaitGuarded(ctx context.Context, msg []byte) (err error) {
+	defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	return p.sendWait(ctx, msg)
+}
+
+func (p *Producer) sendWait(ctx context.Context, msg []byte) error {
 	if p.q.lk != nil {
 		_, err := p.lockedBatch(ctx, true, [][]byte{msg})
 		return err
 	}
 	for {
-		err := p.TrySend(msg)
+		err := p.trySend(msg)
 		if err != ErrFull {
 			return err
 		}
@@ -286,9 +400,12 @@ func (p *Producer) Send(ctx context.Context, msg []byte) error {
 }
 
 // SendBatch sends every message of msgs, waiting for room as needed.
-func (p *Producer) SendBatch(ctx context.Context, msgs [][]byte) error {
+func (p *Producer) SendBatch(ctx context.Context, msgs [][]byte) (err error) {
+	if p.q.guarded {
+		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	}
 	for len(msgs) > 0 {
-		n, err := p.TrySendBatch(msgs)
+		n, err := p.trySendBatch(msgs)
 		msgs = msgs[n:]
 		if err == nil {
 			return nil
@@ -297,7 +414,7 @@ func (p *Producer) SendBatch(ctx context.Context, msgs [][]byte) error {
 			return err
 		}
 		if n == 0 {
-			if err := p.Send(ctx, msgs[0]); err != nil {
+			if err := p.sendWait(ctx, msgs[0]); err != nil {
 				return err
 			}
 			msgs = msgs[1:]
@@ -309,21 +426,25 @@ func (p *Producer) SendBatch(ctx context.Context, msgs [][]byte) error {
 // Close turns uncommitted reservations into tombstones (consumers skip
 // them) and detaches the producer, leaving committed messages for the
 // consumers.
-func (p *Producer) Close() error {
+func (p *Producer) Close() (err error) {
 	if p.closed {
 		return nil
 	}
+	if p.q.guarded {
+		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	}
 	p.closed = true
-	for _, pos := range p.pending {
-		le32put(p.q.data[p.q.slot(pos)+layout.SlotLength:], 0)
-		p.publish(pos)
-	}
-	if len(p.pending) > 0 {
-		p.q.wakeIfWaiting(p.q.consumerWake, p.e)
-	}
-	p.pending, p.pendBytes = nil, 0
 	p.q.mu.Lock()
 	delete(p.q.producers, p)
 	p.q.mu.Unlock()
+	pending := p.pending
+	p.pending, p.pendBytes = nil, 0
+	for _, pos := range pending {
+		le32put(p.q.data[p.q.slot(pos)+layout.SlotLength:], 0)
+		p.publish(pos)
+	}
+	if len(pending) > 0 {
+		p.q.wakeIfWaiting(p.q.consumerWake, p.e)
+	}
 	return p.e.Detach()
 }

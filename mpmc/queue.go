@@ -10,16 +10,19 @@
 // entry of the process that holds the slot, and a slot is claimed by a
 // compare-and-swap of that word (before the cursor moves), so a slot held
 // by a process that died is always traceable to it: consumers skip a slot
-// that a dead producer claimed, and producers take back a slot that a dead
-// consumer claimed, instead of the queue stalling behind it forever.
-// layout/LAYOUT.md §14 describes the protocol.
+// that a dead producer claimed, and producers requeue the message in a slot
+// that a dead consumer had taken, instead of the queue stalling behind it
+// forever. layout/LAYOUT.md §14 describes the protocol.
 //
 // Guarantees, when no process dies: every committed message is delivered
 // exactly once, to one consumer; a consumer receives the messages of any one
 // producer in the order that producer committed them. When a producer dies,
 // the messages it committed are delivered and the one it was writing is
-// dropped. When a consumer dies, the messages it had taken (claimed but not
-// yet released) are lost: delivery across a consumer crash is at-most-once.
+// dropped. When a consumer dies, the messages it had taken and not released
+// are requeued by the producer that next reaches their slot (a lap of the
+// ring later) and delivered again, to some consumer: delivery across a
+// consumer crash is at-least-once, and a redelivered message arrives after
+// messages that overtook it, so per-producer order does not hold for it.
 //
 // Blocked calls spin briefly and then park on a futex (package notify,
 // tuned by Config.Wait and Options.Wait); a publisher makes a wake system
@@ -43,7 +46,11 @@
 // Everything read from the segment is validated: a peer that writes garbage
 // into cursors or slots makes calls fail with an error wrapping ErrCorrupt;
 // it cannot make this process panic, access memory outside the ring or
-// loop forever.
+// loop forever. A segment with a name (ring.Shm, ring.File) can be truncated
+// under the mapping by any process that can open it; calls on such a queue
+// then fail with an error wrapping ring.ErrTruncated instead of the process
+// dying of SIGBUS (see ring.Segment.CatchFault; memfd segments are sealed
+// and need no guard).
 package mpmc
 
 import (
@@ -51,6 +58,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
@@ -148,6 +156,16 @@ type Queue struct {
 	consumerWake notify.Line // consumers park here, waiting for data
 	wait         Wait
 	lk           *lockedQueue // non-nil in locked mode (layout.FlagLocked)
+
+	// guarded: the file can be truncated under the mapping, so every
+	// exported call that touches it turns a fault into ring.ErrTruncated
+	// (ring.Segment.CatchFault). Calls made per message dispatch on it to
+	// an unguarded body, or to a variant that defers CatchFault and runs
+	// the body (TrySend: trySendGuarded, trySend), so that a queue that
+	// cannot shrink (a sealed memfd) pays a branch and no defer, and calls
+	// nest through the bodies, guarded once. Batch calls and rarer ones
+	// (attaching, Close, Stats) defer CatchFault themselves when it is set.
+	guarded bool
 
 	mu        sync.Mutex
 	producers map[*Producer]struct{}
@@ -251,6 +269,7 @@ func newQueue(seg *ring.Segment, h layout.Header, w Wait) (*Queue, error) {
 	q := &Queue{
 		seg: seg, hdr: h, data: seg.Data(), mask: h.Capacity - 1,
 		slotSize: uint64(h.SlotSize), maxMsg: h.MaxMessage, wait: w.WithDefaults(),
+		guarded: seg.Shrinkable(),
 	}
 	var err error
 	if q.enq, err = seg.Uint64(h.Producer + layout.CursorPosition); err != nil {
@@ -343,7 +362,10 @@ type Stats struct {
 // Stats returns a snapshot of the queue. The cursors and counters are read
 // one at a time, so under traffic they are mutually inconsistent by the
 // messages that moved in between.
-func (q *Queue) Stats() (Stats, error) {
+func (q *Queue) Stats() (_ Stats, err error) {
+	if q.guarded {
+		defer q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	}
 	all, err := q.seg.Entries()
 	if err != nil {
 		return Stats{}, err
@@ -368,10 +390,15 @@ func (q *Queue) Stats() (Stats, error) {
 }
 
 // Entries returns a snapshot of every registry entry.
-func (q *Queue) Entries() ([]ring.EntryInfo, error) { return q.seg.Entries() }
+func (q *Queue) Entries() (_ []ring.EntryInfo, err error) {
+	if q.guarded {
+		defer q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	}
+	return q.seg.Entries()
+}
 
 // attach takes a free registry entry for role and recovers any slot that a
-// dead former holder of the same entry left claimed.
+// dead former holder of the same entry left claimed. Its callers guard it.
 func (q *Queue) attach(role uint32) (*ring.Entry, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -440,7 +467,8 @@ func fullPosition(w, cur uint64) uint64 {
 // recoverEntry is run when this process takes registry entry me: the former
 // holder of me, if any, is gone (its lock is free), so any slot still
 // claimed in its name is stale. A slot it was writing becomes a tombstone
-// (consumers skip it); a slot it was reading is freed.
+// (consumers skip it); a message it was reading is orphaned, for the
+// producer that next reaches its slot to requeue (LAYOUT.md §14.9).
 func (q *Queue) recoverEntry(me uint32) error {
 	for i, seq := range q.seqs {
 		w := seq.Load()
@@ -467,7 +495,8 @@ func (q *Queue) recoverEntry(me uint32) error {
 				return q.corrupt("stale claim out of range", w, pos)
 			}
 			q.deq.CompareAndSwap(pos, pos+1)
-			if seq.CompareAndSwap(w, layout.SeqWord(pos+q.hdr.Capacity, layout.SlotEmpty, 0)) {
+			if seq.CompareAndSwap(w, layout.SeqWord(pos, layout.SlotReading, layout.SeqOwnerOrphan)) {
+				// A producer may be waiting for this very slot.
 				q.wakeIfWaiting(q.producerWake, nil)
 			}
 		}

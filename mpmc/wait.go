@@ -104,9 +104,10 @@ func (s *suspect) claimantGone(seg *ring.Segment, w uint64) (bool, error) {
 	return !info.Alive, nil
 }
 
-// checkOwner validates the owner field of a claimed slot word.
+// checkOwner validates the owner field of a claimed (W or R) slot word: a
+// registry index, or SeqOwnerOrphan.
 func (q *Queue) checkOwner(w, pos uint64) error {
-	if layout.SeqOwner(w) >= q.hdr.RegistryCount {
+	if o := layout.SeqOwner(w); o >= q.hdr.RegistryCount && o != layout.SeqOwnerOrphan {
 		return q.corrupt("claimant outside the registry", w, pos)
 	}
 	return nil

@@ -137,6 +137,8 @@ int main(void)
 	P("SlotReading", SHMQ_SLOT_READING);
 	P("SeqRankShift", SHMQ_SEQ_RANK_SHIFT);
 	P("SeqOwnerMask", SHMQ_SEQ_OWNER_MASK);
+	P("SeqOwnerOrphan", SHMQ_SEQ_OWNER_ORPHAN);
+	P("MaxMPMCRegistry", SHMQ_MAX_MPMC_REGISTRY);
 	P("SeqRankBits", SHMQ_SEQ_RANK_BITS);
 	P("FlagLocked", SHMQ_FLAG_LOCKED);
 	P("SeqWordF5o7", shmq_seq_word(5, SHMQ_SLOT_FULL, 7));
