@@ -100,13 +100,13 @@ func start(t testing.TB, cmd *exec.Cmd) (context.Context, func() string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// The context bounds the Go side's blocking calls. It is not cancelled
+	// when the child exits: the child may exit as soon as its last message
+	// is committed, before the Go consumer has received it, and a blocked
+	// Go call learns of a dead peer from the queue (ErrPeerDead) anyway.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	done := make(chan error, 1)
-	go func() {
-		err := cmd.Wait()
-		done <- err
-		cancel()
-	}()
+	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		cancel()
 		cmd.Process.Kill()
