@@ -206,7 +206,7 @@ func TestStreamingMakesNoWakePerMessage(t *testing.T) {
 }
 
 // TestIdleConsumerUsesNoCPU: a consumer blocked in Recv on an empty queue
-// parks (returning every few milliseconds to look for dead producers)
+// parks (returning once a second to look for dead producers)
 // instead of polling. SHMQ_IDLE=10s measures a longer idle period.
 func TestIdleConsumerUsesNoCPU(t *testing.T) {
 	for _, locked := range []bool{false, true} {
@@ -227,7 +227,7 @@ func TestIdleConsumerUsesNoCPU(t *testing.T) {
 			unix.Getrusage(unix.RUSAGE_SELF, &after)
 			cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
 			t.Logf("CPU while blocked for %v: %v", idle, cpu)
-			if cpu > idle/5 {
+			if cpu > idle/25 {
 				t.Fatalf("blocked consumer used %v of CPU in %v", cpu, idle)
 			}
 		})

@@ -408,7 +408,7 @@ func (c *Consumer) recv(ctx context.Context, buf []byte) (int, error) {
 		}
 		q := c.q
 		pos, w := c.lastPos, c.lastWord
-		if err := q.waitFor(ctx, q.consumerWake, c.e, func() bool {
+		if err := q.waitFor(ctx, q.consumerWake, c.e, w, func() bool {
 			return q.deq.Load() != pos || q.seqs[pos&q.mask].Load() != w
 		}); err != nil {
 			return 0, err

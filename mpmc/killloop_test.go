@@ -364,7 +364,7 @@ func recvHeld(ctx context.Context, c *Consumer, fn func([]byte) error) error {
 			return err
 		}
 		q, pos, w := c.q, c.lastPos, c.lastWord
-		if err := q.waitFor(ctx, q.consumerWake, c.e, func() bool {
+		if err := q.waitFor(ctx, q.consumerWake, c.e, w, func() bool {
 			return q.deq.Load() != pos || q.seqs[pos&q.mask].Load() != w
 		}); err != nil {
 			return err

@@ -128,17 +128,28 @@ func repairDead(units *atomic.Uint32, own, other *sem.Semaphore, slots uint64) e
 	return release(other, dead, slots)
 }
 
-// lockedRecheck bounds each park on a semaphore: a dead owner of the other
-// side's mutex may owe this side the units it waits for, and wakes no one.
-const lockedRecheck = 20 * time.Millisecond
+// lockedRecheck bounds each park on a semaphore while the other side's
+// mutex is held: its owner may die holding it, owing this side the units it
+// waits for, and a dead owner wakes no one. While the mutex is free when the
+// wait starts, only an owner that takes it later and dies can owe anything,
+// and lockedIdleRecheck bounds that rare case, so an idle waiter wakes once
+// a second.
+const (
+	lockedRecheck     = 20 * time.Millisecond
+	lockedIdleRecheck = time.Second
+)
 
 // acquire takes a unit of s (free for producers, filled for consumers),
-// waiting until ctx ends. Every lockedRecheck it looks whether the owner of
-// m, the other side's mutex, died holding it, and if so repairs as lock
-// would (own and other are from m's side's point of view).
+// waiting until ctx ends. Between parks it looks whether the owner of m,
+// the other side's mutex, died holding it, and if so repairs as lock would
+// (own and other are from m's side's point of view).
 func acquire(ctx context.Context, s *sem.Semaphore, m *sem.Mutex, units *atomic.Uint32, own, other *sem.Semaphore, slots uint64) error {
 	for {
-		actx, cancel := context.WithTimeout(ctx, lockedRecheck)
+		bound := lockedIdleRecheck
+		if m.Held() {
+			bound = lockedRecheck
+		}
+		actx, cancel := context.WithTimeout(ctx, bound)
 		err := s.Acquire(actx)
 		cancel()
 		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {

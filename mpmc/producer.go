@@ -391,7 +391,7 @@ func (p *Producer) sendWait(ctx context.Context, msg []byte) error {
 		}
 		q := p.q
 		pos, w := p.lastPos, p.lastWord
-		if err := q.waitFor(ctx, q.producerWake, p.e, func() bool {
+		if err := q.waitFor(ctx, q.producerWake, p.e, w, func() bool {
 			return q.enq.Load() != pos || q.seqs[pos&q.mask].Load() != w
 		}); err != nil {
 			return err

@@ -46,10 +46,27 @@ func (q *Queue) wakeIfWaiting(l notify.Line, e *ring.Entry) {
 	}
 }
 
-// recheckPeriod bounds each park: a producer or consumer that died holding
-// a slot wakes no one, so a waiter returns this often for its caller to
+// recheckPeriod bounds each park while the slot word that stopped the
+// caller is a claim (W or R): a producer or consumer that died holding a
+// slot wakes no one, so a waiter returns this often for its caller to
 // re-run the operation, which notices a dead claimant and moves past it.
 const recheckPeriod = 5 * time.Millisecond
+
+// idleRecheck bounds each park while the word is not a claim (an empty slot
+// at the dequeue cursor, a full one at the enqueue cursor): every change
+// that matters then comes with a wake, except the rare ones a death leaves
+// behind (a claim made after the waiter parked, whose claimant died), so
+// an idle queue costs a waiter one wake-up a second, not two hundred.
+const idleRecheck = time.Second
+
+// parkLimit is how long a waiter stopped by slot word w may park.
+func parkLimit(w uint64) time.Duration {
+	switch layout.SeqState(w) {
+	case layout.SlotWriting, layout.SlotReading:
+		return recheckPeriod
+	}
+	return idleRecheck
+}
 
 // errRecheck is the check function's answer after each bounded park: it
 // ends Await, and waitFor turns it into "retry now".
@@ -62,11 +79,12 @@ func recheck() error { return errRecheck }
 // most once every suspectAfter while it stays stuck.
 const suspectAfter = 2 * time.Millisecond
 
-// waitFor returns nil once ready reports true or a park of recheckPeriod
-// ended without it, or ctx's error when ctx ends. own is the waiting side's
-// registry entry, whose wait counter it advances when it parked.
-func (q *Queue) waitFor(ctx context.Context, l notify.Line, own *ring.Entry, ready func() bool) error {
-	parked, err := l.Await(ctx, q.wait, recheckPeriod, ready, recheck)
+// waitFor returns nil once ready reports true or a park of parkLimit(w)
+// ended without it, or ctx's error when ctx ends. w is the slot word that
+// made the operation fail; own is the waiting side's registry entry, whose
+// wait counter it advances when it parked.
+func (q *Queue) waitFor(ctx context.Context, l notify.Line, own *ring.Entry, w uint64, ready func() bool) error {
+	parked, err := l.Await(ctx, q.wait, parkLimit(w), ready, recheck)
 	if parked {
 		own.Waits.Store(own.Waits.Load() + 1)
 	}

@@ -85,6 +85,11 @@ func NewMutex(w MutexWords, cfg MutexConfig) (*Mutex, error) {
 // snapshot for display.
 func (m *Mutex) Owner() uint32 { return m.w.Owner.Load() }
 
+// Held reports whether the state word says the mutex is locked, by a live
+// owner or by one that died holding it; a snapshot, for deciding whether
+// to look for a dead owner (TryLock tells which).
+func (m *Mutex) Held() bool { return m.w.State.Load() != 0 }
+
 // Lock acquires the mutex, blocking until it is available or ctx is done.
 // If the previous owner died holding it, Lock returns an error wrapping
 // ErrOwnerDead and the caller holds the mutex (and must Unlock it, after
