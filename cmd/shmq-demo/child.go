@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shmq/shmq/mpmc"
 	"github.com/shmq/shmq/ring"
 	"github.com/shmq/shmq/spsc"
 )
@@ -23,8 +24,10 @@ import (
 // "FAIL reason", and exits 0 only on success. It stops when its stdin
 // reaches end of file, which happens when the parent dies.
 const (
-	childStream = "__stream-consumer"
-	childEcho   = "__echo"
+	childStream       = "__stream-consumer"
+	childEcho         = "__echo"
+	childMPMCProducer = "__mpmc-producer"
+	childMPMCConsumer = "__mpmc-consumer"
 )
 
 // stopSeq in the sequence number field of a ping tells the echo child to
@@ -119,6 +122,22 @@ func childContext() (context.Context, context.CancelFunc) {
 		cancel()
 	}()
 	return ctx, cancel
+}
+
+// childGoContext is childContext for a child that waits for a go byte on
+// stdin before it starts: start closes when the byte arrives.
+func childGoContext() (ctx context.Context, cancel context.CancelFunc, start <-chan struct{}) {
+	ctx, cancel = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ch := make(chan struct{})
+	go func() {
+		var b [1]byte
+		if n, _ := os.Stdin.Read(b[:]); n == 1 {
+			close(ch)
+			io.Copy(io.Discard, os.Stdin)
+		}
+		cancel()
+	}()
+	return ctx, cancel, ch
 }
 
 // childReport prints the child's one-line report and returns its exit status.
@@ -236,4 +255,137 @@ func runChildEcho(args []string) int {
 			return childReport(fmt.Sprintf("echoed=%d", echoed), nil)
 		}
 	}
+}
+
+// runChildMPMCProducer sends the messages of one producer of the demo's
+// MPMC phase, once the go byte arrives.
+func runChildMPMCProducer(args []string) int {
+	var name string
+	var id, count uint64
+	var size int
+	fs := newFlags(childMPMCProducer)
+	fs.StringVar(&name, "queue", "", "")
+	fs.Uint64Var(&id, "id", 0, "")
+	fs.Uint64Var(&count, "count", 0, "")
+	fs.IntVar(&size, "size", 0, "")
+	if err := parseFlags(fs, args); err != nil {
+		return childReport("", err)
+	}
+	if size < minMPMCMessage {
+		return childReport("", fmt.Errorf("-size %d is below %d", size, minMPMCMessage))
+	}
+	ctx, cancel, start := childGoContext()
+	defer cancel()
+
+	q, err := mpmc.Open(ctx, ring.Shm(name), nil)
+	if err != nil {
+		return childReport("", err)
+	}
+	defer q.Close()
+	p, err := q.Producer()
+	if err != nil {
+		return childReport("", err)
+	}
+	defer p.Close()
+	select {
+	case <-start:
+	case <-ctx.Done():
+		return childReport("", fmt.Errorf("no go byte: %w", ctx.Err()))
+	}
+
+	const batch = 64
+	msgs := make([][]byte, batch)
+	for i := range msgs {
+		msgs[i] = make([]byte, size)
+	}
+	var crc uint32
+	for seq := uint64(0); seq < count; {
+		k := min(batch, count-seq)
+		for j, m := range msgs[:k] {
+			putMPMCMessage(m, id, seq+uint64(j))
+			crc = crc32.Update(crc, castagnoli, m)
+		}
+		if err := p.SendBatch(ctx, msgs[:k]); err != nil {
+			return childReport("", fmt.Errorf("after %d messages: %w", seq, err))
+		}
+		seq += k
+	}
+	if err := p.Close(); err != nil {
+		return childReport("", err)
+	}
+	return childReport(summary(count, count*uint64(size), crc), nil)
+}
+
+// runChildMPMCConsumer receives messages of the demo's MPMC phase until it
+// takes a stop message, checks each producer's numbers and the filler, and
+// reports per producer a bitmap of the numbers it received.
+func runChildMPMCConsumer(args []string) int {
+	var name string
+	var producers, count uint64
+	var size int
+	fs := newFlags(childMPMCConsumer)
+	fs.StringVar(&name, "queue", "", "")
+	fs.Uint64Var(&producers, "producers", 0, "")
+	fs.Uint64Var(&count, "count", 0, "")
+	fs.IntVar(&size, "size", 0, "")
+	if err := parseFlags(fs, args); err != nil {
+		return childReport("", err)
+	}
+	ctx, cancel := childContext()
+	defer cancel()
+
+	q, err := mpmc.Open(ctx, ring.Shm(name), nil)
+	if err != nil {
+		return childReport("", err)
+	}
+	defer q.Close()
+	c, err := q.Consumer()
+	if err != nil {
+		return childReport("", err)
+	}
+	defer c.Close()
+
+	chk := newMPMCChecker(q.MaxMessage())
+	chk.ids, chk.seqs = producers, count
+	var n, total, wrongSize uint64
+	var crc uint32
+	stopped := false
+	accept := func(m []byte) error {
+		if len(m) >= minMPMCMessage && binary.LittleEndian.Uint64(m[seqSize:]) == stopProducer {
+			stopped = true
+			return nil
+		}
+		if len(m) != size {
+			wrongSize++
+		}
+		chk.add(m)
+		crc = crc32.Update(crc, castagnoli, m)
+		total += uint64(len(m))
+		n++
+		return nil
+	}
+	buf := make([]byte, q.MaxMessage())
+	for !stopped {
+		_, err := c.TryRecvBatch(256, accept)
+		if err == mpmc.ErrEmpty {
+			var k int
+			if k, err = c.Recv(ctx, buf); err == nil {
+				accept(buf[:k])
+			}
+		}
+		if err != nil {
+			return childReport("", fmt.Errorf("after %d messages: %w", n, err))
+		}
+	}
+	if err := c.Close(); err != nil {
+		return childReport("", err)
+	}
+	if _, repeats := chk.totals(); repeats > 0 || chk.corrupt > 0 || chk.short > 0 || wrongSize > 0 {
+		return childReport("", fmt.Errorf("%s: %d repeated or out-of-order, %d corrupt or out of range, %d short, %d of the wrong size",
+			chk.summary(0), repeats, chk.corrupt, chk.short, wrongSize))
+	}
+	for _, s := range chk.sorted() {
+		fmt.Printf("%s bitmap=%s\n", s, encodeBitmap(s.seen))
+	}
+	return childReport(summary(n, total, crc), nil)
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/shmq/shmq/layout"
+	"github.com/shmq/shmq/mpmc"
 	"github.com/shmq/shmq/ring"
 	"github.com/shmq/shmq/spsc"
 )
@@ -26,6 +27,12 @@ type demoFlags struct {
 	warmup     int
 	pingCap    time.Duration
 	timeout    time.Duration
+
+	mpmcMessages  uint64 // total for the MPMC phase; 0 skips it
+	mpmcProducers int
+	mpmcConsumers int
+	mpmcSlots     uint64
+	mpmcLocked    bool
 }
 
 // Demo tuning that needs no flag.
@@ -33,6 +40,9 @@ const (
 	streamBatch  = 128      // messages reserved per commit
 	pingCapacity = 64 << 10 // ring bytes of each ping-pong queue
 	attachWait   = 10 * time.Second
+	maxDemoProcs = 16 // producer or consumer processes of the MPMC phase, each
+
+	maxMPMCMessages = 100_000_000
 )
 
 func runDemo(args []string) error {
@@ -45,6 +55,11 @@ func runDemo(args []string) error {
 	fs.IntVar(&f.warmup, "warmup", 20_000, "")
 	fs.DurationVar(&f.pingCap, "pingcap", 15*time.Second, "")
 	fs.DurationVar(&f.timeout, "timeout", 55*time.Second, "")
+	fs.Uint64Var(&f.mpmcMessages, "mpmc-messages", 300_000, "")
+	fs.IntVar(&f.mpmcProducers, "mpmc-producers", 3, "")
+	fs.IntVar(&f.mpmcConsumers, "mpmc-consumers", 3, "")
+	fs.Uint64Var(&f.mpmcSlots, "mpmc-slots", mpmc.DefaultSlots, "")
+	fs.BoolVar(&f.mpmcLocked, "mpmc-locked", false, "")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -57,6 +72,13 @@ func runDemo(args []string) error {
 		return usagef("-roundtrips must be positive and -warmup not negative")
 	case f.pingCap <= 0 || f.timeout <= 0:
 		return usagef("-pingcap and -timeout must be positive")
+	case f.mpmcProducers < 1 || f.mpmcProducers > maxDemoProcs || f.mpmcConsumers < 1 || f.mpmcConsumers > maxDemoProcs:
+		return usagef("-mpmc-producers and -mpmc-consumers must be between 1 and %d", maxDemoProcs)
+	case f.mpmcMessages > 0 && f.mpmcMessages < uint64(f.mpmcProducers):
+		return usagef("-mpmc-messages must be 0 (no MPMC phase) or at least -mpmc-producers")
+	case f.mpmcMessages > maxMPMCMessages:
+		// Each consumer keeps a bitmap of the numbers it received.
+		return usagef("-mpmc-messages must be at most %d", maxMPMCMessages)
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -75,6 +97,11 @@ func runDemo(args []string) error {
 	}
 	if err := pingPongPhase(ctx, exe, base, &f); err != nil {
 		return fmt.Errorf("ping-pong: %w", err)
+	}
+	if f.mpmcMessages > 0 {
+		if err := mpmcPhase(ctx, exe, base+"-mpmc", &f); err != nil {
+			return fmt.Errorf("mpmc: %w", err)
+		}
 	}
 	fmt.Println("ok: every check held")
 	return nil
@@ -102,24 +129,29 @@ func closeAndRemove(q *spsc.Queue, name string) {
 	}
 }
 
-// waitAttached polls until ready reports true, the child exits, ctx ends or
-// attachWait passes.
-func waitAttached(ctx context.Context, ch *child, ready func() (bool, error)) error {
+// waitAttached polls until ready reports true, one of the children exits,
+// ctx ends or attachWait passes.
+func waitAttached(ctx context.Context, ready func() (bool, error), chs ...*child) error {
 	deadline := time.Now().Add(attachWait)
 	for {
 		ok, err := ready()
 		if ok || err != nil {
 			return err
 		}
-		if ch.exited() {
-			_, err := ch.result()
-			return fmt.Errorf("child exited before attaching: %w", err)
+		for _, ch := range chs {
+			if ch.exited() {
+				_, err := ch.result()
+				if err == nil {
+					err = fmt.Errorf("child pid %d exited", ch.pid())
+				}
+				return fmt.Errorf("child exited before attaching: %w", err)
+			}
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("child pid %d did not attach within %v", ch.pid(), attachWait)
+			return fmt.Errorf("child pid %s did not attach within %v", pids(chs), attachWait)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -150,10 +182,10 @@ func streamPhase(ctx context.Context, exe, name string, f *demoFlags) error {
 		return err
 	}
 	defer ch.stop()
-	if err := waitAttached(ctx, ch, func() (bool, error) {
+	if err := waitAttached(ctx, func() (bool, error) {
 		st, err := q.Stats()
 		return attached(st.Consumer), err
-	}); err != nil {
+	}, ch); err != nil {
 		return err
 	}
 	fmt.Printf("stream: consumer pid %d attached; sending %d messages of %d bytes\n", ch.pid(), f.messages, f.size)
@@ -295,14 +327,14 @@ func pingPongPhase(ctx context.Context, exe, base string, f *demoFlags) error {
 		return err
 	}
 	defer ch.stop()
-	if err := waitAttached(ctx, ch, func() (bool, error) {
+	if err := waitAttached(ctx, func() (bool, error) {
 		a, err := req.Stats()
 		if err != nil {
 			return false, err
 		}
 		b, err := rsp.Stats()
 		return attached(a.Consumer) && attached(b.Producer), err
-	}); err != nil {
+	}, ch); err != nil {
 		return err
 	}
 	fmt.Printf("ping-pong: echo pid %d attached; %d warm-up and %d timed round trips of %d bytes\n",

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
+	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/shmq/shmq/layout"
@@ -34,7 +37,7 @@ func openAnyKind(loc ring.Location) (*ring.Segment, error) {
 	return ring.Open(context.Background(), loc, 0, &ring.Options{ReadyTimeout: time.Second})
 }
 
-func runInspect(args []string) error {
+func runInspect(args []string) (err error) {
 	name, err := nameArg("inspect", args)
 	if err != nil {
 		return err
@@ -44,6 +47,11 @@ func runInspect(args []string) error {
 		return err
 	}
 	defer seg.Close()
+	// Another process may truncate the file under the mapping: turn the
+	// fault into an error (deferred after Close, so it runs first).
+	if seg.Shrinkable() {
+		defer seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	}
 	h := seg.Header()
 	tailWord, err := seg.Uint64(h.Producer + layout.CursorPosition)
 	if err != nil {
@@ -79,6 +87,10 @@ func runInspect(args []string) error {
 			row("depth", "%d bytes (tail-head, %.1f%% of capacity, record headers included)",
 				depth, 100*float64(depth)/float64(h.Capacity))
 		}
+	case layout.KindMPMC:
+		if err := inspectMPMC(seg, head, tail, entries, row); err != nil {
+			return err
+		}
 	default:
 		row("capacity", "%d slots of %d bytes", h.Capacity, h.SlotSize)
 		row("max message", "%d bytes", h.MaxMessage)
@@ -87,10 +99,24 @@ func runInspect(args []string) error {
 		row("depth", "%d slots, %d bytes (tail-head)", depth, depth*uint64(h.SlotSize))
 	}
 	row("creator", "pid %d at %s", h.CreatorPID, time.Unix(0, h.CreatedNano).Format(time.RFC3339Nano))
-	row("registry", "%d entries", len(entries))
+	// An MPMC registry has many entries (64 by default): list those in use.
+	listFree := h.Kind != layout.KindMPMC
+	inUse := 0
+	for _, e := range entries {
+		if e.State != layout.EntryFree {
+			inUse++
+		}
+	}
+	if listFree {
+		row("registry", "%d entries", len(entries))
+	} else {
+		row("registry", "%d entries, %d in use (free ones not listed)", len(entries), inUse)
+	}
 	for _, e := range entries {
 		if e.State == layout.EntryFree {
-			fmt.Fprintf(&b, "    [%d] free\n", e.Index)
+			if listFree {
+				fmt.Fprintf(&b, "    [%d] free\n", e.Index)
+			}
 			continue
 		}
 		fmt.Fprintf(&b, "    [%d] role=%s pid=%d state=%s %s gen=%d attached=%s messages=%d bytes=%d stalls=%d waits=%d wakes=%d\n",
@@ -99,6 +125,154 @@ func runInspect(args []string) error {
 	}
 	fmt.Print(b.String())
 	return nil
+}
+
+// inspectMPMC prints the rows of an MPMC queue: its mode, slots, cursors
+// and depth, then what differs between the modes: in lock-free mode the
+// states of the slots (from their sequence words) and the parked waiters,
+// in locked mode the semaphores and mutexes. Every word is read through
+// the segment's bounds checks, and values no correct peer writes are
+// reported, not trusted.
+func inspectMPMC(seg *ring.Segment, head, tail uint64, entries []ring.EntryInfo, row func(label, format string, args ...any)) error {
+	h := seg.Header()
+	locked := h.Flags&layout.FlagLocked != 0
+	if locked {
+		row("mode", "locked (semaphores and robust mutexes guard the slots)")
+	} else {
+		row("mode", "lock-free (per-slot sequence words)")
+	}
+	row("slots", "%d of %d bytes (%d-byte slot header)", h.Capacity, h.SlotSize, layout.SlotHeaderSize)
+	row("max message", "%d bytes", h.MaxMessage)
+	mask := h.Capacity - 1
+	row("head", "%d (dequeue cursor, slot %d)", head, head&mask)
+	row("tail", "%d (enqueue cursor, slot %d)", tail, tail&mask)
+	switch depth := tail - head; {
+	case int64(depth) < 0:
+		row("depth", "tail is %d behind head: the cursors are corrupt", -int64(depth))
+	case depth > h.Capacity:
+		row("depth", "%d slots: more than the slot count, the cursors are corrupt", depth)
+	default:
+		row("depth", "%d messages (tail-head, %.1f%% of slots, claimed slots included)",
+			depth, 100*float64(depth)/float64(h.Capacity))
+	}
+	word := func(line, off uint64) (uint32, error) {
+		w, err := seg.Uint32(line + off)
+		if err != nil {
+			return 0, err
+		}
+		return w.Load(), nil
+	}
+	if locked {
+		for _, s := range []struct {
+			label, what string
+			line        uint64
+		}{
+			{"free", "slots free, producers take", h.ProducerWake},
+			{"filled", "messages, consumers take", h.ConsumerWake},
+		} {
+			count, err := word(s.line, layout.WakeSemCount)
+			if err != nil {
+				return err
+			}
+			waiters, err := word(s.line, layout.WakeSemWaiters)
+			if err != nil {
+				return err
+			}
+			note := ""
+			if uint64(count) > h.Capacity {
+				note = ": more than the slot count, corrupt"
+			}
+			row(s.label, "semaphore %d (%s), %d waiting%s", count, s.what, waiters, note)
+		}
+		for _, m := range []struct {
+			label, what string
+			line        uint64
+		}{
+			{"mutex P", "producers', guards tail", h.ProducerWake},
+			{"mutex C", "consumers', guards head", h.ConsumerWake},
+		} {
+			state, err := word(m.line, layout.WakeMutexState)
+			if err != nil {
+				return err
+			}
+			owner, err := word(m.line, layout.WakeMutexOwner)
+			if err != nil {
+				return err
+			}
+			waiters, err := word(m.line, layout.WakeMutexWaiters)
+			if err != nil {
+				return err
+			}
+			units, err := word(m.line, layout.WakeMutexUnits)
+			if err != nil {
+				return err
+			}
+			if state == 0 {
+				row(m.label, "unlocked (%s), %d waiting", m.what, waiters)
+			} else {
+				row(m.label, "locked by pid %d%s (%s), holding %d semaphore units, %d waiting",
+					owner, pidNote(owner), m.what, units, waiters)
+			}
+		}
+		return nil
+	}
+	// Lock-free: the state of every slot, from its sequence word.
+	if h.Capacity*uint64(h.SlotSize) > h.DataSize {
+		row("slot states", "unknown: %d slots of %d bytes do not fit the data region, corrupt", h.Capacity, h.SlotSize)
+		return nil
+	}
+	var counts [4]uint64
+	var held []string
+	for i := uint64(0); i < h.Capacity; i++ {
+		w, err := seg.Uint64(h.Data + i*uint64(h.SlotSize) + layout.SlotSeq)
+		if err != nil {
+			return err
+		}
+		v := w.Load()
+		st := layout.SeqState(v) & 3
+		counts[st]++
+		if (st == layout.SlotWriting || st == layout.SlotReading) && len(held) < 8 {
+			owner := layout.SeqOwner(v)
+			who := fmt.Sprintf("entry %d", owner)
+			switch {
+			case owner == layout.SeqOwnerOrphan:
+				who = "no entry (orphaned, being requeued)"
+			case int(owner) < len(entries):
+				who += fmt.Sprintf(" (pid %d, %s)", entries[owner].PID, liveness(entries[owner]))
+			}
+			verb := "written by"
+			if st == layout.SlotReading {
+				verb = "read by"
+			}
+			held = append(held, fmt.Sprintf("%d %s %s", i, verb, who))
+		}
+	}
+	row("slot states", "empty=%d writing=%d full=%d reading=%d (from the sequence words)",
+		counts[layout.SlotEmpty], counts[layout.SlotWriting], counts[layout.SlotFull], counts[layout.SlotReading])
+	if len(held) > 0 {
+		row("held slots", "%s", strings.Join(held, "; "))
+	}
+	pw, err := word(h.ProducerWake, layout.WakeWaiters)
+	if err != nil {
+		return err
+	}
+	cw, err := word(h.ConsumerWake, layout.WakeWaiters)
+	if err != nil {
+		return err
+	}
+	row("parked", "%d producer(s) waiting for space, %d consumer(s) waiting for messages", pw, cw)
+	return nil
+}
+
+// pidNote says if pid names no running process.
+func pidNote(pid uint32) string {
+	if pid == 0 || pid > math.MaxInt32 {
+		return ""
+	}
+	if err := syscall.Kill(int(pid), 0); err == syscall.ESRCH {
+		return " (not running)"
+	}
+	return ""
 }
 
 func roleName(r uint32) string {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"math/bits"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -83,4 +84,41 @@ func checkMessage(m []byte, seq uint64, size int, scratch []byte) error {
 		return fmt.Errorf("message %d: filler differs although its CRC matches", seq)
 	}
 	return nil
+}
+
+// Payloads of a shared (MPMC) queue, as produce -kind mpmc and the demo's
+// MPMC phase send them, carry the producer's id so that consumers can tell
+// the producers' streams apart:
+//
+//	[0:8]    little-endian sequence number, 0, 1, 2, ... per producer
+//	[8:16]   little-endian producer id
+//	[16:n]   filler derived from both
+const (
+	producerIDSize = 8
+	minMPMCMessage = seqSize + producerIDSize
+)
+
+// mpmcSeed mixes a producer id into the filler seed, so that the messages
+// of two producers with the same sequence number differ.
+func mpmcSeed(id, seq uint64) uint64 {
+	return seq ^ bits.RotateLeft64(id*0xbf58476d1ce4e5b9, 29)
+}
+
+// putMPMCMessage writes message seq of producer id into b, len(b) >=
+// minMPMCMessage.
+func putMPMCMessage(b []byte, id, seq uint64) {
+	binary.LittleEndian.PutUint64(b, seq)
+	binary.LittleEndian.PutUint64(b[seqSize:], id)
+	fill(b[minMPMCMessage:], mpmcSeed(id, seq))
+}
+
+// mpmcFillerOK reports whether the filler of m, a message of at least
+// minMPMCMessage bytes, is what putMPMCMessage writes for its id and
+// sequence number; scratch must hold len(m) bytes.
+func mpmcFillerOK(m []byte, scratch []byte) bool {
+	seq := binary.LittleEndian.Uint64(m)
+	id := binary.LittleEndian.Uint64(m[seqSize:])
+	want := scratch[minMPMCMessage:len(m)]
+	fill(want, mpmcSeed(id, seq))
+	return bytes.Equal(m[minMPMCMessage:], want)
 }

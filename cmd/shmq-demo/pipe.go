@@ -11,16 +11,20 @@ import (
 	"os"
 	"time"
 
+	"github.com/shmq/shmq/mpmc"
 	"github.com/shmq/shmq/ring"
 )
 
 // pipeFlags are the flags produce and consume share.
 type pipeFlags struct {
-	queue    string
-	count    uint64
-	capacity uint64
-	kind     string
-	timeout  time.Duration
+	queue      string
+	count      uint64
+	capacity   uint64
+	kind       string
+	maxMessage int
+	locked     bool
+	keep       bool
+	timeout    time.Duration
 }
 
 func (pf *pipeFlags) register(fs *flag.FlagSet) {
@@ -28,21 +32,43 @@ func (pf *pipeFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&pf.count, "count", 0, "")
 	fs.Uint64Var(&pf.capacity, "capacity", 0, "")
 	fs.StringVar(&pf.kind, "kind", "spsc", "")
+	fs.IntVar(&pf.maxMessage, "max-message", 0, "")
+	fs.BoolVar(&pf.locked, "locked", false, "")
+	fs.BoolVar(&pf.keep, "keep", false, "")
 	fs.DurationVar(&pf.timeout, "timeout", 0, "")
 }
 
-func (pf *pipeFlags) check() (openFunc, error) {
+func (pf *pipeFlags) check() (queueKind, error) {
 	if pf.queue == "" {
-		return nil, usagef("-queue NAME is required")
+		return queueKind{}, usagef("-queue NAME is required")
 	}
 	if pf.count == 0 {
-		return nil, usagef("-count N is required and must be positive")
+		return queueKind{}, usagef("-count N is required and must be positive")
 	}
-	open := queueKinds[pf.kind]
-	if open == nil {
-		return nil, usagef("unknown -kind %q (known: %s)", pf.kind, kindNames())
+	kind, ok := queueKinds[pf.kind]
+	if !ok {
+		return queueKind{}, usagef("unknown -kind %q (known: %s)", pf.kind, kindNames())
 	}
-	return open, nil
+	switch {
+	case pf.maxMessage < 0:
+		return queueKind{}, usagef("-max-message must be positive")
+	case !kind.slotted && (pf.maxMessage != 0 || pf.locked):
+		return queueKind{}, usagef("-max-message and -locked apply to -kind mpmc only")
+	}
+	return kind, nil
+}
+
+// config returns the configuration of a queue that the command creates,
+// sending messages of up to size bytes (0: unknown).
+func (pf *pipeFlags) config(size int) queueConfig {
+	return queueConfig{Capacity: pf.capacity, MaxMessage: size, SlotMessage: pf.maxMessage, Locked: pf.locked}
+}
+
+// isSet reports whether the command line set flag name.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // context returns the command's context: ended by a signal or -timeout.
@@ -64,27 +90,39 @@ func rate(n uint64, d time.Duration) float64 { return float64(n) / max(d.Seconds
 func runProduce(args []string) error {
 	var pf pipeFlags
 	var size int
+	var id uint64
 	skip := int64(-1)
 	fs := newFlags("produce")
 	pf.register(fs)
 	fs.IntVar(&size, "size", 0, "")
+	fs.Uint64Var(&id, "producer-id", uint64(os.Getpid()), "")
 	// Hidden, for tests: leave out this sequence number, sending count
 	// messages numbered 0..count with a hole.
 	fs.Int64Var(&skip, "test-skip-seq", -1, "")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	open, err := pf.check()
+	kind, err := pf.check()
 	if err != nil {
 		return err
 	}
-	if size <= 0 {
+	switch {
+	case size <= 0:
 		return usagef("-size BYTES is required and must be positive")
+	case kind.shared && size < minMPMCMessage:
+		return usagef("-size %d is too small for -kind %s: a payload carries an 8-byte sequence number and an 8-byte producer id, so at least %d bytes",
+			size, pf.kind, minMPMCMessage)
+	case !kind.shared && isSet(fs, "producer-id"):
+		return usagef("-producer-id applies to -kind mpmc only")
+	case !kind.shared && pf.keep:
+		return usagef("-keep applies to consume, and to produce -kind mpmc")
+	case pf.maxMessage != 0 && size > pf.maxMessage:
+		return usagef("-size %d exceeds -max-message %d", size, pf.maxMessage)
 	}
 	ctx, cancel := pf.context()
 	defer cancel()
 
-	q, err := open(ctx, pf.queue, queueConfig{Capacity: pf.capacity, MaxMessage: size})
+	q, err := kind.open(ctx, pf.queue, pf.config(size))
 	if err != nil {
 		return err
 	}
@@ -97,7 +135,15 @@ func runProduce(args []string) error {
 		return err
 	}
 	defer p.Close()
-	fmt.Fprintf(os.Stderr, "produce: sending %d messages of %d bytes to %s queue %s\n", pf.count, size, pf.kind, pf.queue)
+	put := putMessage
+	if kind.shared {
+		mq := q.(mpmcQueue).Queue
+		fmt.Fprintf(os.Stderr, "produce: sending %d messages of %d bytes as producer %d to %s queue %s (%s, %d slots)\n",
+			pf.count, size, id, pf.kind, pf.queue, mpmcMode(mq.Locked()), mq.Slots())
+		put = func(b []byte, seq uint64) { putMPMCMessage(b, id, seq) }
+	} else {
+		fmt.Fprintf(os.Stderr, "produce: sending %d messages of %d bytes to %s queue %s\n", pf.count, size, pf.kind, pf.queue)
+	}
 
 	buf := make([]byte, size)
 	var crc uint32
@@ -107,13 +153,23 @@ func runProduce(args []string) error {
 		if skip >= 0 && i >= uint64(skip) {
 			seq++
 		}
-		putMessage(buf, seq)
+		put(buf, seq)
 		if err := p.Send(ctx, buf); err != nil {
 			return fmt.Errorf("after %d messages: %w", i, err)
 		}
 		crc = crc32.Update(crc, castagnoli, buf)
 	}
 	d := time.Since(start)
+	if kind.shared {
+		mp := p.(*mpmc.Producer)
+		if n := mp.Requeued(); n > 0 {
+			fmt.Fprintf(os.Stderr, "produce: requeued %d message(s) that a consumer died holding\n", n)
+		}
+		p.Close()
+		if !pf.keep {
+			removeIfLast(q.(mpmcQueue).Queue, "produce", pf.queue)
+		}
+	}
 	bytes := pf.count * uint64(size)
 	fmt.Fprintf(os.Stderr, "produce: sent in %v (%.0f messages/s, %.1f MB/s)\n",
 		d.Round(time.Microsecond), rate(pf.count, d), rate(bytes, d)/1e6)
@@ -121,7 +177,6 @@ func runProduce(args []string) error {
 	return nil
 }
 
-// seqChecker follows the sequence numbers of a stream.
 // seqChecker follows the sequence numbers of a stream. It expects next
 // first; a consumer started after another consumer's crash may first be
 // handed again what the dead one had peeked and not released, a
@@ -178,32 +233,43 @@ func (s *seqChecker) String() string {
 
 func runConsume(args []string) error {
 	var pf pipeFlags
-	var keep bool
 	var first uint64
-	var idle time.Duration
+	var idle, doneWait time.Duration
 	fs := newFlags("consume")
 	pf.register(fs)
-	fs.BoolVar(&keep, "keep", false, "")
 	fs.Uint64Var(&first, "first", 0, "")
 	fs.DurationVar(&idle, "idle-exit", 0, "")
+	fs.DurationVar(&doneWait, "done-wait", defaultDoneWait, "")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if idle > 0 && pf.count == 0 {
-		pf.count = math.MaxUint64 // until idle
+	kind := queueKinds[pf.kind]
+	if pf.count == 0 && (idle > 0 || kind.shared && doneWait > 0) {
+		pf.count = math.MaxUint64 // until idle, or until the producers are done
 	}
-	open, err := pf.check()
+	kind, err := pf.check()
 	if err != nil {
 		return err
+	}
+	switch {
+	case kind.shared && isSet(fs, "first"):
+		return usagef("-first applies to -kind spsc only")
+	case !kind.shared && isSet(fs, "done-wait"):
+		return usagef("-done-wait applies to -kind mpmc only")
+	case idle < 0 || doneWait < 0:
+		return usagef("-idle-exit and -done-wait must not be negative")
 	}
 	ctx, cancel := pf.context()
 	defer cancel()
 
-	q, err := open(ctx, pf.queue, queueConfig{Capacity: pf.capacity})
+	q, err := kind.open(ctx, pf.queue, pf.config(0))
 	if err != nil {
 		return err
 	}
 	defer q.Close()
+	if kind.shared {
+		return consumeShared(ctx, &pf, q, sharedConsumeOpts{idle: idle, doneWait: doneWait})
+	}
 	c, err := q.Consumer()
 	if err != nil {
 		return err
@@ -242,7 +308,7 @@ func runConsume(args []string) error {
 	d := time.Since(start)
 	c.Close()
 	q.Close()
-	if !keep && received == pf.count {
+	if !pf.keep && received == pf.count {
 		if err := ring.Unlink(ring.Shm(pf.queue)); err != nil {
 			fmt.Fprintf(os.Stderr, "consume: removing %s: %v\n", pf.queue, err)
 		}
