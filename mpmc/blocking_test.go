@@ -5,13 +5,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/shmq/shmq/internal/shmtest"
 	"github.com/shmq/shmq/notify"
 	"github.com/shmq/shmq/ring"
 )
@@ -176,33 +174,7 @@ func TestStreamingMakesNoWakePerMessage(t *testing.T) {
 	q := newTestQueue(t, Config{Slots: 1024, MaxMessage: 64, Wait: Wait{Backend: pf}})
 	qc := openHandle(t, q, Wait{Spin: time.Second})
 	p, c := mustProducer(t, q), mustConsumer(t, qc)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		buf := make([]byte, 64)
-		for i := 0; i < count; i++ {
-			if _, err := c.Recv(ctx, buf); err != nil {
-				done <- err
-				return
-			}
-		}
-		done <- nil
-	}()
-	msg := make([]byte, 64)
-	for i := 0; i < count; i++ {
-		if err := p.Send(ctx, msg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	st := pf.Stats()
-	t.Logf("%d messages, %d wake syscalls by the producer", count, st.WakeSyscalls)
-	if st.WakeSyscalls > count/100 {
-		t.Fatalf("%d wake syscalls for %d messages: the producer wakes per message", st.WakeSyscalls, count)
-	}
+	shmtest.CheckStreamWakes(t, count, p.Send, c.Recv, func() uint64 { return pf.Stats().WakeSyscalls })
 }
 
 // TestIdleConsumerUsesNoCPU: a consumer blocked in Recv on an empty queue
@@ -211,25 +183,12 @@ func TestStreamingMakesNoWakePerMessage(t *testing.T) {
 func TestIdleConsumerUsesNoCPU(t *testing.T) {
 	for _, locked := range []bool{false, true} {
 		t.Run(fmt.Sprintf("locked=%v", locked), func(t *testing.T) {
-			idle := 500 * time.Millisecond
-			if d, err := time.ParseDuration(os.Getenv("SHMQ_IDLE")); err == nil {
-				idle = d
-			}
 			q := newTestQueue(t, Config{Slots: 16, Locked: locked})
 			c := mustConsumer(t, openHandle(t, q, Wait{}))
-			var before, after unix.Rusage
-			unix.Getrusage(unix.RUSAGE_SELF, &before)
-			ctx, cancel := context.WithTimeout(context.Background(), idle)
-			defer cancel()
-			if _, err := c.Recv(ctx, make([]byte, q.MaxMessage())); err == nil {
-				t.Fatal("Recv on an empty queue returned a message")
-			}
-			unix.Getrusage(unix.RUSAGE_SELF, &after)
-			cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
-			t.Logf("CPU while blocked for %v: %v", idle, cpu)
-			if cpu > idle/25 {
-				t.Fatalf("blocked consumer used %v of CPU in %v", cpu, idle)
-			}
+			shmtest.CheckIdleRecv(t, func(ctx context.Context) error {
+				_, err := c.Recv(ctx, make([]byte, q.MaxMessage()))
+				return err
+			})
 		})
 	}
 }

@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/shmq/shmq/internal/shmtest"
 	"github.com/shmq/shmq/notify"
 )
 
@@ -102,56 +100,17 @@ func TestStreamingMakesNoWakePerMessage(t *testing.T) {
 	const count = 200000
 	pf := notify.Default()
 	p, c := openPair(t, 1<<16, Wait{Backend: pf}, Wait{Spin: time.Second})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		buf := make([]byte, 64)
-		for i := 0; i < count; i++ {
-			if _, err := c.Recv(ctx, buf); err != nil {
-				done <- err
-				return
-			}
-		}
-		done <- nil
-	}()
-	msg := make([]byte, 64)
-	for i := 0; i < count; i++ {
-		if err := p.Send(ctx, msg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	st := pf.Stats()
-	t.Logf("%d messages, %d wake syscalls by the producer", count, st.WakeSyscalls)
-	if st.WakeSyscalls > count/100 {
-		t.Fatalf("%d wake syscalls for %d messages: the producer wakes per message", st.WakeSyscalls, count)
-	}
+	shmtest.CheckStreamWakes(t, count, p.Send, c.Recv, func() uint64 { return pf.Stats().WakeSyscalls })
 }
 
 // TestIdleConsumerUsesNoCPU: a consumer blocked in Recv on an empty queue
 // parks instead of polling. SHMQ_IDLE=10s measures a longer idle period.
 func TestIdleConsumerUsesNoCPU(t *testing.T) {
-	idle := 500 * time.Millisecond
-	if d, err := time.ParseDuration(os.Getenv("SHMQ_IDLE")); err == nil {
-		idle = d
-	}
 	_, c := openPair(t, 1<<12, Wait{}, Wait{})
-	var before, after unix.Rusage
-	unix.Getrusage(unix.RUSAGE_SELF, &before)
-	ctx, cancel := context.WithTimeout(context.Background(), idle)
-	defer cancel()
-	if _, err := c.Recv(ctx, make([]byte, 64)); err == nil {
-		t.Fatal("Recv on an empty queue returned a message")
-	}
-	unix.Getrusage(unix.RUSAGE_SELF, &after)
-	cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
-	t.Logf("CPU while blocked for %v: %v", idle, cpu)
-	if cpu > idle/5 {
-		t.Fatalf("blocked consumer used %v of CPU in %v", cpu, idle)
-	}
+	shmtest.CheckIdleRecv(t, func(ctx context.Context) error {
+		_, err := c.Recv(ctx, make([]byte, 64))
+		return err
+	})
 }
 
 // TestBlockedRecvWokenAcrossProcesses: a consumer process parked on the

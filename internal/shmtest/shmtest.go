@@ -1,10 +1,13 @@
-// Package shmtest is test support for packages that share raw memory between
-// processes without a segment (notify, sem): a small shared file, typed
-// words in its mapping, and the helper-process pattern of os/exec's tests,
-// in which the test binary re-executes itself to run one named helper.
+// Package shmtest is test support shared by shmq's packages: for those that
+// share raw memory between processes without a segment (notify, sem), a
+// small shared file, typed words in its mapping, and the helper-process
+// pattern of os/exec's tests, in which the test binary re-executes itself to
+// run one named helper; for the queues, the checks that blocking costs no
+// CPU while idle and no wake system call per message while streaming.
 package shmtest
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -121,5 +124,80 @@ func WaitExit(t testing.TB, cmd *exec.Cmd, d time.Duration) {
 		}
 	case <-time.After(d):
 		t.Fatalf("helper did not exit within %v", d)
+	}
+}
+
+// IdlePeriod is how long the idle-CPU tests block: 500 ms, or $SHMQ_IDLE
+// (for example SHMQ_IDLE=10s) for a longer measurement.
+func IdlePeriod() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("SHMQ_IDLE")); err == nil {
+		return d
+	}
+	return 500 * time.Millisecond
+}
+
+// CheckIdleRecv calls recv, which must block on an empty queue until its
+// context ends, for IdlePeriod, and fails t if recv returned a message or
+// the process used more than 4% of that period in CPU time (a poller uses
+// far more; a parked waiter that wakes once a second, far less).
+func CheckIdleRecv(t testing.TB, recv func(ctx context.Context) error) {
+	t.Helper()
+	idle := IdlePeriod()
+	before := cpuTime()
+	ctx, cancel := context.WithTimeout(context.Background(), idle)
+	defer cancel()
+	if err := recv(ctx); err == nil {
+		t.Fatal("Recv on an empty queue returned a message")
+	}
+	cpu := cpuTime() - before
+	t.Logf("CPU while blocked for %v: %v", idle, cpu)
+	if cpu > idle/25 {
+		t.Fatalf("blocked consumer used %v of CPU in %v", cpu, idle)
+	}
+}
+
+func cpuTime() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		panic(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// CheckStreamWakes sends count 64-byte messages through send while a
+// goroutine receives them through recv, and fails t if the producer's
+// backend made more than count/100 wake system calls (wakeSyscalls reports
+// its total): a consumer that keeps up must not cost a wake per message.
+func CheckStreamWakes(t testing.TB, count int, send func(context.Context, []byte) error,
+	recv func(context.Context, []byte) (int, error), wakeSyscalls func() uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64)
+		for i := 0; i < count; i++ {
+			if _, err := recv(ctx, buf); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	msg := make([]byte, 64)
+	for i := 0; i < count; i++ {
+		if err := send(ctx, msg); err != nil {
+			cancel()
+			<-done
+			t.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	n := wakeSyscalls()
+	t.Logf("%d messages, %d wake syscalls by the producer", count, n)
+	if n > uint64(count)/100 {
+		t.Fatalf("%d wake syscalls for %d messages: the producer wakes per message", n, count)
 	}
 }
