@@ -23,9 +23,9 @@ var (
 	ErrInvalidConfig = errors.New("shmq: invalid queue configuration")
 )
 
-// MaxRegistryEntries bounds the registry so a corrupt count cannot make a
-// reader walk far.
-const MaxRegistryEntries = 1 << 16
+// MaxRegistryEntries bounds the registry: every entry has a bit in each
+// waiter set (and a corrupt count cannot make a reader walk far).
+const MaxRegistryEntries = WaiterSetBits
 
 // Decode validates the header at the start of b, a segment whose mapped (and
 // file) size is size bytes, and returns a private copy of it. b is untrusted:
@@ -74,6 +74,8 @@ func Decode(b []byte, size uint64) (Header, error) {
 		EntrySize:     le.Uint32(b[OffTabEntrySize:]),
 		Data:          le.Uint64(b[OffTabData:]),
 		DataSize:      le.Uint64(b[OffTabDataSize:]),
+		Waiters:       le.Uint64(b[OffTabWaiters:]),
+		WaiterSets:    le.Uint32(b[OffTabWaiterSets:]),
 	}
 	if err := h.validate(size); err != nil {
 		return Header{}, err
@@ -98,12 +100,16 @@ func (h *Header) validate(size uint64) error {
 	if h.RegistryCount == 0 || h.RegistryCount > MaxRegistryEntries || h.EntrySize != LineSize {
 		return fmt.Errorf("%w: registry of %d entries of %d bytes", ErrCorrupt, h.RegistryCount, h.EntrySize)
 	}
+	if want := kindWaiterSets(h.Kind); want != 0 && h.WaiterSets != want {
+		return fmt.Errorf("%w: %d waiter sets for a %v queue (want %d)", ErrCorrupt, h.WaiterSets, h.Kind, want)
+	}
 	regions := []region{
 		{"header", 0, uint64(h.HeaderSize)},
 		{"producer line", h.Producer, LineSize},
 		{"consumer line", h.Consumer, LineSize},
 		{"producer wake line", h.ProducerWake, LineSize},
 		{"consumer wake line", h.ConsumerWake, LineSize},
+		{"waiter sets", h.Waiters, uint64(h.WaiterSets) * LineSize},
 		{"registry", h.Registry, uint64(h.RegistryCount) * LineSize},
 		{"data", h.Data, h.DataSize},
 	}
@@ -117,6 +123,18 @@ func (h *Header) validate(size uint64) error {
 		return validateMPMC(h)
 	}
 	return fmt.Errorf("%w: kind %d", ErrKind, uint32(h.Kind))
+}
+
+// kindWaiterSets is the number of waiter sets a queue of kind k has, 0 for
+// an unknown kind (rejected after the region checks).
+func kindWaiterSets(k Kind) uint32 {
+	switch k {
+	case KindSPSC:
+		return SPSCWaiterSets
+	case KindMPMC:
+		return MPMCWaiterSets
+	}
+	return 0
 }
 
 type region struct {

@@ -1,4 +1,4 @@
-// Package layout defines shmq's on-memory format, version 1: the segment
+// Package layout defines shmq's on-memory format, version 2: the segment
 // header, the placement of every shared field, and the record format of the
 // SPSC ring. It does no system calls and touches no mapping; it encodes
 // headers into byte slices and validates headers read back from untrusted
@@ -18,8 +18,11 @@ import "encoding/binary"
 // tools, and the letters make hex dumps self-explanatory.
 const Magic uint64 = 0x0a1a0a0d514d4853
 
-// Version is the layout version this package writes and accepts.
-const Version uint32 = 1
+// Version is the layout version this package writes and accepts. Version 2
+// replaced the waiter counts of version 1 by waiter sets (recoverable after
+// a waiter dies), added the MPMC tombstone owner, and names a segment only
+// once it is published.
+const Version uint32 = 2
 
 // LineSize is the unit of placement: every field written by a different
 // party lives on its own LineSize-aligned line. 128 bytes rather than 64
@@ -94,6 +97,8 @@ const (
 	OffTabEntrySize     = 172 // u32 bytes per registry entry (LineSize)
 	OffTabData          = 176 // u64 offset of the data region
 	OffTabDataSize      = 184 // u64 bytes in the data region
+	OffTabWaiters       = 192 // u64 offset of waiter set 0; set k is one line at OffTabWaiters + k*LineSize
+	OffTabWaiterSets    = 200 // u32 number of waiter sets (SPSCWaiterSets or MPMCWaiterSets)
 )
 
 // Fields within a cursor line (producer line and consumer line).
@@ -101,24 +106,52 @@ const (
 	CursorPosition = 0 // u64 free-running byte (SPSC) or slot (MPMC) position
 )
 
-// Fields within a wake line. The waiting side increments Waiters before it
-// re-checks the queue and parks on Seq; the other side bumps Seq and wakes
-// only when Waiters is non-zero.
+// Fields within a wake line. The waiting side registers in the line's
+// waiter set before it re-checks the queue and parks on Seq; the other side
+// bumps Seq and wakes only when the set is not empty.
 //
 // In an MPMC queue in locked mode (FlagLocked) each wake line also holds a
 // counting semaphore (producers' line: free slots; consumers' line: filled
 // slots) and a robust mutex (the producers' one guards the enqueue cursor,
-// the consumers' one the dequeue cursor). Zero-filled in other queues.
+// the consumers' one the dequeue cursor), whose waiters register in waiter
+// sets of their own. Zero-filled in other queues. Offsets 4, 12, 24 and 28
+// held waiter counts and mutex units in version 1; they are reserved (zero).
 const (
-	WakeSeq          = 0  // u32 futex word
-	WakeWaiters      = 4  // u32 number of registered waiters
-	WakeSemCount     = 8  // u32 locked mode: semaphore count, also its futex word
-	WakeSemWaiters   = 12 // u32 locked mode: semaphore waiters
-	WakeMutexState   = 16 // u32 locked mode: mutex state (0 unlocked), also its futex word
-	WakeMutexOwner   = 20 // u32 locked mode: pid of the mutex owner, for display only
-	WakeMutexWaiters = 24 // u32 locked mode: mutex waiters
-	WakeMutexUnits   = 28 // u32 locked mode: semaphore units the mutex owner took, for recovery
+	WakeSeq        = 0  // u32 futex word
+	WakeSemCount   = 8  // u32 locked mode: semaphore count, also its futex word
+	WakeMutexState = 16 // u32 locked mode: mutex state (0 unlocked), also its futex word
+	WakeMutexOwner = 20 // u32 locked mode: pid of the mutex owner, for display only
 )
+
+// Waiter sets. A waiter set is one line of WaiterSetWords 64-bit words, a
+// bitmap of registry entries: bit j of word k stands for entry 64k+j. A
+// waiter sets its entry's bit before it re-checks its condition and parks,
+// and clears it when it leaves; a publisher that finds any bit set bumps
+// the futex word and wakes. Because each bit belongs to one registry entry,
+// the registration of a waiter that died is found and cleared exactly, by
+// whoever next holds (or reaps) its entry: unlike a count, a set cannot
+// keep a dead waiter forever.
+//
+// Sets 0 and 1 belong to the wake lines' Seq words; MPMC queues have four
+// more, for locked mode's semaphores and mutexes.
+const (
+	WaiterSetWords = LineSize / 8        // 16 words
+	WaiterSetBits  = WaiterSetWords * 64 // 1024: the largest registry
+
+	WaiterSetProducers = 0 // producers parked on the producers' wake line (waiting for space)
+	WaiterSetConsumers = 1 // consumers parked on the consumers' wake line (waiting for data)
+	WaiterSetFree      = 2 // MPMC locked mode: waiters of the free-slots semaphore
+	WaiterSetFilled    = 3 // MPMC locked mode: waiters of the filled-slots semaphore
+	WaiterSetMutexP    = 4 // MPMC locked mode: waiters of the producers' mutex
+	WaiterSetMutexC    = 5 // MPMC locked mode: waiters of the consumers' mutex
+
+	SPSCWaiterSets = 2
+	MPMCWaiterSets = 6
+)
+
+// WaiterSetLen is the number of words of a waiter set that a registry of
+// count entries uses; publishers look at these words only.
+func WaiterSetLen(count uint32) int { return int((count + 63) / 64) }
 
 // Locked-mode mutexes, numbered for MutexLockByte.
 const (
@@ -148,6 +181,7 @@ const (
 	EntryStalls     = 40 // u64 attempts that found the queue full (producer) or empty (consumer)
 	EntryWaits      = 48 // u64 times this holder parked
 	EntryWakes      = 56 // u64 wake calls this holder made for the other side
+	EntryUnits      = 64 // u32 MPMC locked mode: semaphore units this holder may hold (for recovery)
 )
 
 // Registry entry states.
@@ -190,7 +224,7 @@ const (
 	lineConsumer     = 3
 	lineProducerWake = 4
 	lineConsumerWake = 5
-	lineRegistry     = 6
+	lineWaiters      = 6 // then the waiter sets, the registry, and the data region on a page boundary
 	headerLines      = 2 // descriptor and offset table
 )
 
@@ -216,7 +250,12 @@ type Header struct {
 	EntrySize     uint32
 	Data          uint64 // offset of the data region
 	DataSize      uint64
+	Waiters       uint64 // offset of waiter set 0
+	WaiterSets    uint32 // number of waiter sets
 }
+
+// WaiterSet returns the offset of waiter set k. k must be in range.
+func (h *Header) WaiterSet(k int) uint64 { return h.Waiters + uint64(k)*LineSize }
 
 // Entry returns the offset of registry entry i. i must be in range.
 func (h *Header) Entry(i int) uint64 { return h.Registry + uint64(i)*uint64(h.EntrySize) }
@@ -253,4 +292,6 @@ func Encode(b []byte, h *Header) {
 	le.PutUint32(b[OffTabEntrySize:], h.EntrySize)
 	le.PutUint64(b[OffTabData:], h.Data)
 	le.PutUint64(b[OffTabDataSize:], h.DataSize)
+	le.PutUint64(b[OffTabWaiters:], h.Waiters)
+	le.PutUint32(b[OffTabWaiterSets:], h.WaiterSets)
 }

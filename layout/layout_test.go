@@ -44,7 +44,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"magic", OffMagic, 8, 0x1234, ErrNotSegment},
 		{"state init", OffState, 4, uint64(StateInit), ErrNotReady},
 		{"state garbage", OffState, 4, 7, ErrCorrupt},
-		{"version", OffVersion, 4, 2, ErrVersion},
+		{"version", OffVersion, 4, 1, ErrVersion},
 		{"kind", OffKind, 4, 9, ErrKind},
 		{"flags", OffFlags, 4, 1, ErrVersion},
 		{"line size", OffLineSize, 4, 64, ErrCorrupt},
@@ -65,6 +65,9 @@ func TestDecodeRejects(t *testing.T) {
 		{"entry size", OffTabEntrySize, 4, 64, ErrCorrupt},
 		{"data overlaps registry", OffTabData, 8, 6 * LineSize, ErrCorrupt},
 		{"data size overflows", OffTabDataSize, 8, ^uint64(0), ErrCorrupt},
+		{"waiter sets count", OffTabWaiterSets, 4, 3, ErrCorrupt},
+		{"waiter sets overlap registry", OffTabWaiters, 8, 7 * LineSize, ErrCorrupt},
+		{"waiter sets misaligned", OffTabWaiters, 8, 6*LineSize + 8, ErrCorrupt},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

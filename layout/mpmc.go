@@ -52,9 +52,17 @@ const (
 	// W(p, SeqOwnerOrphan) is such a message being requeued at p, complete,
 	// which any process may publish (layout/LAYOUT.md §14.9).
 	SeqOwnerOrphan = SeqOwnerMask
-	// MaxMPMCRegistry is the largest MPMC registry: entry indices stay
-	// below SeqOwnerOrphan.
-	MaxMPMCRegistry = SeqOwnerOrphan
+	// SeqOwnerTomb is the owner of F(p, SeqOwnerTomb), a tombstone: a
+	// position that holds no message. It is made by one compare-and-swap
+	// from a claim (a producer's W, a dead consumer's R), with no write to
+	// the slot's bytes, so a process that does not own the slot exclusively
+	// can still make it; consumers pass it without taking it, and the
+	// producer of the next lap claims the slot straight from it
+	// (layout/LAYOUT.md §14.6 and §14.7).
+	SeqOwnerTomb = SeqOwnerMask - 1
+	// MaxMPMCRegistry is the largest MPMC registry: every entry has a bit
+	// in each waiter set, and entry indices stay below SeqOwnerTomb.
+	MaxMPMCRegistry = WaiterSetBits
 	seqRankMask     = 1<<SeqRankBits - 1 // ranks compare modulo 2^48
 	seqRankSign     = 1 << (SeqRankBits - 1)
 )
@@ -120,7 +128,7 @@ func PlanMPMC(slots uint64, slotSize, maxMessage, registry uint32) (Header, erro
 		return Header{}, fmt.Errorf("%w: %d slots of %d bytes exceed %d bytes",
 			ErrInvalidConfig, slots, slotSize, uint64(maxMPMCData))
 	}
-	h := planLines(registry)
+	h := planLines(registry, MPMCWaiterSets)
 	h.Kind = KindMPMC
 	h.Capacity = slots
 	h.SlotSize = slotSize
@@ -143,7 +151,7 @@ func validateMPMC(h *Header) error {
 	case h.MaxMessage == 0 || h.MaxMessage > MPMCMaxMessage(s):
 		return fmt.Errorf("%w: mpmc max message %d for %d-byte slots", ErrCorrupt, h.MaxMessage, s)
 	case h.RegistryCount == 0 || h.RegistryCount > MaxMPMCRegistry:
-		// Entry indices must stay below SeqOwnerOrphan.
+		// Entry indices must stay below SeqOwnerTomb.
 		return fmt.Errorf("%w: mpmc registry of %d entries", ErrCorrupt, h.RegistryCount)
 	}
 	return nil

@@ -82,12 +82,13 @@ func TestDecodeRejectsMPMC(t *testing.T) {
 	}
 }
 
-// TestMPMCRegistryBelowOrphan: registry indices stay below SeqOwnerOrphan,
-// so an MPMC header with MaxMPMCRegistry entries decodes and one with a
-// registry entry more (which the generic bound would allow) is corrupt.
+// TestMPMCRegistryBelowOrphan: registry indices stay below the reserved
+// owners and within a waiter set, so an MPMC header with MaxMPMCRegistry
+// entries decodes and one with a registry entry more is corrupt.
 func TestMPMCRegistryBelowOrphan(t *testing.T) {
-	if MaxMPMCRegistry != SeqOwnerOrphan || SeqOwnerOrphan != SeqOwnerMask || MaxMPMCRegistry >= MaxRegistryEntries {
-		t.Fatalf("MaxMPMCRegistry %d, SeqOwnerOrphan %#x", MaxMPMCRegistry, SeqOwnerOrphan)
+	if MaxMPMCRegistry >= SeqOwnerTomb || SeqOwnerTomb >= SeqOwnerOrphan || SeqOwnerOrphan != SeqOwnerMask ||
+		MaxMPMCRegistry > WaiterSetBits || MaxMPMCRegistry > MaxRegistryEntries {
+		t.Fatalf("MaxMPMCRegistry %d, SeqOwnerTomb %#x, SeqOwnerOrphan %#x", MaxMPMCRegistry, SeqOwnerTomb, SeqOwnerOrphan)
 	}
 	b, _ := encodedMPMC(t, 4, 64, 0, MaxMPMCRegistry)
 	if _, err := Decode(b, uint64(len(b))); err != nil {
@@ -159,11 +160,14 @@ func TestMPMCFlags(t *testing.T) {
 // parking words, 4-byte aligned and disjoint, and the mutexes' lock bytes
 // follow the registry's.
 func TestLockedWords(t *testing.T) {
-	offs := []int{WakeSeq, WakeWaiters, WakeSemCount, WakeSemWaiters, WakeMutexState, WakeMutexOwner, WakeMutexWaiters, WakeMutexUnits}
+	offs := []int{WakeSeq, WakeSemCount, WakeMutexState, WakeMutexOwner}
 	for i, o := range offs {
-		if o%4 != 0 || o+4 > LineSize || (i > 0 && o != offs[i-1]+4) {
+		if o%4 != 0 || o+4 > LineSize || (i > 0 && o <= offs[i-1]) {
 			t.Fatalf("word %d at %d", i, o)
 		}
+	}
+	if EntryUnits%4 != 0 || EntryUnits <= EntryWakes || EntryUnits+4 > LineSize {
+		t.Fatalf("EntryUnits at %d", EntryUnits)
 	}
 	for _, n := range []uint32{1, 64, MaxRegistryEntries} {
 		last := EntryLockByte(int(n) - 1)

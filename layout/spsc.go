@@ -60,7 +60,7 @@ func PlanSPSC(capacity uint64, maxMessage uint32) (Header, error) {
 		return Header{}, fmt.Errorf("%w: max message %d exceeds %d for capacity %d",
 			ErrInvalidConfig, maxMessage, limit, capacity)
 	}
-	h := planLines(2)
+	h := planLines(2, SPSCWaiterSets)
 	h.Kind = KindSPSC
 	h.Capacity = capacity
 	h.MaxMessage = maxMessage
@@ -70,16 +70,18 @@ func PlanSPSC(capacity uint64, maxMessage uint32) (Header, error) {
 	return h, nil
 }
 
-// planLines places the version 1 lines and a registry of n entries, and the
-// data region on the next page boundary.
-func planLines(n uint32) Header {
+// planLines places the lines, sets waiter sets, a registry of n entries,
+// and the data region on the next page boundary.
+func planLines(n uint32, sets uint32) Header {
 	h := Header{
 		HeaderSize:    headerLines * LineSize,
 		Producer:      lineProducer * LineSize,
 		Consumer:      lineConsumer * LineSize,
 		ProducerWake:  lineProducerWake * LineSize,
 		ConsumerWake:  lineConsumerWake * LineSize,
-		Registry:      lineRegistry * LineSize,
+		Waiters:       lineWaiters * LineSize,
+		WaiterSets:    sets,
+		Registry:      (lineWaiters + uint64(sets)) * LineSize,
 		RegistryCount: n,
 		EntrySize:     LineSize,
 	}

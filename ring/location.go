@@ -29,7 +29,7 @@ const MaxNameLen = 30
 
 // Shm names a POSIX shared memory object, the file /dev/shm/NAME on Linux.
 // A leading slash is accepted and ignored. Names have 1 to MaxNameLen
-// characters from [A-Za-z0-9._-] and do not start with a dot.
+// characters from [A-Za-z0-9._-] and start with neither a dot nor a dash.
 func Shm(name string) Location { return Location{kind: locShm, name: strings.TrimPrefix(name, "/")} }
 
 // File names a regular file that persists the segment on its file system.
@@ -66,8 +66,10 @@ func validShmName(name string) error {
 	if name == "" || len(name) > MaxNameLen {
 		return fmt.Errorf("%w: %q must have 1 to %d characters", ErrBadName, name, MaxNameLen)
 	}
-	if name[0] == '.' {
-		return fmt.Errorf("%w: %q starts with a dot", ErrBadName, name)
+	if name[0] == '.' || name[0] == '-' {
+		// A leading dot hides the file (and is kept for shmq's temporary
+		// names); a leading dash reads as a flag on every command line.
+		return fmt.Errorf("%w: %q starts with %q", ErrBadName, name, name[0])
 	}
 	for _, c := range []byte(name) {
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'

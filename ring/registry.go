@@ -38,7 +38,7 @@ func (e *Entry) Index() int { return e.index }
 
 // Attach takes registry entry i for role, failing with ErrRoleTaken if a
 // live holder (in this or another process) has it. A dead holder's entry is
-// taken over; its counters continue from where they stood.
+// taken over; its counters start again at zero, like a new entry's.
 func (s *Segment) Attach(i int, role uint32) (*Entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -52,7 +52,7 @@ func (s *Segment) Attach(i int, role uint32) (*Entry, error) {
 		return nil, fmt.Errorf("%w: entry %d is already held through this handle", ErrRoleTaken, i)
 	}
 	base := s.hdr.Entry(i)
-	if err := ofd.TryLock(s.Fd(), layout.EntryLockByte(i)); err != nil {
+	if err := ofd.TryLock(s.lockFd(), layout.EntryLockByte(i)); err != nil {
 		if errors.Is(err, ofd.ErrLocked) {
 			pid := s.mustUint32(base + layout.EntryPID).Load()
 			return nil, fmt.Errorf("%w: entry %d held by pid %d", ErrRoleTaken, i, pid)
@@ -68,6 +68,9 @@ func (s *Segment) Attach(i int, role uint32) (*Entry, error) {
 		Waits:    s.mustUint64(base + layout.EntryWaits),
 		Wakes:    s.mustUint64(base + layout.EntryWakes),
 		state:    s.mustUint32(base + layout.EntryState),
+	}
+	for _, c := range []*atomic.Uint64{e.Messages, e.Bytes, e.Stalls, e.Waits, e.Wakes} {
+		c.Store(0)
 	}
 	s.mustUint32(base + layout.EntryRole).Store(role)
 	s.mustUint32(base + layout.EntryPID).Store(uint32(os.Getpid()))
@@ -105,7 +108,7 @@ func (e *Entry) Detach() error {
 	}
 	e.state.Store(layout.EntryDetached)
 	delete(s.held, e.index)
-	return ofd.Unlock(s.Fd(), layout.EntryLockByte(e.index))
+	return ofd.Unlock(s.lockFd(), layout.EntryLockByte(e.index))
 }
 
 // EntryInfo is a snapshot of one registry entry. The fields other than
@@ -142,7 +145,7 @@ func (s *Segment) Entry(i int) (EntryInfo, error) {
 	}
 	alive := s.held[i]
 	if !alive {
-		held, err := ofd.Held(s.Fd(), layout.EntryLockByte(i))
+		held, err := ofd.Held(s.lockFd(), layout.EntryLockByte(i))
 		if err != nil {
 			return EntryInfo{}, err
 		}
@@ -214,13 +217,13 @@ func (s *Segment) reap(i int) (bool, error) {
 	if s.held[i] {
 		return false, nil
 	}
-	if err := ofd.TryLock(s.Fd(), layout.EntryLockByte(i)); err != nil {
+	if err := ofd.TryLock(s.lockFd(), layout.EntryLockByte(i)); err != nil {
 		if errors.Is(err, ofd.ErrLocked) {
 			return false, nil // attached meanwhile
 		}
 		return false, err
 	}
-	defer ofd.Unlock(s.Fd(), layout.EntryLockByte(i))
+	defer ofd.Unlock(s.lockFd(), layout.EntryLockByte(i))
 	state := s.mustUint32(s.hdr.Entry(i) + layout.EntryState)
 	if state.Load() != layout.EntryAttached {
 		return false, nil
@@ -228,3 +231,31 @@ func (s *Segment) reap(i int) (bool, error) {
 	state.Store(layout.EntryFree)
 	return true, nil
 }
+
+// lockFd is the descriptor of the private lock description; see lockFile.
+func (s *Segment) lockFd() int { return int(s.lock.Fd()) }
+
+// A ByteLock is an exclusive lock on one byte of the segment file, taken
+// through the Segment's private lock description: the kernel drops it when
+// this process dies (or the Segment is closed), and no other process can
+// come to share it. Byte numbers are names, not file contents (LAYOUT.md
+// section 8). It implements sem.Locker for robust mutexes.
+type ByteLock struct {
+	seg *Segment
+	b   int64
+}
+
+// ByteLock returns the lock on byte b of the segment file.
+func (s *Segment) ByteLock(b int64) ByteLock { return ByteLock{s, b} }
+
+// TryLock takes the lock without waiting and reports whether it did.
+func (l ByteLock) TryLock() (bool, error) {
+	err := ofd.TryLock(l.seg.lockFd(), l.b)
+	if errors.Is(err, ofd.ErrLocked) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Unlock releases the lock.
+func (l ByteLock) Unlock() error { return ofd.Unlock(l.seg.lockFd(), l.b) }

@@ -2,8 +2,10 @@ package ring
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,7 +31,11 @@ func TestMain(m *testing.M) {
 }
 
 func helperMain() {
-	seg, err := Open(context.Background(), Shm(os.Getenv("SHMQ_RING_HELPER")), layout.KindSPSC, nil)
+	loc := Shm(os.Getenv("SHMQ_RING_HELPER"))
+	if os.Getenv("SHMQ_RING_HELPER") == "fd:3" {
+		loc = FD(3)
+	}
+	seg, err := Open(context.Background(), loc, layout.KindSPSC, nil)
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
@@ -38,7 +44,19 @@ func helperMain() {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
-	fmt.Println("attached")
+	if os.Getenv("SHMQ_RING_HELPER_CHILD") != "" {
+		// Hand the segment's descriptor to a child that outlives us, as a
+		// service hands a memfd to a worker.
+		child := exec.Command("sleep", "60")
+		child.ExtraFiles = []*os.File{seg.File()}
+		if err := child.Start(); err != nil {
+			fmt.Println("error", err)
+			os.Exit(1)
+		}
+		fmt.Printf("attached %8d\n", child.Process.Pid)
+	} else {
+		fmt.Println("attached")
+	}
 	time.Sleep(time.Minute) // killed by the test long before
 	os.Exit(3)
 }
@@ -159,7 +177,7 @@ func TestMemfdSealedAndReopened(t *testing.T) {
 }
 
 func TestNames(t *testing.T) {
-	for _, bad := range []string{"", ".hidden", "a/b", "sp ace", strings.Repeat("x", 31), "ünï"} {
+	for _, bad := range []string{"", ".hidden", "-flag", "a/b", "sp ace", strings.Repeat("x", 31), "ünï"} {
 		if _, err := Create(Shm(bad), plan(t), nil, nil); !errors.Is(err, ErrBadName) {
 			t.Errorf("Create(%q): %v, want ErrBadName", bad, err)
 		}
@@ -207,10 +225,24 @@ func TestOpenErrors(t *testing.T) {
 			t.Fatalf("foreign file of %d bytes: %v, want ErrNotSegment", len(content), err)
 		}
 	}
-	os.WriteFile(other, nil, 0o600)
-	start := time.Now()
-	if _, err := Open(ctx, File(other), layout.KindSPSC, nil); !errors.Is(err, ErrAbandoned) || time.Since(start) > time.Second {
-		t.Fatalf("empty file with no creator: %v after %v, want ErrAbandoned at once", err, time.Since(start))
+	// Nothing without the magic is a segment, however it starts: shmq
+	// never creates a file at a name before writing the magic.
+	for _, content := range [][]byte{nil, make([]byte, 2*layout.PageSize)} {
+		os.WriteFile(other, content, 0o600)
+		start := time.Now()
+		if _, err := Open(ctx, File(other), layout.KindSPSC, nil); !errors.Is(err, layout.ErrNotSegment) || time.Since(start) > time.Second {
+			t.Fatalf("%d zero bytes: %v after %v, want ErrNotSegment at once", len(content), err, time.Since(start))
+		}
+	}
+	if _, err := Open(ctx, File(dir), layout.KindSPSC, nil); !errors.Is(err, layout.ErrNotSegment) {
+		t.Fatalf("directory: %v, want ErrNotSegment", err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, File(fifo), layout.KindSPSC, nil); !errors.Is(err, layout.ErrNotSegment) {
+		t.Fatalf("fifo: %v, want ErrNotSegment", err)
 	}
 	if s, err := Open(ctx, File(target), 0, nil); err != nil {
 		t.Fatalf("open of any kind: %v", err)
@@ -244,11 +276,15 @@ func TestOpenWaitsForReadyAndTimesOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	// A creator at work: sized, unpublished, init lock held.
+	// A creator at work (of a descriptor shared before Create returned):
+	// sized, magic written, unpublished, init lock held.
 	if err := ofd.TryLock(int(f.Fd()), layout.InitLockByte); err != nil {
 		t.Fatal(err)
 	}
 	f.Truncate(3 * layout.PageSize)
+	var magic [8]byte
+	binary.LittleEndian.PutUint64(magic[:], layout.Magic)
+	f.WriteAt(magic[:], layout.OffMagic)
 	start := time.Now()
 	_, err = Open(context.Background(), File(path), layout.KindSPSC, &Options{ReadyTimeout: 100 * time.Millisecond})
 	if !errors.Is(err, layout.ErrNotReady) || !errors.Is(err, context.DeadlineExceeded) {
@@ -382,5 +418,104 @@ func TestRegistryLiveness(t *testing.T) {
 	s.Close()
 	if _, err := s.Attach(0, layout.RoleProducer); !errors.Is(err, ErrClosed) {
 		t.Fatalf("attach after close: %v", err)
+	}
+}
+
+// TestCreateModeBits: only permission bits are accepted.
+func TestCreateModeBits(t *testing.T) {
+	for _, m := range []os.FileMode{os.ModeSetuid | 0o600, os.ModeSetgid | 0o660, os.ModeSticky | 0o600, os.ModeDir | 0o700} {
+		if _, err := Create(tempShm(t), plan(t), &Options{Mode: m}, nil); !errors.Is(err, ErrInvalid) {
+			t.Errorf("mode %v: %v, want ErrInvalid", m, err)
+		}
+	}
+}
+
+// TestCreateInvisibleUntilReady: no opener can find a segment at its name
+// before its creator published it, so nothing half-made is ever there.
+func TestCreateInvisibleUntilReady(t *testing.T) {
+	for _, loc := range []Location{tempShm(t), File(filepath.Join(t.TempDir(), "q"))} {
+		p, _ := loc.path()
+		s, err := Create(loc, plan(t), nil, func(*Segment) error {
+			if _, err := os.Lstat(p); !os.IsNotExist(err) {
+				t.Errorf("%v: visible during init: %v", loc, err)
+			}
+			if _, err := Open(context.Background(), loc, 0, nil); !errors.Is(err, ErrNotFound) {
+				t.Errorf("%v: open during init: %v, want ErrNotFound", loc, err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		entries, _ := os.ReadDir(filepath.Dir(p))
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".shmq-") {
+				t.Errorf("temporary file %s left in %s", e.Name(), filepath.Dir(p))
+			}
+		}
+	}
+	// A failed init leaves nothing behind.
+	loc := tempShm(t)
+	if _, err := Create(loc, plan(t), nil, func(*Segment) error { return errors.New("no") }); err == nil {
+		t.Fatal("init error ignored")
+	}
+	if _, err := Open(context.Background(), loc, 0, nil); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after failed init: %v, want ErrNotFound", err)
+	}
+}
+
+// TestLivenessNotInheritedThroughFile: a process that attached and handed
+// the segment's descriptor to a child that outlives it is seen dead once it
+// dies. The descriptor a caller can hand on never holds a lock.
+func TestLivenessNotInheritedThroughFile(t *testing.T) {
+	s := create(t, Memfd("inherit"))
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SHMQ_RING_HELPER=fd:3", "SHMQ_RING_HELPER_CHILD=1")
+	cmd.ExtraFiles = []*os.File{s.File()}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line := make([]byte, 18)
+	if _, err := io.ReadFull(out, line); err != nil || !strings.HasPrefix(string(line), "attached ") {
+		cmd.Process.Kill()
+		t.Fatalf("helper said %q, %v", line, err)
+	}
+	if pid, err := strconv.Atoi(strings.TrimSpace(string(line[9:]))); err == nil {
+		t.Cleanup(func() { unix.Kill(pid, unix.SIGKILL) })
+	}
+	if info, err := s.Entry(0); err != nil || !info.Alive {
+		t.Fatalf("entry while the helper lives: %+v, %v", info, err)
+	}
+	cmd.Process.Signal(unix.SIGKILL)
+	cmd.Wait()
+	if info, err := s.Entry(0); err != nil || !info.Dead() {
+		t.Fatalf("entry after the helper died, its child alive with the descriptor: %+v, %v; want dead", info, err)
+	}
+	if _, err := s.Attach(0, layout.RoleProducer); err != nil {
+		t.Fatalf("taking over the dead helper's entry: %v", err)
+	}
+}
+
+// TestAttachResetsCounters: a reused entry starts its counters at zero.
+func TestAttachResetsCounters(t *testing.T) {
+	s := create(t, tempShm(t))
+	e, err := s.Attach(0, layout.RoleProducer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Messages.Store(1024)
+	e.Bytes.Store(4096)
+	e.Detach()
+	e, err = s.Attach(0, layout.RoleProducer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, b := e.Messages.Load(), e.Bytes.Load(); m != 0 || b != 0 {
+		t.Fatalf("counters of a reused entry: messages %d bytes %d, want 0", m, b)
 	}
 }

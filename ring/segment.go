@@ -24,7 +24,8 @@ import (
 // Options tune Create and Open. The zero value is ready to use.
 type Options struct {
 	// Mode is the permission of a new segment file; 0 means 0600. It is
-	// applied exactly, regardless of the umask.
+	// applied exactly, regardless of the umask. Only permission bits are
+	// allowed (setuid, setgid and sticky bits are refused with ErrInvalid).
 	Mode fs.FileMode
 	// AllowOtherOwner lets Open map a segment owned by another uid. Off by
 	// default: a segment is writable by every peer that maps it, so trusting
@@ -35,11 +36,14 @@ type Options struct {
 	ReadyTimeout time.Duration
 }
 
-func (o *Options) mode() uint32 {
+func (o *Options) mode() (uint32, error) {
 	if o == nil || o.Mode == 0 {
-		return 0o600
+		return 0o600, nil
 	}
-	return uint32(o.Mode.Perm())
+	if o.Mode&^fs.ModePerm != 0 {
+		return 0, fmt.Errorf("%w: mode %v has bits other than permissions", ErrInvalid, o.Mode)
+	}
+	return uint32(o.Mode), nil
 }
 
 // Segment is one mapping of a shmq segment. Its methods are safe for
@@ -47,9 +51,15 @@ func (o *Options) mode() uint32 {
 // accessed through the typed atomics that Uint32 and Uint64 return and the
 // byte slices that Data returns.
 type Segment struct {
-	loc  Location
-	file *os.File // own open file description: the OFD locks belong to it
-	mem  []byte   // the whole mapping; nil after Close
+	loc Location
+	// file is the description the mapping was made from; File and Fd hand
+	// it out (to pass a memfd to a child), so it never holds a lock.
+	file *os.File
+	// lock is a description private to this Segment (see lockFile): every
+	// OFD lock of this Segment (init, registry entries, mutexes) is taken
+	// through it. It is file itself where locks belong to the process.
+	lock *os.File
+	mem  []byte // the whole mapping; nil after Close
 	hdr  layout.Header
 	// shrinkable: the file is not sealed against shrinking, so another
 	// process can truncate it and make accesses to the mapping fault.
@@ -57,32 +67,47 @@ type Segment struct {
 
 	mu     sync.Mutex
 	closed bool
-	held   map[int]bool // registry entries whose lock this segment's file holds
+	held   map[int]bool // registry entries whose lock this Segment holds
 }
 
 // Create makes a new segment at loc laid out as h describes, maps it, runs
-// init (which may set cursors and other fields) and then publishes the ready
-// state, so that no opener sees a half-written segment. The file is created
-// with O_EXCL and O_NOFOLLOW and its whole size is reserved up front, so a
-// full file system fails here with ErrNoSpace rather than with SIGBUS later.
-// On failure nothing is left behind.
+// init (which may set cursors and other fields), publishes the ready state,
+// and only then gives the file its name (Shm, File), so that whatever an
+// opener finds at a queue's name is either complete or not shmq's. Its
+// whole size is reserved up front, so a full file system fails here with
+// ErrNoSpace rather than with SIGBUS later. On failure nothing is left
+// behind. It fails with ErrExists if something is at the name already.
 func Create(loc Location, h layout.Header, opts *Options, init func(*Segment) error) (_ *Segment, err error) {
 	if h.TotalSize == 0 || h.TotalSize%layout.PageSize != 0 {
 		return nil, fmt.Errorf("%w: segment size %d", layout.ErrInvalidConfig, h.TotalSize)
 	}
-	f, remove, err := createFile(loc, opts.mode())
+	mode, err := opts.mode()
+	if err != nil {
+		return nil, err
+	}
+	c, err := createFile(loc, mode)
+	if err != nil {
+		return nil, err
+	}
+	f := c.f
+	defer func() {
+		if err != nil {
+			c.discard()
+		}
+	}()
+	lk, err := lockFile(f, loc)
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
-		if err != nil {
-			f.Close()
-			remove()
+		if err != nil && lk != f {
+			lk.Close()
 		}
 	}()
-	// Hold the init lock until the header is published: an opener that finds
-	// the segment unpublished and this lock free knows the creator died.
-	if err := ofd.TryLock(int(f.Fd()), layout.InitLockByte); err != nil {
+	// Hold the init lock until the header is published: an opener that
+	// finds an unpublished header and this lock free knows the creator died
+	// (only possible for a descriptor passed on before Create returned).
+	if err := ofd.TryLock(int(lk.Fd()), layout.InitLockByte); err != nil {
 		return nil, fmt.Errorf("shmq: create %v: %w", loc, err)
 	}
 	if err := reserve(f, loc, int64(h.TotalSize)); err != nil {
@@ -97,7 +122,7 @@ func Create(loc Location, h layout.Header, opts *Options, init func(*Segment) er
 	if err != nil {
 		return nil, fmt.Errorf("shmq: map %v: %w", loc, err)
 	}
-	s := &Segment{loc: loc, file: f, mem: mem, hdr: h, shrinkable: shrinkable(f)}
+	s := &Segment{loc: loc, file: f, lock: lk, mem: mem, hdr: h, shrinkable: shrinkable(f)}
 	defer func() {
 		if err != nil {
 			unix.Munmap(mem)
@@ -122,7 +147,10 @@ func Create(loc Location, h layout.Header, opts *Options, init func(*Segment) er
 	}
 	s.hdr = hdr
 	s.mustUint32(layout.OffState).Store(layout.StateReady)
-	if err := ofd.Unlock(int(f.Fd()), layout.InitLockByte); err != nil {
+	if err := c.publish(loc); err != nil {
+		return nil, err
+	}
+	if err := ofd.Unlock(int(lk.Fd()), layout.InitLockByte); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -132,7 +160,9 @@ func Create(loc Location, h layout.Header, opts *Options, init func(*Segment) er
 // opts.ReadyTimeout) for its creator to publish it, and validates its header
 // against the mapped size. kind is the queue kind the caller implements;
 // a segment of another kind fails with layout.ErrKind. Kind 0 accepts any
-// kind, for tools that inspect segments.
+// kind, for tools that inspect segments. Anything at loc that is not a
+// shmq segment (an empty or zero-filled file, a directory, a FIFO, a file
+// that does not start with the magic) fails with layout.ErrNotSegment.
 func Open(ctx context.Context, loc Location, kind layout.Kind, opts *Options) (*Segment, error) {
 	f, err := openFile(loc)
 	if err != nil {
@@ -167,35 +197,52 @@ func waitReady(ctx context.Context, f *os.File, loc Location, opts *Options) (*S
 	if int(st.Uid) != os.Geteuid() && (opts == nil || !opts.AllowOtherOwner) {
 		return nil, fmt.Errorf("%w: %v is owned by uid %d (set AllowOtherOwner to trust it)", ErrPermission, loc, st.Uid)
 	}
+	lk, err := lockFile(f, loc)
+	if err != nil {
+		return nil, err
+	}
 	backoff := 50 * time.Microsecond
-	start, unlockedEmpty := time.Now(), 0
+	var s *Segment
 	for {
-		s, err := tryMap(f, loc)
-		if err == nil || !errors.Is(err, layout.ErrNotReady) {
-			return s, err
+		s, err = tryMap(f, loc)
+		if err == nil {
+			s.lock = lk
+			return s, nil
 		}
-		// Not ready: the creator may still be working, or may have died.
-		if held, herr := ofd.Held(int(f.Fd()), layout.InitLockByte); herr == nil && !held {
+		if !errors.Is(err, layout.ErrNotReady) {
+			break
+		}
+		// Our magic, not yet published: the creator may still be working
+		// (it holds the init lock) or may have died.
+		held, herr := ofd.Held(int(lk.Fd()), layout.InitLockByte)
+		if herr != nil {
+			err = fmt.Errorf("shmq: open %v: %w", loc, herr)
+			break
+		}
+		if !held {
 			// Re-check: the creator unlocks only after publishing.
-			if s, err := tryMap(f, loc); !errors.Is(err, layout.ErrNotReady) {
-				return s, err
+			if s, err = tryMap(f, loc); err == nil {
+				s.lock = lk
+				return s, nil
 			}
-			if size, _ := fileSize(f); size > 0 {
-				return nil, fmt.Errorf("%w: %v", ErrAbandoned, loc)
+			if errors.Is(err, layout.ErrNotReady) {
+				err = fmt.Errorf("%w: %v", ErrAbandoned, loc)
 			}
-			// Empty, and no creator holds the init lock: give a creator that
-			// has just made the file a moment to lock it, then give up.
-			if unlockedEmpty++; unlockedEmpty >= 3 && time.Since(start) > 50*time.Millisecond {
-				return nil, fmt.Errorf("%w: %v is empty and no creator is initializing it", ErrAbandoned, loc)
-			}
+			break
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %v: %w", layout.ErrNotReady, loc, ctx.Err())
+			err = fmt.Errorf("%w: %v: %w", layout.ErrNotReady, loc, ctx.Err())
 		case <-time.After(backoff):
+			backoff = min(2*backoff, 10*time.Millisecond)
+			continue
 		}
-		backoff = min(2*backoff, 10*time.Millisecond)
+		break
 	}
+	if lk != f {
+		lk.Close()
+	}
+	return nil, err
 }
 
 func fileSize(f *os.File) (uint64, error) {
@@ -207,23 +254,23 @@ func fileSize(f *os.File) (uint64, error) {
 }
 
 // tryMap maps f if it holds a published header, validates it, and returns
-// the segment. It returns layout.ErrNotReady while the creator is at work.
+// the segment (without its lock description). It returns
+// layout.ErrNotReady for a segment whose creator has written the magic but
+// not yet published it, and layout.ErrNotSegment for anything that does
+// not start with the magic: a creator writes the magic before the file can
+// be opened by anyone (LAYOUT.md section 9).
 func tryMap(f *os.File, loc Location) (*Segment, error) {
 	size, err := fileSize(f)
 	if err != nil {
 		return nil, fmt.Errorf("shmq: stat %v: %w", loc, err)
 	}
-	if size == 0 {
-		return nil, layout.ErrNotReady // created, not yet sized
-	}
-	// A creator sizes the file in one step before writing anything, so any
-	// other size, or a magic that is neither zero nor ours, is not a segment.
 	var magic [8]byte
-	if _, err := f.ReadAt(magic[:], layout.OffMagic); err != nil && size >= 8 {
-		return nil, fmt.Errorf("shmq: read %v: %w", loc, err)
+	if size >= 8 {
+		if _, err := f.ReadAt(magic[:], layout.OffMagic); err != nil {
+			return nil, fmt.Errorf("shmq: read %v: %w", loc, err)
+		}
 	}
-	if m := binary.LittleEndian.Uint64(magic[:]); size < layout.PageSize || size%layout.PageSize != 0 ||
-		m != 0 && m != layout.Magic {
+	if m := binary.LittleEndian.Uint64(magic[:]); size < layout.PageSize || size%layout.PageSize != 0 || m != layout.Magic {
 		return nil, fmt.Errorf("%w: %v (%d bytes, magic %#016x)", layout.ErrNotSegment, loc, size, m)
 	}
 	mem, err := mmap(f, size)
@@ -232,14 +279,9 @@ func tryMap(f *os.File, loc Location) (*Segment, error) {
 	}
 	s := &Segment{loc: loc, file: f, mem: mem}
 	// The load of the state word orders every read of the header after the
-	// creator's writes (the creator stores it last). Before that, a magic
-	// that is neither zero nor ours means this is some other file.
+	// creator's writes (the creator stores it last).
 	if s.mustUint32(layout.OffState).Load() == layout.StateInit {
-		m := s.mustUint64(layout.OffMagic).Load()
 		unix.Munmap(mem)
-		if m != 0 && m != layout.Magic {
-			return nil, fmt.Errorf("%w: %v", layout.ErrNotSegment, loc)
-		}
 		return nil, layout.ErrNotReady
 	}
 	h, err := layout.Decode(mem, size)
@@ -258,12 +300,15 @@ func (s *Segment) Header() layout.Header { return s.hdr }
 // Location returns where the segment lives.
 func (s *Segment) Location() Location { return s.loc }
 
-// Fd returns the segment's file descriptor, valid until Close. Pass it to a
-// child process (exec.Cmd.ExtraFiles) to share a memfd segment; the child
-// opens it with FD.
+// Fd returns the descriptor of the segment's mapping, valid until Close.
+// Pass it to a child process (exec.Cmd.ExtraFiles) or over a Unix socket to
+// share a memfd segment; the receiver opens it with FD. It never holds a
+// lock, so handing it on (or forking) cannot make this process's roles
+// outlive it.
 func (s *Segment) Fd() int { return int(s.file.Fd()) }
 
-// File returns the segment's open file, valid until Close.
+// File returns the open file of the segment's mapping, valid until Close;
+// see Fd.
 func (s *Segment) File() *os.File { return s.file }
 
 // Data returns the data region. Its capacity is its length, so appends
@@ -293,6 +338,11 @@ func (s *Segment) Close() error {
 	s.closed = true
 	err := unix.Munmap(s.mem)
 	s.mem = nil
+	if s.lock != nil && s.lock != s.file {
+		if cerr := s.lock.Close(); err == nil {
+			err = cerr
+		}
+	}
 	if cerr := s.file.Close(); err == nil {
 		err = cerr
 	}

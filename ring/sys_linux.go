@@ -10,6 +10,9 @@ import (
 // shm_open is open(2) on this tmpfs.
 const shmDir = "/dev/shm"
 
+// ofdLocks: byte-range locks belong to open file descriptions (F_OFD_SETLK).
+const ofdLocks = true
+
 func memfdCreate(label string) (int, error) {
 	return unix.MemfdCreate("shmq:"+label, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 }
@@ -30,6 +33,17 @@ func allocate(fd int, size int64) error {
 }
 
 func reopenPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+
+// openTmp creates an unnamed regular file in dir (O_TMPFILE), which
+// linkTmp later gives a name.
+func openTmp(dir string, mode uint32) (int, error) {
+	return unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, mode)
+}
+
+// linkTmp names an O_TMPFILE file; it fails with EEXIST if path exists.
+func linkTmp(fd int, path string) error {
+	return unix.Linkat(unix.AT_FDCWD, reopenPath(fd), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
+}
 
 // shrinkable reports whether f lacks the F_SEAL_SHRINK seal.
 func shrinkable(f interface{ Fd() uintptr }) bool {

@@ -14,6 +14,9 @@ import (
 // file system; the segment format and protocols are the same.
 var shmDir = filepath.Join(os.TempDir(), "shmq")
 
+// ofdLocks: classic record locks, owned by the process.
+const ofdLocks = false
+
 func memfdCreate(string) (int, error) { return -1, ErrUnsupported }
 
 func sealSize(interface{ Fd() uintptr }) error { return nil }
@@ -21,5 +24,9 @@ func sealSize(interface{ Fd() uintptr }) error { return nil }
 func allocate(fd int, size int64) error { return unix.Ftruncate(fd, size) }
 
 func reopenPath(fd int) string { return "/dev/fd/" + strconv.Itoa(fd) }
+
+func openTmp(string, uint32) (int, error) { return -1, unix.EOPNOTSUPP }
+
+func linkTmp(int, string) error { return unix.EOPNOTSUPP }
 
 func shrinkable(interface{ Fd() uintptr }) bool { return true }
