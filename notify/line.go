@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync/atomic"
@@ -9,19 +10,21 @@ import (
 )
 
 // Line is a parking place in shared memory for one side of a queue: a
-// sequence word that waiters park on, and the number of waiters registered.
+// sequence word that waiters park on, and the set of registry entries
+// whose holders are registered as waiters.
 //
-// The protocol: a waiter registers (Waiters++), reads Seq, re-checks its
+// The protocol: a waiter adds its entry to Waiters, reads Seq, re-checks its
 // condition, and parks on Seq only if the condition still fails and Seq is
 // unchanged. A publisher makes its change visible (a cursor or slot store),
-// then loads Waiters and, only if it is non-zero, bumps Seq and wakes. All
-// four steps are sequentially consistent atomics, each a full fence, so
-// either the publisher sees the registration or the waiter's re-check sees
-// the change: no wakeup is lost (spec/wake.pml model-checks this), and a
-// publisher with no waiter makes no system call.
+// then loads Waiters and, only if the set is not empty, bumps Seq and wakes
+// as many as are registered. All four steps are sequentially consistent
+// atomics, each a full fence, so either the publisher sees the registration
+// or the waiter's re-check sees the change: no wakeup is lost
+// (spec/wake.pml model-checks this), and a publisher with no waiter makes
+// no system call.
 type Line struct {
 	Seq     *atomic.Uint32
-	Waiters *atomic.Uint32
+	Waiters WaiterSet
 }
 
 // BoundedWaiter is implemented by backends that can bound a wait by a
@@ -59,47 +62,69 @@ func (p Policy) WithDefaults() Policy {
 }
 
 // WakeIfWaiting is the publisher's half of the protocol, called after the
-// store that publishes. It reports whether a waiter was registered (and so
-// whether it woke anyone).
-func (l Line) WakeIfWaiting(b Backend) bool {
-	if l.Waiters.Load() == 0 {
-		return false
+// store that publishes. It returns how many registered waiters it woke (0
+// when the set was empty, without a system call), and the backend's error.
+// A waiter counted here may not be parked yet; it then sees the change in
+// its re-check, and at most consumes one spurious wake-up later.
+func (l Line) WakeIfWaiting(b Backend) (int, error) {
+	if !l.Waiters.Any() {
+		return 0, nil
 	}
 	l.Seq.Add(1)
-	b.Wake(l.Seq, 1<<30) // an error only means no one was there to wake
-	return true
+	n := l.Waiters.Count()
+	if n == 0 {
+		return 0, nil // all left between the two loads: they saw the change
+	}
+	return n, b.Wake(l.Seq, n)
 }
 
-// Await is the waiter's half. It returns nil once ready reports true, an
-// error wrapping ctx's when ctx ends, or the first error of check, which it
-// calls after each park of at most period (a dead peer wakes no one, so the
-// caller checks for one). parked reports whether it registered and parked
-// at all, for the caller's statistics. ready runs in the spin loop and must
-// be cheap.
-func (l Line) Await(ctx context.Context, p Policy, period time.Duration, ready func() bool, check func() error) (parked bool, err error) {
-	if p.Spin > 0 {
-		deadline := time.Now().Add(p.Spin)
-		for i := 0; ; i++ {
-			if ready() {
-				return false, nil
+// Await is the waiter's half, for the holder of registry entry me: Spin,
+// then Park. It returns nil once ready reports true, ctx's error when ctx
+// ends, or the first error of check, which it calls after each park of at
+// most period (a dead peer wakes no one, so the caller checks for one).
+// parked reports whether it registered and parked at all, for the caller's
+// statistics. ready runs in the spin loop and must be cheap.
+func (l Line) Await(ctx context.Context, p Policy, me int, period time.Duration, ready func() bool, check func() error) (parked bool, err error) {
+	if l.Spin(p, ready) {
+		return false, nil
+	}
+	return l.Park(ctx, p, me, period, ready, check)
+}
+
+// Spin checks ready for p.Spin, yielding the processor now and then, and
+// reports whether it became true. It makes no system call and touches no
+// shared word but what ready reads.
+func (l Line) Spin(p Policy, ready func() bool) bool {
+	if p.Spin <= 0 {
+		return ready()
+	}
+	deadline := time.Now().Add(p.Spin)
+	for i := 0; ; i++ {
+		if ready() {
+			return true
+		}
+		if i%128 == 127 {
+			if time.Now().After(deadline) {
+				return false
 			}
-			if i%128 == 127 {
-				if time.Now().After(deadline) {
-					break
-				}
-				runtime.Gosched()
-			}
+			runtime.Gosched()
 		}
 	}
-	l.Waiters.Add(1)
-	defer l.Waiters.Add(^uint32(0))
+}
+
+// Park registers entry me as a waiter and parks until ready reports true
+// (nil), ctx ends (ctx's error, unwrapped), or check fails after a park of
+// at most period (check's error). It reports whether it parked at all.
+func (l Line) Park(ctx context.Context, p Policy, me int, period time.Duration, ready func() bool, check func() error) (parked bool, err error) {
+	l.Waiters.Add(me)
+	defer l.Waiters.Remove(me)
 	for {
 		seq := l.Seq.Load()
 		if ready() {
 			return parked, nil
 		}
 		if err := ctx.Err(); err != nil {
-			return parked, fmt.Errorf("notify: wait: %w", err)
+			return parked, err
 		}
 		parked = true
 		var err error
@@ -110,8 +135,11 @@ func (l Line) Await(ctx context.Context, p Policy, period time.Duration, ready f
 			err = p.Backend.Wait(pctx, l.Seq, seq)
 			cancel()
 		}
-		if err != nil && ctx.Err() != nil {
-			return parked, fmt.Errorf("notify: wait: %w", ctx.Err())
+		if ctx.Err() != nil {
+			return parked, ctx.Err()
+		}
+		if err != nil && !isTimeout(err) {
+			return parked, fmt.Errorf("notify: wait: %w", err)
 		}
 		if check != nil {
 			if err := check(); err != nil {
@@ -119,4 +147,10 @@ func (l Line) Await(ctx context.Context, p Policy, period time.Duration, ready f
 			}
 		}
 	}
+}
+
+// isTimeout reports whether err is a bounded park ending (the derived
+// context's deadline), not a failure of the backend.
+func isTimeout(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded)
 }

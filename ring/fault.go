@@ -37,3 +37,17 @@ func (s *Segment) CatchFault(err *error, old bool) {
 	}
 	panic(r)
 }
+
+// Guard runs fn, which may touch the mapping (a message from Peek, a
+// reservation from Reserve), and turns a fault inside the mapping into an
+// error wrapping ErrTruncated instead of a SIGBUS that kills the process:
+// the way to read or fill a zero-copy slice of a segment that another
+// process could truncate (a shm name or a file). Errors of fn are returned
+// as they are. Segments that cannot shrink (a memfd sealed by Create) run
+// fn without the guard.
+func (s *Segment) Guard(fn func() error) (err error) {
+	if s.shrinkable {
+		defer s.CatchFault(&err, debug.SetPanicOnFault(true))
+	}
+	return fn()
+}

@@ -47,3 +47,26 @@ func TestCatchFault(t *testing.T) {
 	}()
 	t.Fatal("the panic was swallowed")
 }
+
+// TestGuard: a zero-copy slice touched after truncation under Guard gives
+// ErrTruncated, and the process lives.
+func TestGuard(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q")
+	s := create(t, File(path))
+	data := s.Data()
+	if err := s.Guard(func() error { data[0] = 1; return nil }); err != nil {
+		t.Fatalf("before truncation: %v", err)
+	}
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	var copied []byte
+	err := s.Guard(func() error { copied = append(copied, data[:64]...); return nil })
+	if !errors.Is(err, ErrTruncated) {
+		t.Fatalf("copy after truncation: %v, want ErrTruncated", err)
+	}
+	want := errors.New("mine")
+	if err := s.Guard(func() error { return want }); err != want {
+		t.Fatalf("fn's error: %v", err)
+	}
+}

@@ -52,13 +52,16 @@ func (s *Segment) Attach(i int, role uint32) (*Entry, error) {
 		return nil, fmt.Errorf("%w: entry %d is already held through this handle", ErrRoleTaken, i)
 	}
 	base := s.hdr.Entry(i)
-	if err := ofd.TryLock(s.lockFd(), layout.EntryLockByte(i)); err != nil {
+	if err := s.lockEntry(i); err != nil {
 		if errors.Is(err, ofd.ErrLocked) {
 			pid := s.mustUint32(base + layout.EntryPID).Load()
 			return nil, fmt.Errorf("%w: entry %d held by pid %d", ErrRoleTaken, i, pid)
 		}
 		return nil, err
 	}
+	// Registrations a dead predecessor left in the waiter sets are ours to
+	// clear now: only the holder of an entry's lock writes its bits.
+	s.clearWaiters(i)
 	e := &Entry{
 		seg:      s,
 		index:    i,
@@ -106,6 +109,7 @@ func (e *Entry) Detach() error {
 	if s.closed || !s.held[e.index] {
 		return nil
 	}
+	s.clearWaiters(e.index)
 	e.state.Store(layout.EntryDetached)
 	delete(s.held, e.index)
 	return ofd.Unlock(s.lockFd(), layout.EntryLockByte(e.index))
@@ -224,12 +228,84 @@ func (s *Segment) reap(i int) (bool, error) {
 		return false, err
 	}
 	defer ofd.Unlock(s.lockFd(), layout.EntryLockByte(i))
+	s.clearWaiters(i)
 	state := s.mustUint32(s.hdr.Entry(i) + layout.EntryState)
 	if state.Load() != layout.EntryAttached {
 		return false, nil
 	}
 	state.Store(layout.EntryFree)
 	return true, nil
+}
+
+// lockEntry takes the lock of entry i. A process that finds the entry of a
+// dead holder checks its registrations (ReapWaiter) under the same lock for
+// a few system calls, so a lock found taken is tried again a few times
+// before it counts as a live holder's.
+func (s *Segment) lockEntry(i int) error {
+	var err error
+	for try := 0; try < 4; try++ {
+		if try > 0 {
+			time.Sleep(time.Duration(try) * 100 * time.Microsecond)
+		}
+		err = ofd.TryLock(s.lockFd(), layout.EntryLockByte(i))
+		if err == nil || !errors.Is(err, ofd.ErrLocked) {
+			return err
+		}
+	}
+	return err
+}
+
+// WaiterSet returns the words of waiter set k (layout.WaiterSetProducers,
+// ...): as many as the registry needs, one per 64 entries.
+func (s *Segment) WaiterSet(k int) ([]*atomic.Uint64, error) {
+	if k < 0 || k >= int(s.hdr.WaiterSets) {
+		return nil, fmt.Errorf("%w: waiter set %d of %d", layout.ErrInvalidConfig, k, s.hdr.WaiterSets)
+	}
+	n := layout.WaiterSetLen(s.hdr.RegistryCount)
+	ws := make([]*atomic.Uint64, n)
+	for j := range ws {
+		w, err := s.Uint64(s.hdr.WaiterSet(k) + uint64(8*j))
+		if err != nil {
+			return nil, err
+		}
+		ws[j] = w
+	}
+	return ws, nil
+}
+
+// clearWaiters removes entry i from every waiter set. The caller holds
+// entry i's lock (see notify.WaiterSet for why that makes it exact).
+func (s *Segment) clearWaiters(i int) {
+	bit := uint64(1) << (i % 64)
+	for k := 0; k < int(s.hdr.WaiterSets); k++ {
+		s.mustUint64(s.hdr.WaiterSet(k) + uint64(8*(i/64))).And(^bit)
+	}
+}
+
+// ReapWaiter removes entry i from every waiter set if no live process holds
+// the entry, and reports whether it did. A publisher that keeps finding a
+// registered waiter calls it for each one now and then: a waiter killed
+// while parked leaves its registration behind, and every later publish
+// would pay a wake system call for it. It takes the entry's lock while it
+// clears, so it never touches the registration of a live holder, even one
+// that attaches meanwhile.
+func (s *Segment) ReapWaiter(i int) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false, ErrClosed
+	}
+	if i < 0 || i >= int(s.hdr.RegistryCount) || s.held[i] {
+		return false, nil
+	}
+	if err := ofd.TryLock(s.lockFd(), layout.EntryLockByte(i)); err != nil {
+		if errors.Is(err, ofd.ErrLocked) {
+			return false, nil
+		}
+		return false, err
+	}
+	s.clearWaiters(i)
+	return true, ofd.Unlock(s.lockFd(), layout.EntryLockByte(i))
 }
 
 // lockFd is the descriptor of the private lock description; see lockFile.

@@ -380,3 +380,45 @@ func mmap(f *os.File, size uint64) ([]byte, error) {
 	}
 	return unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 }
+
+// RemoveAbandoned removes the segment at loc (a Shm or File name) if it is
+// abandoned: it starts with shmq's magic, was never published, and no
+// creator holds its init lock. It fails with ErrNotSegment for anything
+// that is not a shmq segment, and with ErrExists for a segment that is
+// ready or still being created: OpenOrCreate recreates only what a shmq
+// creator left half made, and never removes what it did not make.
+func RemoveAbandoned(loc Location) error {
+	if loc.kind != locShm && loc.kind != locFile {
+		return fmt.Errorf("%w: %v has no name", ErrBadName, loc)
+	}
+	f, err := openFile(loc)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	s, err := waitReady(context.Background(), f, loc, &Options{ReadyTimeout: time.Millisecond})
+	if err == nil {
+		s.lock.Close()
+		unix.Munmap(s.mem)
+		return fmt.Errorf("%w: %v is a published segment", ErrExists, loc)
+	}
+	if !errors.Is(err, ErrAbandoned) {
+		if errors.Is(err, layout.ErrNotReady) {
+			return fmt.Errorf("%w: %v is being created", ErrExists, loc)
+		}
+		return err
+	}
+	// Remove the very file found abandoned, not one that replaced it since.
+	var opened, named unix.Stat_t
+	p, _ := loc.path()
+	if err := unix.Fstat(int(f.Fd()), &opened); err != nil {
+		return fmt.Errorf("shmq: stat %v: %w", loc, err)
+	}
+	if err := unix.Lstat(p, &named); err != nil {
+		return openError(loc, err)
+	}
+	if opened.Dev != named.Dev || opened.Ino != named.Ino {
+		return nil // replaced meanwhile: nothing abandoned there any more
+	}
+	return Unlink(loc)
+}

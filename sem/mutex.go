@@ -8,28 +8,35 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/shmq/shmq/internal/ofd"
 	"github.com/shmq/shmq/notify"
 )
 
 // MutexWords are the shared words of a Mutex. The creator of the shared
 // memory zeroes them.
 type MutexWords struct {
-	State   *atomic.Uint32 // 0 unlocked, anything else locked; written only by the holder of the OFD byte
-	Owner   *atomic.Uint32 // pid of the owner, for display only
-	Waiters *atomic.Uint32 // number of registered waiters
+	State   *atomic.Uint32   // 0 unlocked, anything else locked; written only by the holder of the lock
+	Owner   *atomic.Uint32   // pid of the owner, for display only
+	Waiters notify.WaiterSet // the registered waiters
+}
+
+// A Locker is an exclusive lock that the kernel drops when its holder dies,
+// such as an OFD lock on a byte of a file (ring.ByteLock), taken through a
+// description that this Mutex's process alone references: on Linux OFD
+// locks conflict between open file descriptions, not between goroutines
+// sharing one, and a description shared with another process would share
+// the lock with it. Elsewhere record locks are per process, so use one
+// Mutex handle per process per lock.
+type Locker interface {
+	// TryLock takes the lock if it is free and reports whether it did.
+	TryLock() (bool, error)
+	// Unlock releases it.
+	Unlock() error
 }
 
 // MutexConfig configures a Mutex.
 type MutexConfig struct {
-	// FD is an open file description used by this Mutex only (on Linux,
-	// OFD locks conflict between different opens of a file, not between
-	// goroutines sharing one); typically the shared segment's file opened
-	// once per handle. Elsewhere record locks are per process, so use one
-	// Mutex handle per process per lock.
-	FD int
-	// Byte is the byte of FD whose lock marks the owner as alive.
-	Byte int64
+	// Lock marks the owner as alive.
+	Lock Locker
 	// Backend parks waiters on State; it must not serve other words if it
 	// is a single-word backend (Eventfd, Socket).
 	Backend notify.Backend
@@ -41,8 +48,8 @@ type MutexConfig struct {
 // Mutex is a mutual-exclusion lock shared between processes that survives
 // the death of its owner, like a robust pthread mutex.
 //
-// Ownership is the exclusive OFD lock on one byte of a file (package
-// internal/ofd), which the kernel releases when the owner dies. The State
+// Ownership is an exclusive lock that the kernel releases when the owner
+// dies (a Locker, typically an OFD lock on one byte of the segment file). The State
 // word only records that the lock is taken: because it is written by the
 // OFD holder alone, after taking the byte and before releasing it, finding
 // the byte free while State says locked can only mean the owner died
@@ -58,25 +65,26 @@ type MutexConfig struct {
 // exclude each other on a local lock before contending across processes.
 type Mutex struct {
 	w        MutexWords
-	fd       int
-	b        int64
+	lk       Locker
 	be       notify.Backend
 	liveness time.Duration
 	pid      uint32
 	local    chan struct{} // one slot, full while a goroutine of this process holds or is acquiring the mutex
 	held     atomic.Bool   // the holder of local owns the mutex
+	// WakeErrors counts wake calls of Unlock that failed.
+	WakeErrors atomic.Uint64
 }
 
 // NewMutex returns a Mutex over the shared words w.
 func NewMutex(w MutexWords, cfg MutexConfig) (*Mutex, error) {
-	if w.State == nil || w.Owner == nil || w.Waiters == nil || cfg.Backend == nil || cfg.FD < 0 || cfg.Byte < 0 {
+	if w.State == nil || w.Owner == nil || cfg.Backend == nil || cfg.Lock == nil {
 		return nil, fmt.Errorf("%w: NewMutex", ErrInvalid)
 	}
 	if cfg.Liveness <= 0 {
 		cfg.Liveness = 20 * time.Millisecond
 	}
 	return &Mutex{
-		w: w, fd: cfg.FD, b: cfg.Byte, be: cfg.Backend, liveness: cfg.Liveness,
+		w: w, lk: cfg.Lock, be: cfg.Backend, liveness: cfg.Liveness,
 		pid: uint32(os.Getpid()), local: make(chan struct{}, 1),
 	}, nil
 }
@@ -90,18 +98,19 @@ func (m *Mutex) Owner() uint32 { return m.w.Owner.Load() }
 // to look for a dead owner (TryLock tells which).
 func (m *Mutex) Held() bool { return m.w.State.Load() != 0 }
 
-// Lock acquires the mutex, blocking until it is available or ctx is done.
-// If the previous owner died holding it, Lock returns an error wrapping
-// ErrOwnerDead and the caller holds the mutex (and must Unlock it, after
-// repairing whatever the dead owner left half done). Any other error means
-// the mutex is not held.
-func (m *Mutex) Lock(ctx context.Context) error {
+// Lock acquires the mutex, blocking until it is available or ctx is done,
+// registering as waiter me (a registry entry the caller holds) while it
+// parks. If the previous owner died holding it, Lock returns an error
+// wrapping ErrOwnerDead and the caller holds the mutex (and must Unlock it,
+// after repairing whatever the dead owner left half done). Any other error
+// means the mutex is not held.
+func (m *Mutex) Lock(ctx context.Context, me int) error {
 	select {
 	case m.local <- struct{}{}:
 	case <-ctx.Done():
 		return fmt.Errorf("sem: lock: %w", ctx.Err())
 	}
-	err := m.lock(ctx)
+	err := m.lock(ctx, me)
 	if err != nil && !errors.Is(err, ErrOwnerDead) {
 		<-m.local
 		return err
@@ -128,13 +137,13 @@ func (m *Mutex) TryLock() (ok bool, err error) {
 	return true, err
 }
 
-// tryOFD takes the OFD byte and, having it, marks State locked.
+// tryOFD takes the lock and, having it, marks State locked.
 func (m *Mutex) tryOFD() (bool, error) {
-	if err := ofd.TryLock(m.fd, m.b); err != nil {
-		if errors.Is(err, ofd.ErrLocked) {
-			return false, nil
+	if ok, err := m.lk.TryLock(); !ok || err != nil {
+		if err != nil {
+			return false, fmt.Errorf("sem: lock: %w", err)
 		}
-		return false, fmt.Errorf("sem: lock: %w", err)
+		return false, nil
 	}
 	prev := m.w.State.Swap(1)
 	pid := m.w.Owner.Swap(m.pid)
@@ -144,11 +153,11 @@ func (m *Mutex) tryOFD() (bool, error) {
 	return true, nil
 }
 
-func (m *Mutex) lock(ctx context.Context) error {
+func (m *Mutex) lock(ctx context.Context, me int) error {
 	registered := false
 	defer func() {
 		if registered {
-			decr(m.w.Waiters)
+			m.w.Waiters.Remove(me)
 		}
 	}()
 	for {
@@ -156,7 +165,7 @@ func (m *Mutex) lock(ctx context.Context) error {
 			return err
 		}
 		if !registered { // register, then re-check before parking
-			m.w.Waiters.Add(1)
+			m.w.Waiters.Add(me)
 			registered = true
 			continue
 		}
@@ -175,10 +184,10 @@ func (m *Mutex) lock(ctx context.Context) error {
 			if err == nil || ctx.Err() != nil {
 				err = ctx.Err()
 			}
-			decr(m.w.Waiters)
+			m.w.Waiters.Remove(me)
 			registered = false
 			// Pass on a wake this waiter may have taken from another.
-			if m.w.State.Load() == 0 && m.w.Waiters.Load() > 0 {
+			if m.w.State.Load() == 0 && m.w.Waiters.Any() {
 				_ = m.be.Wake(m.w.State, 1)
 			}
 			return fmt.Errorf("sem: lock: %w", err)
@@ -199,7 +208,9 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 // Unlock releases the mutex, which must be held through this handle, and
-// wakes one waiter if any is registered.
+// wakes one waiter if any is registered. A failed wake is not an error (the
+// mutex is released; waiters re-check at their liveness period); it is
+// counted in WakeErrors.
 func (m *Mutex) Unlock() error {
 	if !m.held.CompareAndSwap(true, false) {
 		return ErrNotLocked
@@ -208,11 +219,11 @@ func (m *Mutex) Unlock() error {
 	// means a dead owner.
 	m.w.Owner.Store(0)
 	m.w.State.Store(0)
-	err := ofd.Unlock(m.fd, m.b)
+	err := m.lk.Unlock()
 	<-m.local
-	if m.w.Waiters.Load() > 0 {
-		if werr := m.be.Wake(m.w.State, 1); werr != nil && err == nil {
-			err = werr
+	if m.w.Waiters.Any() {
+		if werr := m.be.Wake(m.w.State, 1); werr != nil {
+			m.WakeErrors.Add(1)
 		}
 	}
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shmq/shmq/internal/ofd"
 	"github.com/shmq/shmq/notify"
 )
 
@@ -25,7 +26,7 @@ func mutexHandles(t *testing.T, n int, words MutexWords) []*Mutex {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { f.Close() })
-		m, err := NewMutex(words, MutexConfig{FD: int(f.Fd()), Byte: 3, Backend: notify.Default()})
+		m, err := NewMutex(words, MutexConfig{Lock: fileLock{f, 3}, Backend: notify.Default()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,14 +36,15 @@ func mutexHandles(t *testing.T, n int, words MutexWords) []*Mutex {
 }
 
 func newWords() MutexWords {
-	return MutexWords{State: new(atomic.Uint32), Owner: new(atomic.Uint32), Waiters: new(atomic.Uint32)}
+	return MutexWords{State: new(atomic.Uint32), Owner: new(atomic.Uint32),
+		Waiters: notify.NewWaiterSet([]*atomic.Uint64{new(atomic.Uint64)})}
 }
 
 func TestMutexBasics(t *testing.T) {
 	ms := mutexHandles(t, 2, newWords())
 	a, b := ms[0], ms[1]
 	ctx := context.Background()
-	if err := a.Lock(ctx); err != nil {
+	if err := a.Lock(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	if ok, err := b.TryLock(); ok || err != nil {
@@ -50,11 +52,11 @@ func TestMutexBasics(t *testing.T) {
 	}
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
 	defer cancel()
-	if err := b.Lock(tctx); !errors.Is(err, context.DeadlineExceeded) {
+	if err := b.Lock(tctx, 1); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Lock on held mutex = %v", err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- b.Lock(ctx) }()
+	go func() { done <- b.Lock(ctx, 1) }()
 	time.Sleep(20 * time.Millisecond)
 	if err := a.Unlock(); err != nil {
 		t.Fatal(err)
@@ -108,11 +110,11 @@ func TestMutexHammer(t *testing.T) {
 	var counter int
 	var wg sync.WaitGroup
 	errs := make(chan error, 6)
-	for _, m := range ms {
+	for i, m := range ms {
 		for range 2 {
 			wg.Go(func() {
 				for range iters {
-					if err := m.Lock(ctx); err != nil {
+					if err := m.Lock(ctx, i); err != nil {
 						errs <- err
 						return
 					}
@@ -134,3 +136,19 @@ func TestMutexHammer(t *testing.T) {
 		t.Fatalf("counter = %d, want %d", counter, want)
 	}
 }
+
+// fileLock is a Locker over byte b of f's own open file description.
+type fileLock struct {
+	f *os.File
+	b int64
+}
+
+func (l fileLock) TryLock() (bool, error) {
+	err := ofd.TryLock(int(l.f.Fd()), l.b)
+	if errors.Is(err, ofd.ErrLocked) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (l fileLock) Unlock() error { return ofd.Unlock(int(l.f.Fd()), l.b) }

@@ -4,11 +4,11 @@
 // # Protocol
 //
 // Both types use the same rule to never lose a wake-up. A waiter first
-// registers (increments the shared waiters word), then re-checks the
-// condition, and only then parks through a [notify.Backend], passing the
-// value of the word it checked. A releaser first publishes (changes the
-// word), then reads the waiters word and makes a wake call only if it is
-// non-zero. Every step is a sync/atomic operation, and Go's atomics are
+// registers (adds its registry entry to a shared [notify.WaiterSet]), then
+// re-checks the condition, and only then parks through a [notify.Backend],
+// passing the value of the word it checked. A releaser first publishes
+// (changes the word), then reads the waiter set and makes a wake call only
+// if it is not empty. Every step is a sync/atomic operation, and Go's atomics are
 // sequentially consistent (each acts as a full fence), so of the two orders
 // "register before publish" and "publish before register" one holds: in
 // the first the releaser sees the registration and wakes; in the second
@@ -20,7 +20,7 @@
 //
 // Any process that maps the words can write anything into them. Values
 // outside the documented ranges are reported as [ErrCorrupt] (wrapped), and
-// a garbage waiters count costs at most useless wake calls; nothing here
+// a garbage waiter set costs at most useless wake calls; nothing here
 // panics or hangs forever because of shared-word contents, provided callers
 // pass a ctx that can end.
 package sem
@@ -62,21 +62,26 @@ const (
 // those units return, in the sense of the Go memory model (extended to all
 // processes mapping the words).
 type Semaphore struct {
-	count   *atomic.Uint32 // shared; units available, in [0, max]; also the word waiters park on
-	waiters *atomic.Uint32 // shared; number of registered (possibly parked) waiters
+	count   *atomic.Uint32   // shared; units available, in [0, max]; also the word waiters park on
+	waiters notify.WaiterSet // shared; the registered (possibly parked) waiters
 	max     uint32
 	be      notify.Backend
 	spin    atomic.Int32 // local; adaptive spin budget
+	// WakeErrors counts wake calls that failed after a release was
+	// published: the release stands (the units are there), and a waiter
+	// that missed the wake finds them at its next bounded park.
+	WakeErrors atomic.Uint64
 }
 
-// New returns a Semaphore over the shared words count and waiters, with the
-// given maximum count (1..MaxCount), parking through be. Backends that serve
-// a single word (Eventfd, Socket) must not be shared with other words.
+// New returns a Semaphore over the shared count word and waiter set, with
+// the given maximum count (1..MaxCount), parking through be. Backends that
+// serve a single word (Eventfd, Socket) must not be shared with other
+// words.
 //
 // New does not initialise the words: the process that creates the shared
-// memory stores the initial count (and zero waiters) before publishing it.
-func New(count, waiters *atomic.Uint32, max uint32, be notify.Backend) (*Semaphore, error) {
-	if count == nil || waiters == nil || be == nil || max == 0 || max > MaxCount {
+// memory stores the initial count (and an empty set) before publishing it.
+func New(count *atomic.Uint32, waiters notify.WaiterSet, max uint32, be notify.Backend) (*Semaphore, error) {
+	if count == nil || be == nil || max == 0 || max > MaxCount {
 		return nil, fmt.Errorf("%w: New(max=%d)", ErrInvalid, max)
 	}
 	s := &Semaphore{count: count, waiters: waiters, max: max, be: be}
@@ -112,8 +117,9 @@ func (s *Semaphore) TryAcquire() bool {
 
 // Acquire takes a unit, blocking until one is available or ctx is done. It
 // first tries in user space, then spins briefly (the budget adapts to how
-// often spinning succeeds), then registers as a waiter and parks.
-func (s *Semaphore) Acquire(ctx context.Context) error {
+// often spinning succeeds), then registers as waiter me (a registry entry
+// the caller holds; one goroutine at a time per entry) and parks.
+func (s *Semaphore) Acquire(ctx context.Context, me int) error {
 	if ok, err := s.try(); ok || err != nil {
 		return err
 	}
@@ -128,15 +134,15 @@ func (s *Semaphore) Acquire(ctx context.Context) error {
 		}
 	}
 	s.spin.Store(max(n/2, minSpin))
-	return s.park(ctx)
+	return s.park(ctx, me)
 }
 
-func (s *Semaphore) park(ctx context.Context) error {
-	s.waiters.Add(1) // register, then re-check (full fence: atomics are SC)
+func (s *Semaphore) park(ctx context.Context, me int) error {
+	s.waiters.Add(me) // register, then re-check (full fence: atomics are SC)
 	for {
 		ok, err := s.try()
 		if ok {
-			decr(s.waiters)
+			s.waiters.Remove(me)
 			return nil
 		}
 		if err == nil {
@@ -145,10 +151,10 @@ func (s *Semaphore) park(ctx context.Context) error {
 				continue
 			}
 		}
-		decr(s.waiters)
+		s.waiters.Remove(me)
 		// A wake meant for a unit may have reached this waiter; since it
 		// leaves without the unit, hand the wake on to another waiter.
-		if s.count.Load() > 0 && s.waiters.Load() > 0 {
+		if s.count.Load() > 0 && s.waiters.Any() {
 			_ = s.be.Wake(s.count, 1)
 		}
 		return fmt.Errorf("sem: acquire: %w", err)
@@ -158,6 +164,9 @@ func (s *Semaphore) park(ctx context.Context) error {
 // Release adds n units (1..MaxCount) and wakes up to n registered waiters;
 // it makes no wake call when no waiter is registered. It fails with
 // ErrOverflow, releasing nothing, if the count would exceed the maximum.
+// Once the units are published Release succeeds: a failed wake is counted
+// in WakeErrors, not returned, since the caller must not take back (or
+// repeat) a release that stands.
 func (s *Semaphore) Release(n int) error {
 	if n <= 0 || n > MaxCount {
 		return fmt.Errorf("%w: Release(%d)", ErrInvalid, n)
@@ -174,21 +183,12 @@ func (s *Semaphore) Release(n int) error {
 			break
 		}
 	}
-	if w := s.waiters.Load(); w > 0 {
-		if err := s.be.Wake(s.count, int(min(uint64(n), uint64(w)))); err != nil {
-			return fmt.Errorf("sem: release: %w", err)
+	if s.waiters.Any() {
+		if w := s.waiters.Count(); w > 0 {
+			if err := s.be.Wake(s.count, min(n, w)); err != nil {
+				s.WakeErrors.Add(1)
+			}
 		}
 	}
 	return nil
-}
-
-// decr decrements a shared counter without wrapping below zero, which only
-// a corrupting peer could otherwise cause.
-func decr(w *atomic.Uint32) {
-	for {
-		v := w.Load()
-		if v == 0 || w.CompareAndSwap(v, v-1) {
-			return
-		}
-	}
 }

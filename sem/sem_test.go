@@ -14,7 +14,8 @@ import (
 
 func newSem(t *testing.T, initial, max uint32, be notify.Backend) *Semaphore {
 	t.Helper()
-	count, waiters := new(atomic.Uint32), new(atomic.Uint32)
+	count := new(atomic.Uint32)
+	waiters := notify.NewWaiterSet([]*atomic.Uint64{new(atomic.Uint64)})
 	count.Store(initial)
 	s, err := New(count, waiters, max, be)
 	if err != nil {
@@ -50,10 +51,10 @@ func TestSemaphoreHammer(t *testing.T) {
 			var inside, peak atomic.Int32
 			var wg sync.WaitGroup
 			errs := make(chan error, goroutines)
-			for range goroutines {
+			for g := range goroutines {
 				wg.Go(func() {
 					for range iters {
-						if err := s.Acquire(ctx); err != nil {
+						if err := s.Acquire(ctx, g); err != nil {
 							errs <- err
 							return
 						}
@@ -79,7 +80,7 @@ func TestSemaphoreHammer(t *testing.T) {
 			if p := peak.Load(); p > max {
 				t.Fatalf("%d holders at once, max %d", p, max)
 			}
-			if c, w := s.count.Load(), s.waiters.Load(); c != max || w != 0 {
+			if c, w := s.count.Load(), s.waiters.Count(); c != max || w != 0 {
 				t.Fatalf("count=%d waiters=%d, want %d and 0", c, w, max)
 			}
 		})
@@ -114,7 +115,7 @@ func TestBoundedBufferNoLostWakeup(t *testing.T) {
 				errc := make(chan error, 2)
 				go func() {
 					for i := range items {
-						if err := empty.Acquire(ctx); err != nil {
+						if err := empty.Acquire(ctx, 0); err != nil {
 							errc <- err
 							return
 						}
@@ -136,7 +137,7 @@ func TestBoundedBufferNoLostWakeup(t *testing.T) {
 				}()
 				go func() {
 					for i := range items {
-						if err := full.Acquire(ctx); err != nil {
+						if err := full.Acquire(ctx, 1); err != nil {
 							errc <- err
 							return
 						}
@@ -178,7 +179,7 @@ func TestSemaphoreGarbageIsAnError(t *testing.T) {
 	s.count.Store(0xfffffff0) // hostile peer
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if err := s.Acquire(ctx); !errors.Is(err, ErrCorrupt) {
+	if err := s.Acquire(ctx, 0); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Acquire on corrupt count: %v", err)
 	}
 	if s.TryAcquire() {
@@ -188,7 +189,9 @@ func TestSemaphoreGarbageIsAnError(t *testing.T) {
 		t.Fatalf("Release on corrupt count: %v", err)
 	}
 	s.count.Store(0)
-	s.waiters.Store(0xffffffff) // garbage waiters: only useless wakes
+	for i := range 64 {
+		s.waiters.Add(i) // garbage waiters: only useless wakes
+	}
 	if err := s.Release(1); err != nil {
 		t.Fatal(err)
 	}
@@ -205,14 +208,14 @@ func TestAcquireDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err := s.Acquire(ctx)
+	err := s.Acquire(ctx, 0)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)
 	}
 	if d := time.Since(start); d > 80*time.Millisecond {
 		t.Fatalf("took %v", d)
 	}
-	if w := s.waiters.Load(); w != 0 {
+	if w := s.waiters.Count(); w != 0 {
 		t.Fatalf("waiters = %d after cancelled Acquire", w)
 	}
 }
@@ -222,7 +225,7 @@ func TestReleaseWithoutWaitersMakesNoWakeCall(t *testing.T) {
 	be := notify.Default()
 	s := newSem(t, 1, 1, be)
 	for range 1000 {
-		if err := s.Acquire(context.Background()); err != nil {
+		if err := s.Acquire(context.Background(), 0); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.Release(1); err != nil {
@@ -231,5 +234,35 @@ func TestReleaseWithoutWaitersMakesNoWakeCall(t *testing.T) {
 	}
 	if st := be.Stats(); st.Wakes != 0 || st.WakeSyscalls != 0 || st.Waits != 0 {
 		t.Fatalf("stats = %+v, want all zero", st)
+	}
+}
+
+// failingWake is a backend whose wake calls fail, as a socket backend's do
+// when the peer's socket is gone.
+type failingWake struct{ notify.Backend }
+
+func (failingWake) Wake(*atomic.Uint32, int) error { return errors.New("wake failed") }
+
+// TestReleaseStandsWhenWakeFails: once the units are published, Release
+// reports success (a caller that saw an error would retry and duplicate
+// what it released); the failed wake is counted.
+func TestReleaseStandsWhenWakeFails(t *testing.T) {
+	s := newSem(t, 0, 4, failingWake{notify.Default()})
+	s.waiters.Add(3) // a registered waiter, whose wake will fail
+	if err := s.Release(1); err != nil {
+		t.Fatalf("Release with a failing wake: %v, want nil", err)
+	}
+	if v, n := s.Value(), s.WakeErrors.Load(); v != 1 || n != 1 {
+		t.Fatalf("count %d, wake errors %d; want 1 and 1", v, n)
+	}
+	words := newWords()
+	words.Waiters.Add(5)
+	m := mutexHandles(t, 1, words)[0]
+	m.be = failingWake{notify.Default()}
+	if err := m.Lock(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Unlock(); err != nil || m.WakeErrors.Load() != 1 {
+		t.Fatalf("Unlock with a failing wake: %v, %d wake errors; want nil, 1", err, m.WakeErrors.Load())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"github.com/shmq/shmq/internal/shmtest"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -36,10 +37,10 @@ func pingPongRounds() int {
 }
 
 func semsOver(mem []byte) (ping, pong *Semaphore, err error) {
-	if ping, err = New(shmtest.Word(mem, wPing), shmtest.Word(mem, wPingWaiters), 1, notify.Default()); err != nil {
+	if ping, err = New(shmtest.Word(mem, wPing), waiterSet(mem, wPingWaiters), 1, notify.Default()); err != nil {
 		return nil, nil, err
 	}
-	pong, err = New(shmtest.Word(mem, wPong), shmtest.Word(mem, wPongWaiters), 1, notify.Default())
+	pong, err = New(shmtest.Word(mem, wPong), waiterSet(mem, wPongWaiters), 1, notify.Default())
 	return ping, pong, err
 }
 
@@ -54,7 +55,7 @@ func helperPingPong(_ string, mem []byte) int {
 	shmtest.Word(mem, wRounds).Store(0)
 	shmtest.Word(mem, wReady).Store(1)
 	for range n {
-		if ping.Acquire(ctx) != nil {
+		if ping.Acquire(ctx, 1) != nil {
 			return 4
 		}
 		shmtest.Word(mem, wRounds).Add(1)
@@ -86,7 +87,7 @@ func TestSemaphorePingPongAcrossProcesses(t *testing.T) {
 		if err := ping.Release(1); err != nil {
 			t.Fatal(err)
 		}
-		if err := pong.Acquire(ctx); err != nil {
+		if err := pong.Acquire(ctx, 0); err != nil {
 			t.Fatalf("round %d: %v", i, err)
 		}
 		if got := shmtest.Word(mem, wRounds).Load(); got != uint32(i+1) {
@@ -104,8 +105,8 @@ func mutexOver(t testing.TB, path string, mem []byte) (*Mutex, *os.File) {
 		}
 		return nil, nil
 	}
-	m, err := NewMutex(MutexWords{State: shmtest.Word(mem, wState), Owner: shmtest.Word(mem, wOwner), Waiters: shmtest.Word(mem, wMutexWaiters)},
-		MutexConfig{FD: int(f.Fd()), Byte: lockByte, Backend: notify.Default()})
+	m, err := NewMutex(MutexWords{State: shmtest.Word(mem, wState), Owner: shmtest.Word(mem, wOwner), Waiters: waiterSet(mem, wMutexWaiters)},
+		MutexConfig{Lock: fileLock{f, lockByte}, Backend: notify.Default()})
 	if err != nil {
 		if t != nil {
 			t.Fatal(err)
@@ -121,7 +122,7 @@ func helperMutexHold(path string, mem []byte) int {
 	if m == nil {
 		return 3
 	}
-	if err := m.Lock(context.Background()); err != nil {
+	if err := m.Lock(context.Background(), 1); err != nil {
 		return 4
 	}
 	shmtest.Word(mem, wReady).Store(1)
@@ -153,7 +154,7 @@ func TestMutexOwnerKilled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- m.Lock(ctx) }()
+	go func() { done <- m.Lock(ctx, 0) }()
 	time.Sleep(50 * time.Millisecond) // let Lock park
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -176,10 +177,15 @@ func TestMutexOwnerKilled(t *testing.T) {
 	if err := m.Unlock(); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Lock(ctx); err != nil {
+	if err := m.Lock(ctx, 0); err != nil {
 		t.Fatalf("clean Lock after recovery: %v", err)
 	}
 	if err := m.Unlock(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// waiterSet is a one-word waiter set at the 64-bit word after 32-bit word i.
+func waiterSet(mem []byte, i int) notify.WaiterSet {
+	return notify.NewWaiterSet([]*atomic.Uint64{shmtest.Word64(mem, 16+i)})
 }

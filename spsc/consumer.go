@@ -4,15 +4,17 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"runtime/debug"
 
+	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/ring"
 )
 
 // Consumer is the reading side of a queue. Only one Consumer may be attached
 // to a queue at a time, across all processes; it is not safe for concurrent
-// use.
+// use, except that Close may be called from any goroutine.
 //
 // Peek returns messages in commit order without freeing them; Release frees
 // everything peeked so far with one store of the head cursor. TryRecv, Recv
@@ -23,6 +25,7 @@ import (
 type Consumer struct {
 	q      *Queue
 	e      *ring.Entry
+	g      *gate.Gate
 	data   []byte
 	cap    uint64
 	mask   uint64
@@ -35,47 +38,74 @@ type Consumer struct {
 	peeked              uint64 // messages peeked since the last release
 	peekedBytes         uint64
 	msgs, bytes, stalls uint64 // private copies of the registry counters
-
-	closed bool
+	waker
 }
 
 // Consumer attaches q's consumer role. It fails with ErrRoleTaken while
 // another live process (or another handle) holds it; a consumer that died
 // frees the role and its successor resumes at the released head.
 func (q *Queue) Consumer() (*Consumer, error) {
-	e, err := q.attach(layout.SPSCConsumerEntry, layout.RoleConsumer)
-	if err != nil {
-		return nil, err
+	return attach(q, "Consumer", layout.SPSCConsumerEntry, layout.RoleConsumer, func(e *ring.Entry, tail, head uint64) *Consumer {
+		return &Consumer{
+			q: q, e: e, g: gate.New(), data: q.data, cap: q.hdr.Capacity, mask: q.mask, maxMsg: q.hdr.MaxMessage,
+			head: head, pos: head, tailCache: tail,
+		}
+	}, func() **Consumer { return &q.consumer })
+}
+
+// enter admits a call of operation op, or says why not.
+func (c *Consumer) enter(op string) error {
+	if c == nil || c.g == nil {
+		return opError(op, errNilHandle)
 	}
-	tail, head := q.tail.Load(), q.head.Load()
-	if err := q.checkUsed(tail, head); err != nil {
-		e.Detach()
-		return nil, err
+	if !c.g.Enter() {
+		return opError(op, ErrClosed)
 	}
-	c := &Consumer{
-		q: q, e: e, data: q.data, cap: q.hdr.Capacity, mask: q.mask, maxMsg: q.hdr.MaxMessage,
-		head: head, pos: head, tailCache: tail,
-		msgs: e.Messages.Load(), bytes: e.Bytes.Load(), stalls: e.Stalls.Load(),
-	}
-	q.mu.Lock()
-	q.consumer = c
-	q.mu.Unlock()
-	return c, nil
+	return nil
 }
 
 // Peek returns the next message not yet peeked, without releasing it. The
 // slice aliases the shared ring: it stays valid, and the producer will not
-// overwrite it, until Release. A hostile producer process could still write
-// into it; copy it before trusting its contents across a check. Peek
-// returns ErrEmpty (unwrapped, cheap to test) when no committed message is
-// left.
+// overwrite it, until Release (or Close). A hostile producer process could
+// still write into it; copy it before trusting its contents across a check,
+// and on a segment another process could truncate, read it inside
+// Queue.Guard. Peek returns ErrEmpty (unwrapped, cheap to test) when no
+// committed message is left.
 func (c *Consumer) Peek() (_ []byte, err error) {
+	if err := c.enter("Peek"); err != nil {
+		return nil, err
+	}
+	defer c.g.Exit()
 	if c.q.guarded {
 		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
-	if c.closed {
-		return nil, ErrClosed
+	m, err := c.peek()
+	return m, opError("Peek", err)
+}
+
+// PeekWait is Peek that waits, while the queue is empty, until a message is
+// committed or ctx ends, like Recv; it returns io.EOF at the end of the
+// stream.
+func (c *Consumer) PeekWait(ctx context.Context) (_ []byte, err error) {
+	if err := c.enter("PeekWait"); err != nil {
+		return nil, err
 	}
+	defer c.g.Exit()
+	if c.q.guarded {
+		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	}
+	for {
+		m, err := c.peek()
+		if err != ErrEmpty {
+			return m, opError("PeekWait", err)
+		}
+		if err := c.waitData(ctx); err != nil {
+			return nil, opError("PeekWait", err)
+		}
+	}
+}
+
+func (c *Consumer) peek() ([]byte, error) {
 	for {
 		avail := c.tailCache - c.pos
 		if avail == 0 {
@@ -115,16 +145,32 @@ func (c *Consumer) Peek() (_ []byte, err error) {
 	}
 }
 
+// unpeek puts the message m, the last one peeked, back.
+func (c *Consumer) unpeek(m []byte) {
+	c.pos -= layout.RecordSize(len(m))
+	c.peeked--
+	c.peekedBytes -= uint64(len(m))
+}
+
 // Release frees every message returned by Peek since the last Release with
 // one store of the head cursor, and wakes the producer if it is parked. The
 // store is a release: the consumer's reads of those messages happen before
 // the producer's reuse of their space.
 func (c *Consumer) Release() (err error) {
+	if err := c.enter("Release"); err != nil {
+		return err
+	}
+	defer c.g.Exit()
 	if c.q.guarded {
 		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
+	c.release()
+	return nil
+}
+
+func (c *Consumer) release() {
 	if c.pos == c.head {
-		return nil
+		return
 	}
 	c.q.head.Store(c.pos)
 	c.head = c.pos
@@ -133,13 +179,16 @@ func (c *Consumer) Release() (err error) {
 	c.peeked, c.peekedBytes = 0, 0
 	c.e.Messages.Store(c.msgs)
 	c.e.Bytes.Store(c.bytes)
-	c.q.wakeIfWaiting(c.q.producerWake, c.e)
-	return nil
+	c.wakeIfWaiting(c.q, c.q.producerWake, c.e)
 }
 
 // Rewind forgets the messages peeked since the last Release: the next Peek
 // returns them again.
 func (c *Consumer) Rewind() {
+	if c.enter("Rewind") != nil {
+		return
+	}
+	defer c.g.Exit()
 	c.pos, c.peeked, c.peekedBytes = c.head, 0, 0
 }
 
@@ -148,89 +197,128 @@ func (c *Consumer) Rewind() {
 // returns ErrShortBuffer and leaves the message in the queue. Messages
 // peeked and not released are released along with it.
 func (c *Consumer) TryRecv(buf []byte) (_ int, err error) {
+	if err := c.enter("TryRecv"); err != nil {
+		return 0, err
+	}
+	defer c.g.Exit()
 	if c.q.guarded {
 		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
-	m, err := c.Peek()
+	n, err := c.tryRecv(buf)
+	return n, opError("TryRecv", err)
+}
+
+func (c *Consumer) tryRecv(buf []byte) (int, error) {
+	m, err := c.peek()
 	if err != nil {
 		return 0, err
 	}
 	if len(m) > len(buf) {
-		c.pos -= layout.RecordSize(len(m))
-		c.peeked--
-		c.peekedBytes -= uint64(len(m))
+		c.unpeek(m)
 		return 0, fmt.Errorf("%w: message of %d bytes, buffer of %d", ErrShortBuffer, len(m), len(buf))
 	}
 	n := copy(buf, m)
-	return n, c.Release()
+	c.release()
+	return n, nil
 }
 
 // TryRecvBatch calls fn with up to max committed messages, in order, then
 // releases them with one store. The slices passed to fn are valid only
-// during the call. It returns how many messages it handed out, and ErrEmpty
-// if there were none. If fn returns an error, the messages before that one
-// are released, that one and the rest are not, and the error is returned.
+// during the call; fn must not call Close on this consumer or its queue.
+// It returns how many messages it handed out, and ErrEmpty if there were
+// none. If fn returns an error, the messages before that one are released,
+// that one and the rest are not, and the error is returned.
 func (c *Consumer) TryRecvBatch(max int, fn func(msg []byte) error) (_ int, err error) {
+	if err := c.enter("TryRecvBatch"); err != nil {
+		return 0, err
+	}
+	defer c.g.Exit()
+	if max <= 0 {
+		return 0, opError("TryRecvBatch", fmt.Errorf("%w: max %d", ErrInvalid, max))
+	}
 	if c.q.guarded {
 		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	n := 0
 	for n < max {
-		m, err := c.Peek()
+		m, err := c.peek()
 		if err == ErrEmpty && n > 0 {
 			break
 		}
 		if err != nil {
-			c.Release()
-			return n, err
+			c.release()
+			return n, opError("TryRecvBatch", err)
 		}
 		if err := fn(m); err != nil {
-			c.pos -= layout.RecordSize(len(m))
-			c.peeked--
-			c.peekedBytes -= uint64(len(m))
-			c.Release()
+			c.unpeek(m)
+			c.release()
 			return n, err
 		}
 		n++
 	}
-	return n, c.Release()
+	c.release()
+	return n, nil
 }
 
 // Recv copies the next message into buf and releases it, waiting while the
-// queue is empty until ctx ends. It fails with ErrPeerDead if the queue
-// stays empty and the producer died without detaching (a new producer may
-// attach; Recv may be called again).
+// queue is empty until ctx ends or the consumer is closed. It returns
+// io.EOF once the producer has closed and every message it committed has
+// been received (a producer that attaches later starts a new stream, which
+// the next Recv returns). It fails with ErrPeerDead if the queue stays
+// empty and the producer died without detaching (a new producer may attach;
+// Recv may be called again).
 func (c *Consumer) Recv(ctx context.Context, buf []byte) (_ int, err error) {
+	if err := c.enter("Recv"); err != nil {
+		return 0, err
+	}
+	defer c.g.Exit()
 	if c.q.guarded {
 		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	for {
-		n, err := c.TryRecv(buf)
+		n, err := c.tryRecv(buf)
 		if err != ErrEmpty {
-			return n, err
+			return n, opError("Recv", err)
 		}
-		if err := c.q.waitFor(ctx, c.q.consumerWake, c.e, layout.SPSCProducerEntry, func() bool {
-			return c.q.tail.Load() != c.pos
-		}); err != nil {
-			return 0, err
+		if err := c.waitData(ctx); err != nil {
+			return 0, opError("Recv", err)
 		}
 	}
 }
 
+// waitData waits, after a peek found the ring empty, until the tail moves
+// or the stream ends (io.EOF).
+func (c *Consumer) waitData(ctx context.Context) error {
+	if c.ended() {
+		return io.EOF
+	}
+	return c.q.waitFor(ctx, c.g, c.q.consumerWake, c.e, layout.SPSCProducerEntry, func() bool {
+		return c.q.tail.Load() != c.pos || c.q.prodState.Load() == layout.EntryDetached
+	})
+}
+
+// ended reports the end of the stream: the producer detached cleanly and
+// everything it committed has been peeked. The producer stores its last
+// tail before its detached state, so the tail loaded after seeing that
+// state is final.
+func (c *Consumer) ended() bool {
+	return c.q.prodState.Load() == layout.EntryDetached && c.q.tail.Load() == c.pos
+}
+
 // Close detaches the consumer role. Messages peeked and not released stay
-// in the queue for the next consumer.
+// in the queue for the next consumer. Close may be called from any
+// goroutine: a call blocked in Recv or PeekWait returns ErrClosed, and
+// Close returns after it.
 func (c *Consumer) Close() (err error) {
+	if c == nil || c.g == nil {
+		return opError("Close", errNilHandle)
+	}
+	if !c.g.Close() {
+		return nil
+	}
 	if c.q.guarded {
 		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
-	if c.closed {
-		return nil
-	}
-	c.closed = true
-	c.q.mu.Lock()
-	if c.q.consumer == c {
-		c.q.consumer = nil
-	}
-	c.q.mu.Unlock()
-	return c.e.Detach()
+	detach(c.q, &c.q.consumer, c)
+	return opError("Close", c.e.Detach())
 }

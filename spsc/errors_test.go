@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -199,7 +200,9 @@ func TestGarbageNeverPanics(t *testing.T) {
 func TestOpenOrCreateReplacesAbandoned(t *testing.T) {
 	loc := tempShm(t)
 	path := "/dev/shm/" + queueName(loc)
-	if err := os.WriteFile(path, make([]byte, 3*layout.PageSize), 0o600); err != nil { // sized, never published
+	b := make([]byte, 3*layout.PageSize) // shmq's magic, never published, no creator
+	binary.LittleEndian.PutUint64(b, layout.Magic)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Open(context.Background(), loc, nil); !errors.Is(err, ring.ErrAbandoned) {
@@ -213,4 +216,60 @@ func TestOpenOrCreateReplacesAbandoned(t *testing.T) {
 	if q.Capacity() != 256 {
 		t.Fatalf("capacity %d", q.Capacity())
 	}
+}
+
+// TestOpenOrCreateLeavesForeignFiles: shmq never deletes what it did not
+// create. A file at the name without shmq's magic (empty, zeros, text, a
+// directory) is ErrNotSegment, and stays.
+func TestOpenOrCreateLeavesForeignFiles(t *testing.T) {
+	for _, content := range [][]byte{nil, make([]byte, 8192), []byte("hello")} {
+		loc := tempShm(t)
+		path := "/dev/shm/" + queueName(loc)
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := OpenOrCreate(context.Background(), loc, Config{Capacity: 256}); !errors.Is(err, ErrNotSegment) {
+			t.Fatalf("%d bytes: %v, want ErrNotSegment", len(content), err)
+		}
+		if got, err := os.ReadFile(path); err != nil || len(got) != len(content) {
+			t.Fatalf("the foreign file was touched: %d bytes, %v", len(got), err)
+		}
+	}
+	loc := tempShm(t)
+	path := "/dev/shm/" + queueName(loc)
+	if err := os.Mkdir(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(path)
+	if _, err := OpenOrCreate(context.Background(), loc, Config{Capacity: 256}); !errors.Is(err, ErrNotSegment) {
+		t.Fatalf("directory: %v, want ErrNotSegment", err)
+	}
+}
+
+// TestOpenOrCreateMismatch: an existing queue with another configuration
+// is refused, naming the difference, unless the caller accepts it.
+func TestOpenOrCreateMismatch(t *testing.T) {
+	loc := tempShm(t)
+	q, err := Create(loc, Config{Capacity: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	_, err = OpenOrCreate(context.Background(), loc, Config{Capacity: 1 << 20})
+	if !errors.Is(err, ErrMismatch) || !strings.Contains(err.Error(), "capacity 4096, asked for 1048576") {
+		t.Fatalf("asked for 1 MiB, found 4 KiB: %v, want ErrMismatch naming both", err)
+	}
+	q2, err := OpenOrCreate(context.Background(), loc, Config{Capacity: 1 << 20, AcceptExisting: true})
+	if err != nil {
+		t.Fatalf("with AcceptExisting: %v", err)
+	}
+	defer q2.Close()
+	if q2.Capacity() != 4096 {
+		t.Fatalf("capacity %d", q2.Capacity())
+	}
+	q3, err := OpenOrCreate(context.Background(), loc, Config{})
+	if err != nil {
+		t.Fatalf("zero config accepts any queue: %v", err)
+	}
+	q3.Close()
 }

@@ -204,6 +204,23 @@ func helper(mode string) error {
 			}
 		}
 		fmt.Println("ok")
+	case "recv-park": // attach as the consumer and block in Recv until killed
+		c, err := q.Consumer()
+		if err != nil {
+			return err
+		}
+		fmt.Println("attached")
+		_, err = c.Recv(ctx, make([]byte, q.MaxMessage()))
+		return err
+	case "send-park": // attach as the producer, fill the ring and block in Send until killed
+		p, err := q.Producer()
+		if err != nil {
+			return err
+		}
+		for p.TrySend(make([]byte, 8)) == nil {
+		}
+		fmt.Println("attached")
+		return p.Send(ctx, make([]byte, 8))
 	case "bench": // receive count messages as fast as possible
 		c, err := q.Consumer()
 		if err != nil {

@@ -6,13 +6,15 @@ import (
 	"fmt"
 	"runtime/debug"
 
+	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/ring"
 )
 
 // Producer is the writing side of a queue. Only one Producer may be attached
 // to a queue at a time, across all processes; it is not safe for concurrent
-// use (wrap it in a mutex or give each goroutine its own queue).
+// use (wrap it in a mutex or give each goroutine its own queue), except
+// that Close may be called from any goroutine.
 //
 // Messages become visible to the consumer when they are committed: TrySend,
 // Send and the batch calls commit what they write; Reserve leaves records
@@ -21,6 +23,7 @@ import (
 type Producer struct {
 	q      *Queue
 	e      *ring.Entry
+	g      *gate.Gate
 	data   []byte
 	cap    uint64
 	mask   uint64
@@ -32,32 +35,30 @@ type Producer struct {
 
 	pendMsgs, pendBytes uint64 // reserved, not yet committed
 	msgs, bytes, stalls uint64 // private copies of the registry counters
-
-	closed bool
+	waker
 }
 
 // Producer attaches q's producer role. It fails with ErrRoleTaken while
 // another live process (or another handle) holds it; a producer that died
 // frees the role and its successor continues at the committed tail.
 func (q *Queue) Producer() (*Producer, error) {
-	e, err := q.attach(layout.SPSCProducerEntry, layout.RoleProducer)
-	if err != nil {
-		return nil, err
+	return attach(q, "Producer", layout.SPSCProducerEntry, layout.RoleProducer, func(e *ring.Entry, tail, head uint64) *Producer {
+		return &Producer{
+			q: q, e: e, g: gate.New(), data: q.data, cap: q.hdr.Capacity, mask: q.mask, maxMsg: q.hdr.MaxMessage,
+			tail: tail, published: tail, headCache: head,
+		}
+	}, func() **Producer { return &q.producer })
+}
+
+// enter admits a call of operation op, or says why not.
+func (p *Producer) enter(op string) error {
+	if p == nil || p.g == nil {
+		return opError(op, errNilHandle)
 	}
-	tail, head := q.tail.Load(), q.head.Load()
-	if err := q.checkUsed(tail, head); err != nil {
-		e.Detach()
-		return nil, err
+	if !p.g.Enter() {
+		return opError(op, ErrClosed)
 	}
-	p := &Producer{
-		q: q, e: e, data: q.data, cap: q.hdr.Capacity, mask: q.mask, maxMsg: q.hdr.MaxMessage,
-		tail: tail, published: tail, headCache: head,
-		msgs: e.Messages.Load(), bytes: e.Bytes.Load(), stalls: e.Stalls.Load(),
-	}
-	q.mu.Lock()
-	q.producer = p
-	q.mu.Unlock()
-	return p, nil
+	return nil
 }
 
 // Reserve claims room for a message of n bytes and returns the payload
@@ -66,14 +67,42 @@ func (q *Queue) Producer() (*Producer, error) {
 // store. The slices stay valid until Commit; after it the consumer may read
 // them and then the producer may overwrite them, so do not keep them.
 // Reserve returns ErrFull (unwrapped, cheap to test) when the ring lacks
-// room.
+// room. On a segment another process could truncate, fill the slice inside
+// Queue.Guard.
 func (p *Producer) Reserve(n int) (_ []byte, err error) {
+	if err := p.enter("Reserve"); err != nil {
+		return nil, err
+	}
+	defer p.g.Exit()
 	if p.q.guarded {
 		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
-	if p.closed {
-		return nil, ErrClosed
+	b, err := p.reserve(n)
+	return b, opError("Reserve", err)
+}
+
+// ReserveWait is Reserve that waits, while the ring lacks room, until there
+// is room or ctx ends, like Send.
+func (p *Producer) ReserveWait(ctx context.Context, n int) (_ []byte, err error) {
+	if err := p.enter("ReserveWait"); err != nil {
+		return nil, err
 	}
+	defer p.g.Exit()
+	if p.q.guarded {
+		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	}
+	for {
+		b, err := p.reserve(n)
+		if err != ErrFull {
+			return b, opError("ReserveWait", err)
+		}
+		if err := p.waitRoom(ctx, n); err != nil {
+			return nil, opError("ReserveWait", err)
+		}
+	}
+}
+
+func (p *Producer) reserve(n int) ([]byte, error) {
 	if n <= 0 || n > int(p.maxMsg) {
 		return nil, fmt.Errorf("%w: %d bytes (limits 1 and %d)", ErrMessageSize, n, p.maxMsg)
 	}
@@ -126,11 +155,20 @@ func putHeader(b []byte, length, typ uint32) {
 // Commit publishes every reserved record with one store of the tail cursor,
 // and wakes the consumer if it is parked.
 func (p *Producer) Commit() (err error) {
+	if err := p.enter("Commit"); err != nil {
+		return err
+	}
+	defer p.g.Exit()
 	if p.q.guarded {
 		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
+	p.commit()
+	return nil
+}
+
+func (p *Producer) commit() {
 	if p.tail == p.published {
-		return nil
+		return
 	}
 	p.q.tail.Store(p.tail)
 	p.published = p.tail
@@ -142,88 +180,125 @@ func (p *Producer) Commit() (err error) {
 	// The tail store above and this load are sequentially consistent, so a
 	// consumer that registered as a waiter before re-checking the tail is
 	// either seen here or sees the new tail: no wakeup is lost.
-	p.q.wakeIfWaiting(p.q.consumerWake, p.e)
-	return nil
+	p.wakeIfWaiting(p.q, p.q.consumerWake, p.e)
 }
 
 // TrySend copies msg into the ring and commits it, or returns ErrFull
 // (unwrapped) without blocking. It fails with ErrPending if reservations are
 // outstanding, since committing msg would publish them half-written.
 func (p *Producer) TrySend(msg []byte) (err error) {
+	if err := p.enter("TrySend"); err != nil {
+		return err
+	}
+	defer p.g.Exit()
 	if p.q.guarded {
 		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
+	return opError("TrySend", p.trySend(msg))
+}
+
+func (p *Producer) trySend(msg []byte) error {
 	if p.tail != p.published {
 		return ErrPending
 	}
-	b, err := p.Reserve(len(msg))
+	b, err := p.reserve(len(msg))
 	if err != nil {
 		return err
 	}
 	copy(b, msg)
-	return p.Commit()
+	p.commit()
+	return nil
 }
 
 // TrySendBatch copies as many of msgs as fit and commits them together. It
 // returns how many it sent, and ErrFull if that is fewer than len(msgs).
 func (p *Producer) TrySendBatch(msgs [][]byte) (_ int, err error) {
+	if err := p.enter("TrySendBatch"); err != nil {
+		return 0, err
+	}
+	defer p.g.Exit()
 	if p.q.guarded {
 		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
+	n, err := p.trySendBatch(msgs)
+	return n, opError("TrySendBatch", err)
+}
+
+func (p *Producer) trySendBatch(msgs [][]byte) (int, error) {
 	if p.tail != p.published {
 		return 0, ErrPending
 	}
 	n := 0
+	var err error
 	for _, m := range msgs {
 		var b []byte
-		if b, err = p.Reserve(len(m)); err != nil {
+		if b, err = p.reserve(len(m)); err != nil {
 			break
 		}
 		copy(b, m)
 		n++
 	}
-	if cerr := p.Commit(); cerr != nil {
-		return n, cerr
-	}
+	p.commit()
 	return n, err
 }
 
 // Send copies msg into the ring and commits it, waiting while the ring is
-// full until ctx ends. It fails with ErrPeerDead if the ring stays full and
-// the consumer died without detaching (a new consumer may attach and drain
-// it; Send may be called again).
+// full until ctx ends or the producer is closed. It fails with ErrPeerDead
+// if the ring stays full and the consumer died without detaching (a new
+// consumer may attach and drain it; Send may be called again).
 func (p *Producer) Send(ctx context.Context, msg []byte) (err error) {
+	if err := p.enter("Send"); err != nil {
+		return err
+	}
+	defer p.g.Exit()
 	if p.q.guarded {
 		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
+	return opError("Send", p.send(ctx, msg))
+}
+
+func (p *Producer) send(ctx context.Context, msg []byte) error {
 	for {
-		err := p.TrySend(msg)
+		err := p.trySend(msg)
 		if err != ErrFull {
 			return err
 		}
-		need := p.need(layout.RecordSize(len(msg)))
-		if err := p.q.waitFor(ctx, p.q.producerWake, p.e, layout.SPSCConsumerEntry, func() bool {
-			return p.cap-(p.tail-p.q.head.Load()) >= need
-		}); err != nil {
+		if err := p.waitRoom(ctx, len(msg)); err != nil {
 			return err
 		}
 	}
 }
 
-// SendBatch sends every message of msgs, committing as many at a time as fit.
-func (p *Producer) SendBatch(ctx context.Context, msgs [][]byte) error {
+// waitRoom waits until a message of n bytes fits.
+func (p *Producer) waitRoom(ctx context.Context, n int) error {
+	need := p.need(layout.RecordSize(n))
+	return p.q.waitFor(ctx, p.g, p.q.producerWake, p.e, layout.SPSCConsumerEntry, func() bool {
+		return p.cap-(p.tail-p.q.head.Load()) >= need
+	})
+}
+
+// SendBatch sends every message of msgs, committing as many at a time as
+// fit, and waiting for room as needed.
+func (p *Producer) SendBatch(ctx context.Context, msgs [][]byte) (err error) {
+	if err := p.enter("SendBatch"); err != nil {
+		return err
+	}
+	defer p.g.Exit()
+	if p.q.guarded {
+		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	}
 	for len(msgs) > 0 {
-		n, err := p.TrySendBatch(msgs)
+		n, err := p.trySendBatch(msgs)
 		msgs = msgs[n:]
 		if err == nil {
 			return nil
 		}
 		if err != ErrFull {
-			return err
+			return opError("SendBatch", err)
 		}
 		if n == 0 {
-			if err := p.Send(ctx, msgs[0]); err != nil {
-				return err
+			if err := p.send(ctx, msgs[0]); err != nil {
+				return opError("SendBatch", err)
 			}
 			msgs = msgs[1:]
 		}
@@ -232,20 +307,25 @@ func (p *Producer) SendBatch(ctx context.Context, msgs [][]byte) error {
 }
 
 // Close discards uncommitted reservations and detaches the producer role,
-// leaving committed messages for the consumer.
+// leaving committed messages for the consumer; once it has drained them,
+// the consumer's Recv returns io.EOF. Close may be called from any
+// goroutine: a call blocked in Send or ReserveWait returns ErrClosed, and
+// Close returns after it.
 func (p *Producer) Close() (err error) {
+	if p == nil || p.g == nil {
+		return opError("Close", errNilHandle)
+	}
+	if !p.g.Close() {
+		return nil
+	}
 	if p.q.guarded {
 		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
-	if p.closed {
-		return nil
-	}
-	p.closed = true
 	p.tail, p.pendMsgs, p.pendBytes = p.published, 0, 0
-	p.q.mu.Lock()
-	if p.q.producer == p {
-		p.q.producer = nil
-	}
-	p.q.mu.Unlock()
-	return p.e.Detach()
+	detach(p.q, &p.q.producer, p)
+	err = p.e.Detach()
+	// The detached state is the end of the stream: wake a consumer parked
+	// on an empty ring so that it sees it.
+	p.wakeIfWaiting(p.q, p.q.consumerWake, nil)
+	return opError("Close", err)
 }

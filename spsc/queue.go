@@ -13,6 +13,15 @@
 // streaming pair touches the other side's line once per batch, not per
 // message.
 //
+// Lifecycle: Close of a Queue, Producer or Consumer may be called from any
+// goroutine, also while another goroutine is blocked in a call on it: that
+// call returns an error matching ErrClosed (and net.ErrClosed), and Close
+// returns once no call is touching the mapping any more. After a producer
+// closes cleanly and the consumer has drained the ring, Recv and PeekWait
+// return io.EOF; a producer that attaches later starts a new stream, and
+// the same Consumer receives it (Recv returns io.EOF only while no producer
+// is attached and the ring is empty).
+//
 // Everything read from the segment is validated: a peer that writes garbage
 // into cursors or records makes calls fail with an error wrapping
 // ErrCorrupt; it cannot make this process panic, access memory outside the
@@ -28,29 +37,10 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/notify"
 	"github.com/shmq/shmq/ring"
-)
-
-// Errors returned (wrapped) by this package, besides those of packages ring
-// and layout that it passes on. Test for them with errors.Is.
-var (
-	ErrFull        = errors.New("spsc: queue is full")
-	ErrEmpty       = errors.New("spsc: queue is empty")
-	ErrMessageSize = errors.New("spsc: message size out of range")
-	ErrShortBuffer = errors.New("spsc: buffer too small for the next message")
-	ErrPending     = errors.New("spsc: reserved records are not committed")
-	ErrPeerDead    = errors.New("spsc: peer process died")
-	ErrClosed      = errors.New("spsc: closed")
-
-	// Re-exported from the packages below, so callers need import only this one.
-	ErrCorrupt   = layout.ErrCorrupt
-	ErrKind      = layout.ErrKind
-	ErrRoleTaken = ring.ErrRoleTaken
-	ErrExists    = ring.ErrExists
-	ErrNotFound  = ring.ErrNotFound
-	ErrNoSpace   = ring.ErrNoSpace
 )
 
 // DefaultCapacity is the ring size Create uses when Config.Capacity is 0.
@@ -65,13 +55,18 @@ type Config struct {
 	// MaxMessage is the largest payload accepted, at most Capacity/2-8;
 	// 0 means that limit.
 	MaxMessage uint32
-	// Mode is the new segment's permission; 0 means 0600.
+	// Mode is the new segment's permission; 0 means 0600. Only permission
+	// bits are allowed.
 	Mode fs.FileMode
 	// StartPosition is the initial value of both cursors, a multiple of 8.
 	// Only tests that exercise wrap-around of the 64-bit positions need it.
 	StartPosition uint64
 	// Wait tunes the blocking calls of this handle.
 	Wait Wait
+	// AcceptExisting makes OpenOrCreate use a queue it finds even if its
+	// Capacity or MaxMessage differ from the (non-zero) ones asked for;
+	// without it OpenOrCreate fails with ErrMismatch naming the difference.
+	AcceptExisting bool
 }
 
 // Options tune Open.
@@ -83,7 +78,8 @@ type Options struct {
 
 // Queue is a handle on an SPSC segment: one mapping of it, through which
 // this process may attach as the producer, the consumer, or both. Its
-// methods are safe for concurrent use; a Producer or Consumer is not.
+// methods are safe for concurrent use; a Producer or Consumer is not,
+// except for Close.
 type Queue struct {
 	seg  *ring.Segment
 	hdr  layout.Header
@@ -91,19 +87,21 @@ type Queue struct {
 	mask uint64
 
 	// Shared words, at offsets validated by layout.Decode. tail is written
-	// only by the producer, head only by the consumer.
-	tail *atomic.Uint64
-	head *atomic.Uint64
+	// only by the producer, head only by the consumer; prodState is the
+	// producer's registry entry state (detached: end of stream).
+	tail      *atomic.Uint64
+	head      *atomic.Uint64
+	prodState *atomic.Uint32
 
 	producerWake notify.Line // the producer parks here, waiting for space
 	consumerWake notify.Line // the consumer parks here, waiting for data
 	wait         Wait
 	guarded      bool // the file can be truncated under the mapping: see ring.Segment.CatchFault
 
+	g        *gate.Gate // queue-level calls (attach, Stats, Guard)
 	mu       sync.Mutex
 	producer *Producer
 	consumer *Consumer
-	closed   bool
 }
 
 // Create makes a new queue at loc. It fails with ErrExists if something is
@@ -159,20 +157,32 @@ func Open(ctx context.Context, loc ring.Location, opts *Options) (*Queue, error)
 }
 
 // OpenOrCreate opens the queue at loc, or creates it with cfg if there is
-// none, so that two processes can start in either order. A segment whose
-// creator died before publishing it (ring.ErrAbandoned) is removed and
-// created anew.
+// none, so that two processes can start in either order. A queue whose
+// Capacity or MaxMessage differ from non-zero values in cfg is refused with
+// ErrMismatch unless cfg.AcceptExisting is set. A segment that a shmq
+// creator left half made (ErrAbandoned) is removed and created anew;
+// anything at loc that is not a shmq segment fails with ErrNotSegment and
+// is left alone.
 func OpenOrCreate(ctx context.Context, loc ring.Location, cfg Config) (*Queue, error) {
 	for {
 		q, err := Create(loc, cfg)
-		if !errors.Is(err, ring.ErrExists) {
+		if !errors.Is(err, ErrExists) {
 			return q, err
 		}
 		q, err = Open(ctx, loc, &Options{Wait: cfg.Wait})
-		if errors.Is(err, ring.ErrAbandoned) {
-			ring.Unlink(loc)
-		} else if !errors.Is(err, ring.ErrNotFound) {
-			return q, err
+		switch {
+		case err == nil:
+			if d := q.differs(cfg); d != "" && !cfg.AcceptExisting {
+				q.Close()
+				return nil, fmt.Errorf("%w: %v: %s", ErrMismatch, loc, d)
+			}
+			return q, nil
+		case errors.Is(err, ErrAbandoned):
+			if err := ring.RemoveAbandoned(loc); err != nil && !errors.Is(err, ErrExists) && !errors.Is(err, ErrNotFound) {
+				return nil, err
+			}
+		case !errors.Is(err, ErrNotFound):
+			return nil, err
 		}
 		// Removed between our Create and Open, or abandoned: try again.
 		if err := ctx.Err(); err != nil {
@@ -181,9 +191,21 @@ func OpenOrCreate(ctx context.Context, loc ring.Location, cfg Config) (*Queue, e
 	}
 }
 
+// differs names how q's configuration differs from the non-zero fields of
+// cfg, or returns "".
+func (q *Queue) differs(cfg Config) string {
+	switch {
+	case cfg.Capacity != 0 && cfg.Capacity != q.hdr.Capacity:
+		return fmt.Sprintf("capacity %d, asked for %d", q.hdr.Capacity, cfg.Capacity)
+	case cfg.MaxMessage != 0 && cfg.MaxMessage != q.hdr.MaxMessage:
+		return fmt.Sprintf("max message %d, asked for %d", q.hdr.MaxMessage, cfg.MaxMessage)
+	}
+	return ""
+}
+
 func newQueue(seg *ring.Segment, h layout.Header, w Wait) (*Queue, error) {
 	q := &Queue{seg: seg, hdr: h, data: seg.Data(), mask: h.Capacity - 1, wait: w.WithDefaults(),
-		guarded: seg.Shrinkable()}
+		guarded: seg.Shrinkable(), g: gate.New()}
 	var err error
 	if q.tail, err = seg.Uint64(h.Producer + layout.CursorPosition); err != nil {
 		return nil, err
@@ -191,10 +213,13 @@ func newQueue(seg *ring.Segment, h layout.Header, w Wait) (*Queue, error) {
 	if q.head, err = seg.Uint64(h.Consumer + layout.CursorPosition); err != nil {
 		return nil, err
 	}
-	if q.producerWake, err = newWakeLine(seg, h.ProducerWake); err != nil {
+	if q.prodState, err = seg.Uint32(h.Entry(layout.SPSCProducerEntry) + layout.EntryState); err != nil {
 		return nil, err
 	}
-	if q.consumerWake, err = newWakeLine(seg, h.ConsumerWake); err != nil {
+	if q.producerWake, err = newWakeLine(seg, h.ProducerWake, layout.WaiterSetProducers); err != nil {
+		return nil, err
+	}
+	if q.consumerWake, err = newWakeLine(seg, h.ConsumerWake, layout.WaiterSetConsumers); err != nil {
 		return nil, err
 	}
 	return q, nil
@@ -209,25 +234,47 @@ func (q *Queue) Capacity() uint64 { return q.hdr.Capacity }
 // MaxMessage returns the largest payload the queue accepts.
 func (q *Queue) MaxMessage() int { return int(q.hdr.MaxMessage) }
 
-// Close detaches any producer or consumer attached through q and unmaps the
-// segment. It does not remove the segment (see ring.Unlink); messages in
-// the ring stay there for the next consumer.
+// Close closes any producer and consumer attached through q (their
+// blocked calls return ErrClosed), waits for calls in flight, and unmaps
+// the segment. It does not remove the segment (see ring.Unlink); messages
+// in the ring stay there for the next consumer. Slices from Peek and
+// Reserve must not be used after Close.
 func (q *Queue) Close() error {
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
+	if q == nil || q.g == nil {
+		return opError("Close", errNilHandle)
+	}
+	if !q.g.Close() {
 		return nil
 	}
-	q.closed = true
+	q.mu.Lock()
 	p, c := q.producer, q.consumer
 	q.mu.Unlock()
-	if p != nil {
-		p.Close()
-	}
+	// The consumer first: closing the producer first would end the stream,
+	// and a Recv blocked on the consumer would report io.EOF, not ErrClosed.
 	if c != nil {
 		c.Close()
 	}
+	if p != nil {
+		p.Close()
+	}
 	return q.seg.Close()
+}
+
+// Guard runs fn, which may touch slices that Peek or Reserve returned, and
+// turns a fault caused by another process truncating the segment's file
+// into an error wrapping ErrTruncated (see ring.Segment.Guard). Use it to
+// read or fill zero-copy slices of a queue in a shm or file segment that
+// another process could truncate; a memfd segment is sealed and runs fn
+// directly.
+func (q *Queue) Guard(fn func() error) error {
+	if q == nil || q.g == nil {
+		return opError("Guard", errNilHandle)
+	}
+	if !q.g.Enter() {
+		return opError("Guard", ErrClosed)
+	}
+	defer q.g.Exit()
+	return q.seg.Guard(fn)
 }
 
 // Stats is a snapshot of a queue's cursors and registry.
@@ -244,16 +291,23 @@ type Stats struct {
 // one at a time, so under traffic they are mutually inconsistent by the
 // messages that moved in between.
 func (q *Queue) Stats() (_ Stats, err error) {
+	if q == nil || q.g == nil {
+		return Stats{}, opError("Stats", errNilHandle)
+	}
+	if !q.g.Enter() {
+		return Stats{}, opError("Stats", ErrClosed)
+	}
+	defer q.g.Exit()
 	if q.guarded {
 		defer q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	p, err := q.seg.Entry(layout.SPSCProducerEntry)
 	if err != nil {
-		return Stats{}, err
+		return Stats{}, opError("Stats", err)
 	}
 	c, err := q.seg.Entry(layout.SPSCConsumerEntry)
 	if err != nil {
-		return Stats{}, err
+		return Stats{}, opError("Stats", err)
 	}
 	head, tail := q.head.Load(), q.tail.Load()
 	return Stats{Capacity: q.hdr.Capacity, Head: head, Tail: tail, Used: tail - head, Producer: p, Consumer: c}, nil
@@ -267,14 +321,43 @@ func (q *Queue) checkUsed(tail, head uint64) error {
 	return nil
 }
 
-// attach takes the registry entry of a role and returns it.
-func (q *Queue) attach(entry int, role uint32) (*ring.Entry, error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.closed {
-		return nil, ErrClosed
+// attach takes the registry entry of a role, validates the cursors, and
+// registers the handle that newHandle makes, all inside the queue's gate.
+func attach[H any](q *Queue, op string, entry int, role uint32, newHandle func(e *ring.Entry, tail, head uint64) *H, slot func() **H) (_ *H, err error) {
+	if q == nil || q.g == nil {
+		return nil, opError(op, errNilHandle)
 	}
-	return q.seg.Attach(entry, role)
+	if !q.g.Enter() {
+		return nil, opError(op, ErrClosed)
+	}
+	defer q.g.Exit()
+	if q.guarded {
+		defer q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	}
+	e, err := q.seg.Attach(entry, role)
+	if err != nil {
+		return nil, opError(op, err)
+	}
+	tail, head := q.tail.Load(), q.head.Load()
+	if err := q.checkUsed(tail, head); err != nil {
+		e.Detach()
+		return nil, opError(op, err)
+	}
+	h := newHandle(e, tail, head)
+	q.mu.Lock()
+	*slot() = h
+	q.mu.Unlock()
+	return h, nil
+}
+
+// detach forgets a closed handle.
+func detach[H comparable](q *Queue, slot *H, h H) {
+	var zero H
+	q.mu.Lock()
+	if *slot == h {
+		*slot = zero
+	}
+	q.mu.Unlock()
 }
 
 // peerDead reports whether the other side's registry entry belongs to a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/notify"
 	"github.com/shmq/shmq/ring"
@@ -15,24 +16,42 @@ import (
 // uses no measurable CPU and a busy stream makes no system calls.
 type Wait = notify.Policy
 
-func newWakeLine(seg *ring.Segment, off uint64) (notify.Line, error) {
+func newWakeLine(seg *ring.Segment, off uint64, set int) (notify.Line, error) {
 	seq, err := seg.Uint32(off + layout.WakeSeq)
 	if err != nil {
 		return notify.Line{}, err
 	}
-	waiters, err := seg.Uint32(off + layout.WakeWaiters)
+	words, err := seg.WaiterSet(set)
 	if err != nil {
 		return notify.Line{}, err
 	}
-	return notify.Line{Seq: seq, Waiters: waiters}, nil
+	return notify.Line{Seq: seq, Waiters: notify.NewWaiterSet(words)}, nil
+}
+
+// waker is the publishing side's half of the wake protocol, kept by each
+// handle.
+type waker struct {
+	lastSweep time.Time // when the waiter set was last checked for dead registrants
 }
 
 // wakeIfWaiting is called by the publishing side after its cursor store.
 // With no waiter registered it costs one load of a line that stays shared,
-// and no system call.
-func (q *Queue) wakeIfWaiting(l notify.Line, e *ring.Entry) {
-	if l.WakeIfWaiting(q.wait.Backend) {
+// and no system call. While it keeps finding waiters it checks, once per
+// livenessPeriod, that they are alive: a waiter killed while parked leaves
+// its registration, and clearing it is what brings a stream back to no
+// wake system calls. e is the publisher's registry entry, whose wake
+// counter it advances; nil once the publisher has detached.
+func (w *waker) wakeIfWaiting(q *Queue, l notify.Line, e *ring.Entry) {
+	n, _ := l.WakeIfWaiting(q.wait.Backend) // an error only means no one was there to wake
+	if n == 0 {
+		return
+	}
+	if e != nil {
 		e.Wakes.Store(e.Wakes.Load() + 1)
+	}
+	if now := time.Now(); now.Sub(w.lastSweep) >= livenessPeriod {
+		w.lastSweep = now
+		l.Waiters.Members(func(i int) { q.seg.ReapWaiter(i) })
 	}
 }
 
@@ -40,14 +59,19 @@ func (q *Queue) wakeIfWaiting(l notify.Line, e *ring.Entry) {
 // it the waiter checks whether the peer's registry entry is dead.
 const livenessPeriod = 100 * time.Millisecond
 
-// waitFor returns nil once ready reports true, ctx's error when ctx ends,
-// or ErrPeerDead when the peer at registry entry peer died without
-// detaching. own is the waiting side's registry entry, whose wait counter
-// it advances.
-func (q *Queue) waitFor(ctx context.Context, l notify.Line, own *ring.Entry, peer int, ready func() bool) error {
-	parked, err := l.Await(ctx, q.wait, livenessPeriod, ready, func() error { return q.peerDead(peer) })
+// waitFor returns nil once ready reports true, ErrClosed when g closes, the
+// context's error when ctx ends, or ErrPeerDead when the peer at registry
+// entry peer died without detaching. own is the waiting side's registry
+// entry, whose wait counter it advances.
+func (q *Queue) waitFor(ctx context.Context, g *gate.Gate, l notify.Line, own *ring.Entry, peer int, ready func() bool) error {
+	if l.Spin(q.wait, ready) {
+		return nil
+	}
+	bctx, release := g.Bind(ctx)
+	defer release()
+	parked, err := l.Park(bctx, q.wait, own.Index(), livenessPeriod, ready, func() error { return q.peerDead(peer) })
 	if parked {
 		own.Waits.Store(own.Waits.Load() + 1)
 	}
-	return err
+	return closedOr(g.Closed(), err)
 }

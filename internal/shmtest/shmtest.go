@@ -55,6 +55,20 @@ func MapNew(t testing.TB) (string, []byte) {
 	return path, mem
 }
 
+// Word64 returns the i-th 64-bit word of mem as an atomic, checking bounds
+// and alignment before the cast.
+func Word64(mem []byte, i int) *atomic.Uint64 {
+	off := 8 * i
+	if i < 0 || off+8 > len(mem) {
+		panic("shmtest: word out of range")
+	}
+	p := unsafe.Pointer(&mem[off])
+	if uintptr(p)%8 != 0 {
+		panic("shmtest: word misaligned")
+	}
+	return (*atomic.Uint64)(p)
+}
+
 // Word returns the i-th 32-bit word of mem as an atomic, checking bounds
 // and alignment before the cast.
 func Word(mem []byte, i int) *atomic.Uint32 {

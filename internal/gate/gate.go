@@ -1,0 +1,88 @@
+// Package gate lets a handle's Close wait for the calls in flight on it, so
+// that a queue can unmap its segment only once no call of another
+// goroutine is still touching the mapping, and makes blocked calls return
+// when the handle closes.
+//
+// Every exported call of a queue handle brackets its work with Enter and
+// Exit. Close marks the gate closed (later Enters fail), cancels Done's
+// context (blocked waits derive their contexts from it and return), and
+// waits until the calls in flight have exited. In the terms of the Go
+// memory model, every Exit is synchronized before the return of the Close
+// that waits for it: whatever a call did to the mapping happens before the
+// closer unmaps it.
+package gate
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+)
+
+// closedBit marks a closed gate in the state word; the bits below count the
+// calls in flight.
+const closedBit = 1 << 62
+
+// Gate is the lifecycle of one handle. The zero value is not ready; use
+// New. Its methods are safe for concurrent use.
+type Gate struct {
+	state  atomic.Int64 // calls in flight, plus closedBit once closed
+	ctx    context.Context
+	cancel context.CancelFunc
+	once   sync.Once
+	done   chan struct{} // closed when the gate is closed and drained
+	_      [64]byte      // keep state off the line of the next allocation: it is written per call
+}
+
+// New returns an open gate.
+func New() *Gate {
+	g := &Gate{done: make(chan struct{})}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	return g
+}
+
+// Enter admits a call and reports whether the gate is open. A call that
+// was admitted must Exit; one that was not must not touch the handle.
+func (g *Gate) Enter() bool {
+	if g.state.Add(1)&closedBit != 0 {
+		g.Exit()
+		return false
+	}
+	return true
+}
+
+// Exit ends a call admitted by Enter.
+func (g *Gate) Exit() {
+	if g.state.Add(-1) == closedBit {
+		g.once.Do(func() { close(g.done) })
+	}
+}
+
+// Close closes the gate, cancels the waits of blocked calls, and waits for
+// the calls in flight to exit. It reports whether this call closed it (the
+// caller then tears the handle down). Close must not be called from inside
+// a call on the same gate (a callback passed to the handle), which it
+// would wait for forever.
+func (g *Gate) Close() bool {
+	old := g.state.Or(closedBit)
+	if old&closedBit != 0 {
+		<-g.done
+		return false
+	}
+	g.cancel()
+	if old == 0 {
+		g.once.Do(func() { close(g.done) })
+	}
+	<-g.done
+	return true
+}
+
+// Closed reports whether Close has been called.
+func (g *Gate) Closed() bool { return g.state.Load()&closedBit != 0 }
+
+// Bind returns a context that ends when ctx does or when the gate closes,
+// for a call about to block, and a function to release it.
+func (g *Gate) Bind(ctx context.Context) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(g.ctx, cancel)
+	return c, func() { stop(); cancel() }
+}
