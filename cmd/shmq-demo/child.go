@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"os/exec"
@@ -14,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shmq/shmq/cmd/shmq-demo/internal/payload"
 	"github.com/shmq/shmq/mpmc"
 	"github.com/shmq/shmq/ring"
 	"github.com/shmq/shmq/spsc"
@@ -163,8 +162,8 @@ func runChildStream(args []string) int {
 	if err := parseFlags(fs, args); err != nil {
 		return childReport("", err)
 	}
-	if size < minDemoMessage {
-		return childReport("", fmt.Errorf("-size %d is below %d", size, minDemoMessage))
+	if size < payload.MinChecked {
+		return childReport("", fmt.Errorf("-size %d is below %d", size, payload.MinChecked))
 	}
 	ctx, cancel := childContext()
 	defer cancel()
@@ -182,14 +181,13 @@ func runChildStream(args []string) int {
 
 	scratch := make([]byte, size)
 	buf := make([]byte, q.MaxMessage())
-	var seq, total uint64
-	var crc uint32
+	var seq uint64
+	var got payload.Tally
 	check := func(m []byte) error {
-		if err := checkMessage(m, seq, size, scratch); err != nil {
+		if err := payload.VerifyChecked(m, seq, size, scratch); err != nil {
 			return err
 		}
-		crc = crc32.Update(crc, castagnoli, m)
-		total += uint64(len(m))
+		got.Add(m)
 		seq++
 		return nil
 	}
@@ -205,7 +203,7 @@ func runChildStream(args []string) int {
 			return childReport("", fmt.Errorf("after %d messages: %w", seq, err))
 		}
 	}
-	return childReport(summary(seq, total, crc), nil)
+	return childReport(got.String(), nil)
 }
 
 // runChildEcho sends back every message it receives until the stop message.
@@ -251,7 +249,7 @@ func runChildEcho(args []string) int {
 			return childReport("", fmt.Errorf("after %d echoes: %w", echoed, err))
 		}
 		echoed++
-		if n >= seqSize && binary.LittleEndian.Uint64(buf) == stopSeq {
+		if n >= payload.SeqSize && payload.Seq(buf) == stopSeq {
 			return childReport(fmt.Sprintf("echoed=%d", echoed), nil)
 		}
 	}
@@ -271,8 +269,8 @@ func runChildMPMCProducer(args []string) int {
 	if err := parseFlags(fs, args); err != nil {
 		return childReport("", err)
 	}
-	if size < minMPMCMessage {
-		return childReport("", fmt.Errorf("-size %d is below %d", size, minMPMCMessage))
+	if size < payload.MinProducer {
+		return childReport("", fmt.Errorf("-size %d is below %d", size, payload.MinProducer))
 	}
 	ctx, cancel, start := childGoContext()
 	defer cancel()
@@ -298,12 +296,12 @@ func runChildMPMCProducer(args []string) int {
 	for i := range msgs {
 		msgs[i] = make([]byte, size)
 	}
-	var crc uint32
+	var sent payload.Tally
 	for seq := uint64(0); seq < count; {
 		k := min(batch, count-seq)
 		for j, m := range msgs[:k] {
-			putMPMCMessage(m, id, seq+uint64(j))
-			crc = crc32.Update(crc, castagnoli, m)
+			payload.PutProducer(m, id, seq+uint64(j))
+			sent.Add(m)
 		}
 		if err := p.SendBatch(ctx, msgs[:k]); err != nil {
 			return childReport("", fmt.Errorf("after %d messages: %w", seq, err))
@@ -313,7 +311,7 @@ func runChildMPMCProducer(args []string) int {
 	if err := p.Close(); err != nil {
 		return childReport("", err)
 	}
-	return childReport(summary(count, count*uint64(size), crc), nil)
+	return childReport(sent.String(), nil)
 }
 
 // runChildMPMCConsumer receives messages of the demo's MPMC phase until it
@@ -345,23 +343,20 @@ func runChildMPMCConsumer(args []string) int {
 	}
 	defer c.Close()
 
-	chk := newMPMCChecker(q.MaxMessage())
-	chk.ids, chk.seqs = producers, count
-	var n, total, wrongSize uint64
-	var crc uint32
+	chk := payload.NewProducerChecker(q.MaxMessage(), producers, count)
+	var got payload.Tally
+	var wrongSize uint64
 	stopped := false
 	accept := func(m []byte) error {
-		if len(m) >= minMPMCMessage && binary.LittleEndian.Uint64(m[seqSize:]) == stopProducer {
+		if len(m) >= payload.MinProducer && payload.ID(m) == payload.StopID {
 			stopped = true
 			return nil
 		}
 		if len(m) != size {
 			wrongSize++
 		}
-		chk.add(m)
-		crc = crc32.Update(crc, castagnoli, m)
-		total += uint64(len(m))
-		n++
+		chk.Add(m)
+		got.Add(m)
 		return nil
 	}
 	buf := make([]byte, q.MaxMessage())
@@ -374,18 +369,18 @@ func runChildMPMCConsumer(args []string) int {
 			}
 		}
 		if err != nil {
-			return childReport("", fmt.Errorf("after %d messages: %w", n, err))
+			return childReport("", fmt.Errorf("after %d messages: %w", got.Messages, err))
 		}
 	}
 	if err := c.Close(); err != nil {
 		return childReport("", err)
 	}
-	if _, repeats := chk.totals(); repeats > 0 || chk.corrupt > 0 || chk.short > 0 || wrongSize > 0 {
+	if _, repeats := chk.Totals(); repeats > 0 || chk.Corrupt > 0 || chk.Short > 0 || wrongSize > 0 {
 		return childReport("", fmt.Errorf("%s: %d repeated or out-of-order, %d corrupt or out of range, %d short, %d of the wrong size",
-			chk.summary(0), repeats, chk.corrupt, chk.short, wrongSize))
+			chk.Summary(0), repeats, chk.Corrupt, chk.Short, wrongSize))
 	}
-	for _, s := range chk.sorted() {
-		fmt.Printf("%s bitmap=%s\n", s, encodeBitmap(s.seen))
+	for _, s := range chk.Streams() {
+		fmt.Printf("%s bitmap=%s\n", s, encodeBitmap(s.Seen))
 	}
-	return childReport(summary(n, total, crc), nil)
+	return childReport(got.String(), nil)
 }

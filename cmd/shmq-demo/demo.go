@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"math"
 	"os"
 	"runtime"
@@ -13,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/shmq/shmq/cmd/shmq-demo/internal/payload"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/mpmc"
 	"github.com/shmq/shmq/ring"
@@ -66,8 +66,8 @@ func runDemo(args []string) error {
 	switch {
 	case f.messages == 0:
 		return usagef("-messages must be positive")
-	case f.size < minDemoMessage:
-		return usagef("-size must be at least %d (sequence number and CRC)", minDemoMessage)
+	case f.size < payload.MinChecked:
+		return usagef("-size must be at least %d (sequence number and CRC)", payload.MinChecked)
 	case f.roundtrips <= 0 || f.warmup < 0:
 		return usagef("-roundtrips must be positive and -warmup not negative")
 	case f.pingCap <= 0 || f.timeout <= 0:
@@ -193,7 +193,7 @@ func streamPhase(ctx context.Context, exe, name string, f *demoFlags) error {
 	cctx, cancel := ch.untilExit(ctx)
 	defer cancel()
 	start := time.Now()
-	crc, err := sendStream(cctx, p, f.messages, f.size)
+	sent, err := sendStream(cctx, p, f.messages, f.size)
 	if err == nil {
 		err = waitDrained(cctx, q)
 	}
@@ -211,7 +211,7 @@ func streamPhase(ctx context.Context, exe, name string, f *demoFlags) error {
 		return err
 	}
 	total := f.messages * uint64(f.size)
-	want := "ok " + summary(f.messages, total, crc)
+	want := "ok " + sent.String()
 	if line != want {
 		return fmt.Errorf("consumer reported %q, producer has %q", line, want)
 	}
@@ -235,15 +235,15 @@ func streamPhase(ctx context.Context, exe, name string, f *demoFlags) error {
 
 // sendStream sends n demo messages of size bytes, writing them in place
 // with Reserve and committing up to streamBatch at a time. It returns the
-// CRC32-C of the payloads in order.
-func sendStream(ctx context.Context, p *spsc.Producer, n uint64, size int) (uint32, error) {
-	var crc uint32
+// tally of the payloads in order.
+func sendStream(ctx context.Context, p *spsc.Producer, n uint64, size int) (payload.Tally, error) {
+	var sent payload.Tally
 	scratch := make([]byte, size)
 	pending := 0
 	for seq := uint64(0); seq < n; {
 		if seq%(1<<14) == 0 {
 			if err := ctx.Err(); err != nil {
-				return 0, fmt.Errorf("after %d messages: %w", seq, err)
+				return sent, fmt.Errorf("after %d messages: %w", seq, err)
 			}
 		}
 		b, err := p.Reserve(size)
@@ -254,18 +254,18 @@ func sendStream(ctx context.Context, p *spsc.Producer, n uint64, size int) (uint
 			continue
 		case err == spsc.ErrFull:
 			// Nothing to commit and no room: let Send wait for space.
-			putChecked(scratch, seq)
+			payload.PutChecked(scratch, seq)
 			if err := p.Send(ctx, scratch); err != nil {
-				return 0, fmt.Errorf("after %d messages: %w", seq, err)
+				return sent, fmt.Errorf("after %d messages: %w", seq, err)
 			}
-			crc = crc32.Update(crc, castagnoli, scratch)
+			sent.Add(scratch)
 			seq++
 			continue
 		case err != nil:
-			return 0, fmt.Errorf("after %d messages: %w", seq, err)
+			return sent, fmt.Errorf("after %d messages: %w", seq, err)
 		}
-		putChecked(b, seq)
-		crc = crc32.Update(crc, castagnoli, b)
+		payload.PutChecked(b, seq)
+		sent.Add(b)
 		seq++
 		if pending++; pending == streamBatch {
 			p.Commit()
@@ -273,7 +273,7 @@ func sendStream(ctx context.Context, p *spsc.Producer, n uint64, size int) (uint
 		}
 	}
 	p.Commit()
-	return crc, nil
+	return sent, nil
 }
 
 // waitDrained waits until the consumer has released everything.
@@ -383,7 +383,7 @@ func pingPong(ctx context.Context, p *spsc.Producer, c *spsc.Consumer, f *demoFl
 	samples := make([]time.Duration, 0, f.roundtrips)
 	var sent uint64
 	roundTrip := func(seq uint64) (time.Duration, error) {
-		putMessage(msg, seq)
+		payload.Put(msg, seq)
 		t0 := time.Now()
 		if err := p.Send(ctx, msg); err != nil {
 			return 0, err

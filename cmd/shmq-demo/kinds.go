@@ -60,7 +60,7 @@ type queueKind struct {
 	open openFunc
 	// shared: any number of producers and consumers share the queue.
 	// Payloads then carry a producer id after the sequence number (see
-	// putMPMCMessage), and consume checks each producer's numbers apart
+	// payload.PutProducer), and consume checks each producer's numbers apart
 	// and stops when the producers are done (consumeShared).
 	shared bool
 	// slotted: the queue has fixed-size slots, so -max-message and

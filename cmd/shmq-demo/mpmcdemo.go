@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shmq/shmq/cmd/shmq-demo/internal/payload"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/mpmc"
 	"github.com/shmq/shmq/ring"
@@ -22,23 +23,20 @@ import (
 //
 // Consumers start first; then the producers attach and wait for a go byte
 // on stdin, so that the timing starts with all of them ready. Producer i
-// sends its messages numbered 0..n-1 with id i (putMPMCMessage). Each
+// sends its messages numbered 0..n-1 with id i (payload.PutProducer). Each
 // consumer checks that every producer's numbers increase and the filler is
 // right, and reports a bitmap per producer of the numbers it received; the
 // parent checks that the bitmaps are disjoint and together complete. Once
 // the producers are done and the consumers have released every message,
-// the parent sends stop messages (id stopProducer), one at a time, each
+// the parent sends stop messages (id payload.StopID), one at a time, each
 // after the consumer that took the previous one has exited, so that each
 // consumer takes exactly one.
-
-// stopProducer is the producer id of the demo's stop messages.
-const stopProducer = ^uint64(0)
 
 func mpmcPhase(ctx context.Context, exe, name string, f *demoFlags) error {
 	nP, nC := f.mpmcProducers, f.mpmcConsumers
 	per := f.mpmcMessages / uint64(nP)
 	total := per * uint64(nP)
-	size := max(f.size, minMPMCMessage)
+	size := max(f.size, payload.MinProducer)
 	loc := ring.Shm(name)
 	q, err := mpmc.Create(loc, mpmc.Config{Slots: f.mpmcSlots, MaxMessage: uint32(size), Locked: f.mpmcLocked})
 	if errors.Is(err, mpmc.ErrExists) {
@@ -147,7 +145,7 @@ func mpmcPhase(ctx context.Context, exe, name string, f *demoFlags) error {
 	elapsed := time.Since(start)
 
 	stop := make([]byte, size)
-	putMPMCMessage(stop, stopProducer, 0)
+	payload.PutProducer(stop, payload.StopID, 0)
 	for k := range nC {
 		if err := stopper.Send(ctx, stop); err != nil {
 			return fmt.Errorf("stop message %d: %w", k, err)

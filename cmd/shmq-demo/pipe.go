@@ -2,15 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
-	"hash/crc32"
 	"math"
 	"os"
 	"time"
 
+	"github.com/shmq/shmq/cmd/shmq-demo/internal/payload"
 	"github.com/shmq/shmq/mpmc"
 	"github.com/shmq/shmq/ring"
 )
@@ -81,10 +80,6 @@ func (pf *pipeFlags) context() (context.Context, context.CancelFunc) {
 	return ctx, func() { cancel(); stop() }
 }
 
-func summary(messages, bytes uint64, crc uint32) string {
-	return fmt.Sprintf("messages=%d bytes=%d crc32c=%08x", messages, bytes, crc)
-}
-
 func rate(n uint64, d time.Duration) float64 { return float64(n) / max(d.Seconds(), 1e-9) }
 
 func runProduce(args []string) error {
@@ -109,9 +104,9 @@ func runProduce(args []string) error {
 	switch {
 	case size <= 0:
 		return usagef("-size BYTES is required and must be positive")
-	case kind.shared && size < minMPMCMessage:
+	case kind.shared && size < payload.MinProducer:
 		return usagef("-size %d is too small for -kind %s: a payload carries an 8-byte sequence number and an 8-byte producer id, so at least %d bytes",
-			size, pf.kind, minMPMCMessage)
+			size, pf.kind, payload.MinProducer)
 	case !kind.shared && isSet(fs, "producer-id"):
 		return usagef("-producer-id applies to -kind mpmc only")
 	case !kind.shared && pf.keep:
@@ -135,18 +130,18 @@ func runProduce(args []string) error {
 		return err
 	}
 	defer p.Close()
-	put := putMessage
+	put := payload.Put
 	if kind.shared {
 		mq := q.(mpmcQueue).Queue
 		fmt.Fprintf(os.Stderr, "produce: sending %d messages of %d bytes as producer %d to %s queue %s (%s, %d slots)\n",
 			pf.count, size, id, pf.kind, pf.queue, mpmcMode(mq.Locked()), mq.Slots())
-		put = func(b []byte, seq uint64) { putMPMCMessage(b, id, seq) }
+		put = func(b []byte, seq uint64) { payload.PutProducer(b, id, seq) }
 	} else {
 		fmt.Fprintf(os.Stderr, "produce: sending %d messages of %d bytes to %s queue %s\n", pf.count, size, pf.kind, pf.queue)
 	}
 
 	buf := make([]byte, size)
-	var crc uint32
+	var sent payload.Tally
 	start := time.Now()
 	for i := uint64(0); i < pf.count; i++ {
 		seq := i
@@ -157,7 +152,7 @@ func runProduce(args []string) error {
 		if err := p.Send(ctx, buf); err != nil {
 			return fmt.Errorf("after %d messages: %w", i, err)
 		}
-		crc = crc32.Update(crc, castagnoli, buf)
+		sent.Add(buf)
 	}
 	d := time.Since(start)
 	if kind.shared {
@@ -170,65 +165,10 @@ func runProduce(args []string) error {
 			removeIfLast(q.(mpmcQueue).Queue, "produce", pf.queue)
 		}
 	}
-	bytes := pf.count * uint64(size)
 	fmt.Fprintf(os.Stderr, "produce: sent in %v (%.0f messages/s, %.1f MB/s)\n",
-		d.Round(time.Microsecond), rate(pf.count, d), rate(bytes, d)/1e6)
-	fmt.Println(summary(pf.count, bytes, crc))
+		d.Round(time.Microsecond), rate(sent.Messages, d), rate(sent.Bytes, d)/1e6)
+	fmt.Println(sent.String())
 	return nil
-}
-
-// seqChecker follows the sequence numbers of a stream. It expects next
-// first; a consumer started after another consumer's crash may first be
-// handed again what the dead one had peeked and not released, a
-// consecutive run ending just below next, which it counts as redelivered
-// rather than repeated. Anything else out of order is a gap or a repeat.
-type seqChecker struct {
-	seen          bool
-	first, last   uint64
-	next          uint64 // the sequence number expected next
-	caughtUp      bool   // a message at or beyond next arrived: redelivery is over
-	gaps, repeats uint64
-	redelivered   uint64
-	short         uint64 // payloads too short to carry a sequence number
-}
-
-func (s *seqChecker) add(m []byte) {
-	if len(m) < seqSize {
-		s.short++
-		return
-	}
-	seq := binary.LittleEndian.Uint64(m)
-	prev, first := s.last, !s.seen
-	if first {
-		s.seen, s.first = true, seq
-	}
-	s.last = seq
-	switch {
-	case seq == s.next:
-		s.next++
-		s.caughtUp = true
-	case seq > s.next:
-		s.gaps++
-		s.next = seq + 1
-		s.caughtUp = true
-	case !s.caughtUp && (first || seq == prev+1):
-		s.redelivered++
-	default:
-		s.repeats++
-	}
-}
-
-func (s *seqChecker) String() string {
-	var line string
-	if !s.seen {
-		line = fmt.Sprintf("seq_first=- seq_last=- gaps=%d", s.gaps)
-	} else {
-		line = fmt.Sprintf("seq_first=%d seq_last=%d gaps=%d", s.first, s.last, s.gaps)
-	}
-	if s.redelivered > 0 {
-		line += fmt.Sprintf(" redelivered=%d", s.redelivered)
-	}
-	return line
 }
 
 func runConsume(args []string) error {
@@ -278,9 +218,8 @@ func runConsume(args []string) error {
 	fmt.Fprintf(os.Stderr, "consume: receiving %d messages from %s queue %s\n", pf.count, pf.kind, pf.queue)
 
 	buf := make([]byte, q.MaxMessage())
-	seqs := seqChecker{next: first}
-	var crc uint32
-	var bytes uint64
+	seqs := payload.NewSeqChecker(first)
+	var got payload.Tally
 	var start time.Time
 	received := uint64(0)
 	for ; received < pf.count; received++ {
@@ -301,9 +240,8 @@ func runConsume(args []string) error {
 			start = time.Now()
 		}
 		m := buf[:n]
-		seqs.add(m)
-		crc = crc32.Update(crc, castagnoli, m)
-		bytes += uint64(n)
+		seqs.Add(m)
+		got.Add(m)
 	}
 	d := time.Since(start)
 	c.Close()
@@ -314,14 +252,14 @@ func runConsume(args []string) error {
 		}
 	}
 	fmt.Fprintf(os.Stderr, "consume: received in %v after the first message (%.0f messages/s, %.1f MB/s)\n",
-		d.Round(time.Microsecond), rate(received, d), rate(bytes, d)/1e6)
+		d.Round(time.Microsecond), rate(received, d), rate(got.Bytes, d)/1e6)
 	fmt.Println(seqs.String())
-	fmt.Println(summary(received, bytes, crc))
+	fmt.Println(got.String())
 	switch {
-	case seqs.gaps > 0 || seqs.repeats > 0:
-		return fmt.Errorf("sequence check failed: %d gap(s), %d repeated or out-of-order message(s)", seqs.gaps, seqs.repeats)
-	case seqs.short > 0:
-		fmt.Fprintf(os.Stderr, "consume: %d payload(s) shorter than %d bytes carried no sequence number\n", seqs.short, seqSize)
+	case seqs.Gaps > 0 || seqs.Repeats > 0:
+		return fmt.Errorf("sequence check failed: %d gap(s), %d repeated or out-of-order message(s)", seqs.Gaps, seqs.Repeats)
+	case seqs.Short > 0:
+		fmt.Fprintf(os.Stderr, "consume: %d payload(s) shorter than %d bytes carried no sequence number\n", seqs.Short, payload.SeqSize)
 	}
 	return nil
 }

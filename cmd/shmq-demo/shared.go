@@ -2,15 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"math"
 	"os"
-	"slices"
 	"time"
 
+	"github.com/shmq/shmq/cmd/shmq-demo/internal/payload"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/mpmc"
 	"github.com/shmq/shmq/ring"
@@ -19,123 +17,6 @@ import (
 // Consuming from a shared (MPMC) queue: every message goes to one of the
 // consumers, so a consumer sees a subsequence of each producer's stream and
 // cannot know in advance how many messages it will get.
-
-// producerStream follows the sequence numbers of one producer as one
-// consumer receives them.
-type producerStream struct {
-	id            uint64
-	messages      uint64
-	first, last   uint64
-	gaps, repeats uint64
-	seen          []uint64 // bitmap of the sequence numbers received, if bounded
-}
-
-// mpmcChecker follows the messages that one consumer of a shared queue
-// receives. Each producer's sequence numbers must only increase: gaps are
-// expected (other consumers took those messages), a repeat or a step back
-// is an error. Every message's filler is checked.
-type mpmcChecker struct {
-	streams map[uint64]*producerStream
-	cur     *producerStream
-	scratch []byte
-	short   uint64 // payloads too short to carry a sequence number and producer id
-	corrupt uint64 // payloads whose filler (or, if bounded, id or number) is wrong
-	// If ids > 0 the checker is bounded, as in the demo: producer ids are
-	// below ids and sequence numbers below seqs, and each stream keeps a
-	// bitmap of the numbers received.
-	ids, seqs uint64
-}
-
-// newMPMCChecker returns a checker for messages of up to maxMessage bytes.
-func newMPMCChecker(maxMessage int) *mpmcChecker {
-	return &mpmcChecker{streams: map[uint64]*producerStream{}, scratch: make([]byte, maxMessage)}
-}
-
-func (c *mpmcChecker) add(m []byte) {
-	if len(m) < minMPMCMessage {
-		c.short++
-		return
-	}
-	seq := binary.LittleEndian.Uint64(m)
-	id := binary.LittleEndian.Uint64(m[seqSize:])
-	if len(m) > len(c.scratch) || !mpmcFillerOK(m, c.scratch) || c.ids > 0 && (id >= c.ids || seq >= c.seqs) {
-		c.corrupt++
-		return
-	}
-	s := c.cur
-	if s == nil || s.id != id {
-		if s = c.streams[id]; s == nil {
-			s = &producerStream{id: id}
-			if c.ids > 0 {
-				s.seen = make([]uint64, (c.seqs+63)/64)
-			}
-			c.streams[id] = s
-		}
-		c.cur = s
-	}
-	switch {
-	case s.messages == 0:
-		s.first, s.last = seq, seq
-		if seq > 0 {
-			s.gaps++
-		}
-	case seq > s.last:
-		if seq > s.last+1 {
-			s.gaps++
-		}
-		s.last = seq
-	default:
-		s.repeats++ // keep last: a step back does not rewind the stream
-	}
-	s.messages++
-	if s.seen != nil {
-		s.seen[seq/64] |= 1 << (seq % 64)
-	}
-}
-
-// sorted returns the streams in order of producer id.
-func (c *mpmcChecker) sorted() []*producerStream {
-	ss := make([]*producerStream, 0, len(c.streams))
-	for _, s := range c.streams {
-		ss = append(ss, s)
-	}
-	slices.SortFunc(ss, func(a, b *producerStream) int {
-		switch {
-		case a.id < b.id:
-			return -1
-		case a.id > b.id:
-			return 1
-		}
-		return 0
-	})
-	return ss
-}
-
-func (c *mpmcChecker) totals() (gaps, repeats uint64) {
-	for _, s := range c.streams {
-		gaps += s.gaps
-		repeats += s.repeats
-	}
-	return gaps, repeats
-}
-
-func (s *producerStream) String() string {
-	return fmt.Sprintf("producer=%d messages=%d seq_first=%d seq_last=%d gaps=%d repeats=%d",
-		s.id, s.messages, s.first, s.last, s.gaps, s.repeats)
-}
-
-// summary is the line consume prints after the producer lines.
-func (c *mpmcChecker) summary(redelivered uint64) string {
-	gaps, repeats := c.totals()
-	line := fmt.Sprintf("producers=%d gaps=%d repeats=%d", len(c.streams), gaps, repeats)
-	if c.corrupt > 0 {
-		line += fmt.Sprintf(" corrupt=%d", c.corrupt)
-	}
-	if redelivered > 0 {
-		line += fmt.Sprintf(" redelivered=%d", redelivered)
-	}
-	return line
-}
 
 const (
 	// sharedPoll is how long one Recv of a consumer waiting on a shared
@@ -206,19 +87,18 @@ func consumeShared(ctx context.Context, pf *pipeFlags, qq queue, o sharedConsume
 	fmt.Fprintf(os.Stderr, "consume: receiving from mpmc queue %s (%s, %d slots, messages up to %d bytes) until %s\n",
 		pf.queue, mpmcMode(q.Locked()), q.Slots(), q.MaxMessage(), until)
 
-	chk := newMPMCChecker(q.MaxMessage())
+	chk := payload.NewProducerChecker(q.MaxMessage(), 0, 0)
 	buf := make([]byte, q.MaxMessage())
-	var crc uint32
-	var bytes, received uint64
+	var got payload.Tally
+	var received uint64
 	var first, last time.Time
 	accept := func(m []byte) error {
 		if received == 0 {
 			first = time.Now()
 		}
 		received++
-		chk.add(m)
-		crc = crc32.Update(crc, castagnoli, m)
-		bytes += uint64(len(m))
+		chk.Add(m)
+		got.Add(m)
 		return nil
 	}
 	seen := false
@@ -289,27 +169,27 @@ func consumeShared(ctx context.Context, pf *pipeFlags, qq queue, o sharedConsume
 	fmt.Fprintf(os.Stderr, "consume: stopping: %s\n", reason)
 	if received > 0 {
 		fmt.Fprintf(os.Stderr, "consume: received in %v from the first message to the last (%.0f messages/s, %.1f MB/s)\n",
-			d.Round(time.Microsecond), rate(received, d), rate(bytes, d)/1e6)
+			d.Round(time.Microsecond), rate(received, d), rate(got.Bytes, d)/1e6)
 	}
 	if skipped > 0 {
 		fmt.Fprintf(os.Stderr, "consume: skipped %d slot(s) that a producer claimed and died before committing\n", skipped)
 	}
-	for _, s := range chk.sorted() {
+	for _, s := range chk.Streams() {
 		fmt.Println(s.String())
 	}
-	fmt.Println(chk.summary(redelivered))
-	fmt.Println(summary(received, bytes, crc))
+	fmt.Println(chk.Summary(redelivered))
+	fmt.Println(got.String())
 	// A message requeued after another consumer's crash arrives after
 	// messages that overtook it: a step back that many redeliveries
 	// explain is not an error.
-	_, repeats := chk.totals()
+	_, repeats := chk.Totals()
 	switch {
 	case repeats > redelivered:
 		return fmt.Errorf("sequence check failed: %d repeated or out-of-order message(s) within a producer's stream", repeats)
-	case chk.corrupt > 0:
-		return fmt.Errorf("%d message(s) whose filler is not what produce writes", chk.corrupt)
-	case chk.short > 0:
-		fmt.Fprintf(os.Stderr, "consume: %d payload(s) shorter than %d bytes carried no sequence number and producer id\n", chk.short, minMPMCMessage)
+	case chk.Corrupt > 0:
+		return fmt.Errorf("%d message(s) whose filler is not what produce writes", chk.Corrupt)
+	case chk.Short > 0:
+		fmt.Fprintf(os.Stderr, "consume: %d payload(s) shorter than %d bytes carried no sequence number and producer id\n", chk.Short, payload.MinProducer)
 	}
 	return nil
 }
