@@ -63,13 +63,6 @@ func (pf *pipeFlags) config(size int) queueConfig {
 	return queueConfig{Capacity: pf.capacity, MaxMessage: size, SlotMessage: pf.maxMessage, Locked: pf.locked}
 }
 
-// isSet reports whether the command line set flag name.
-func isSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
-}
-
 // context returns the command's context: ended by a signal or -timeout.
 func (pf *pipeFlags) context() (context.Context, context.CancelFunc) {
 	ctx, stop := signalContext()
@@ -79,8 +72,6 @@ func (pf *pipeFlags) context() (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(ctx, pf.timeout)
 	return ctx, func() { cancel(); stop() }
 }
-
-func rate(n uint64, d time.Duration) float64 { return float64(n) / max(d.Seconds(), 1e-9) }
 
 func runProduce(args []string) error {
 	var pf pipeFlags
