@@ -61,3 +61,18 @@ func isSet(fs *flag.FlagSet, name string) bool {
 
 // rate returns n per second over d.
 func rate(n uint64, d time.Duration) float64 { return float64(n) / max(d.Seconds(), 1e-9) }
+
+// nameArg returns the single NAME argument of inspect, reap and rm.
+func nameArg(cmd string, args []string) (string, error) {
+	fs := newFlags(cmd)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return "", err
+		}
+		return "", usageError{err.Error()}
+	}
+	if fs.NArg() != 1 {
+		return "", usagef("want exactly one queue name: shmq-demo %s NAME", cmd)
+	}
+	return fs.Arg(0), nil
+}
