@@ -9,6 +9,14 @@
 // that every message arrives exactly once. The subcommands produce and
 // consume connect terminals through a named queue of either kind; inspect
 // and rm examine and remove queues. Run shmq-demo -h for the usage.
+//
+// Reading the source: main.go dispatches to the commands, each in the file
+// of its name (produce.go, consume.go, inspect.go, list.go, reap.go,
+// rm.go, and demo.go for the demo run). The demo's phases are in demo_*.go,
+// one per phase and queue kind, each with both ends, the parent's and its
+// child processes'; they stand on phase.go and child.go. The payload
+// formats and their checkers are in internal/payload. A file uses only
+// files below it, down to cli.go, and TestFileDependencies keeps it so.
 package main
 
 import (
@@ -46,15 +54,10 @@ func run(args []string) int {
 	case "help":
 		fmt.Print(usageText)
 		return exitOK
-	case childStream:
-		return runChildStream(rest)
-	case childEcho:
-		return runChildEcho(rest)
-	case childMPMCProducer:
-		return runChildMPMCProducer(rest)
-	case childMPMCConsumer:
-		return runChildMPMCConsumer(rest)
 	default:
+		if peer := demoPeer(cmd); peer != nil {
+			return peer(rest)
+		}
 		err = usagef("unknown command %q (try shmq-demo -h)", cmd)
 	}
 	switch {
