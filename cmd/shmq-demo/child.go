@@ -3,46 +3,42 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/shmq/shmq/mpmc"
-	"github.com/shmq/shmq/ring"
-	"github.com/shmq/shmq/spsc"
 )
 
-// Hidden subcommands: the demo re-executes itself with one of these to run
-// its peer. A child reports on stdout with one line, "ok ..." or
-// "FAIL reason", and exits 0 only on success. It stops when its stdin
-// reaches end of file, which happens when the parent dies.
-const (
-	childStream       = "__stream-consumer"
-	childEcho         = "__echo"
-	childMPMCProducer = "__mpmc-producer"
-	childMPMCConsumer = "__mpmc-consumer"
-)
+// The demo's child processes: the demo re-executes itself with a hidden
+// command to run each peer of a phase. Both ends of that are here, and
+// nothing of the phases: starting a child and watching it (child), waiting
+// for children to attach to a queue (waitAttached), and a child's side,
+// its context and its report.
+//
+// A child reports on stdout, last, one line, "ok ..." or "FAIL reason",
+// and exits 0 only on success. It stops when its stdin reaches end of
+// file, which happens when the parent dies. A child that must start on a
+// signal from the parent waits for a go byte on stdin (childGoContext,
+// child.sendGo).
 
-// stopSeq in the sequence number field of a ping tells the echo child to
-// echo it and exit.
-const stopSeq = ^uint64(0)
+// attachWait is how long a child may take to attach to its queue.
+const attachWait = 10 * time.Second
 
 // child is a running peer process.
 type child struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser // held open: the child exits when it closes
-	out   bytes.Buffer
-	done  chan struct{} // closed when the child has exited
-	err   error         // cmd.Wait's result, set before done closes
+	out   bytes.Buffer   // the child's stdout, complete once done is closed
+	done  chan struct{}  // closed when the child has exited
+	err   error          // cmd.Wait's result, set before done closes
 }
 
+// startChild starts exe with args, ending it with SIGTERM when ctx ends.
 func startChild(ctx context.Context, exe string, args ...string) (*child, error) {
 	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
@@ -75,6 +71,15 @@ func (c *child) exited() bool {
 	}
 }
 
+// sendGo writes the go byte that a child started with childGoContext waits
+// for.
+func (c *child) sendGo() error {
+	if _, err := c.stdin.Write([]byte{'g'}); err != nil {
+		return fmt.Errorf("starting child pid %d: %w", c.pid(), err)
+	}
+	return nil
+}
+
 // result waits for the child to exit and returns its report line, or an
 // error if it failed.
 func (c *child) result() (string, error) {
@@ -90,6 +95,17 @@ func (c *child) result() (string, error) {
 		return line, fmt.Errorf("child pid %d exited 0 but reported %q", c.pid(), line)
 	}
 	return line, nil
+}
+
+// failure returns the error of a child that exited, if it reported one.
+// A parent whose queue operation failed calls it to prefer the child's
+// reason, the cause, to its own.
+func (c *child) failure() error {
+	if !c.exited() {
+		return nil
+	}
+	_, err := c.result()
+	return err
 }
 
 // stop kills the child if it is still running and waits for it.
@@ -113,6 +129,79 @@ func (c *child) untilExit(ctx context.Context) (context.Context, context.CancelF
 	}()
 	return ctx, cancel
 }
+
+// waitAttached polls until ready reports true, one of the children exits,
+// ctx ends or attachWait passes.
+func waitAttached(ctx context.Context, ready func() (bool, error), chs ...*child) error {
+	deadline := time.Now().Add(attachWait)
+	for {
+		ok, err := ready()
+		if ok || err != nil {
+			return err
+		}
+		for _, ch := range chs {
+			if ch.exited() {
+				_, err := ch.result()
+				if err == nil {
+					err = fmt.Errorf("child pid %d exited", ch.pid())
+				}
+				return fmt.Errorf("child exited before attaching: %w", err)
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("child pid %s did not attach within %v", pids(chs), attachWait)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitExited waits until every child of wait has exited, failing early if
+// a child of watch exits first or ctx ends.
+func waitExited(ctx context.Context, wait, watch []*child) error {
+	for exitedCount(wait) < len(wait) {
+		if err := exitedEarly(ctx, watch); err != nil {
+			return err
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+// exitedEarly returns an error if one of cs has exited or ctx has ended.
+func exitedEarly(ctx context.Context, cs []*child) error {
+	for _, c := range cs {
+		if c.exited() {
+			if _, err := c.result(); err != nil {
+				return err
+			}
+			return fmt.Errorf("child pid %d exited early", c.pid())
+		}
+	}
+	return ctx.Err()
+}
+
+func exitedCount(cs []*child) int {
+	n := 0
+	for _, c := range cs {
+		if c.exited() {
+			n++
+		}
+	}
+	return n
+}
+
+func pids(cs []*child) string {
+	s := make([]string, len(cs))
+	for i, c := range cs {
+		s[i] = strconv.Itoa(c.pid())
+	}
+	return strings.Join(s, " ")
+}
+
+// The child's side.
 
 // childContext ends on SIGINT, SIGTERM or end of file on stdin.
 func childContext() (context.Context, context.CancelFunc) {
@@ -148,244 +237,4 @@ func childReport(ok string, err error) int {
 	}
 	fmt.Printf("ok %s\n", ok)
 	return exitOK
-}
-
-// runChildStream receives the demo's stream and checks every message: its
-// sequence number (each exactly once, in order), size, filler and CRC.
-func runChildStream(args []string) int {
-	var name string
-	var count uint64
-	var size int
-	fs := newFlags(childStream)
-	fs.StringVar(&name, "queue", "", "")
-	fs.Uint64Var(&count, "messages", 0, "")
-	fs.IntVar(&size, "size", 0, "")
-	if err := parseFlags(fs, args); err != nil {
-		return childReport("", err)
-	}
-	if size < minDemoMessage {
-		return childReport("", fmt.Errorf("-size %d is below %d", size, minDemoMessage))
-	}
-	ctx, cancel := childContext()
-	defer cancel()
-
-	q, err := spsc.Open(ctx, ring.Shm(name), nil)
-	if err != nil {
-		return childReport("", err)
-	}
-	defer q.Close()
-	c, err := q.Consumer()
-	if err != nil {
-		return childReport("", err)
-	}
-	defer c.Close()
-
-	scratch := make([]byte, size)
-	buf := make([]byte, q.MaxMessage())
-	var seq, total uint64
-	var crc uint32
-	check := func(m []byte) error {
-		if err := checkMessage(m, seq, size, scratch); err != nil {
-			return err
-		}
-		crc = crc32.Update(crc, castagnoli, m)
-		total += uint64(len(m))
-		seq++
-		return nil
-	}
-	for seq < count {
-		_, err := c.TryRecvBatch(int(min(256, count-seq)), check)
-		if err == spsc.ErrEmpty {
-			var n int
-			if n, err = c.Recv(ctx, buf); err == nil {
-				err = check(buf[:n])
-			}
-		}
-		if err != nil {
-			return childReport("", fmt.Errorf("after %d messages: %w", seq, err))
-		}
-	}
-	return childReport(summary(seq, total, crc), nil)
-}
-
-// runChildEcho sends back every message it receives until the stop message.
-func runChildEcho(args []string) int {
-	var reqName, rspName string
-	fs := newFlags(childEcho)
-	fs.StringVar(&reqName, "req", "", "")
-	fs.StringVar(&rspName, "rsp", "", "")
-	if err := parseFlags(fs, args); err != nil {
-		return childReport("", err)
-	}
-	ctx, cancel := childContext()
-	defer cancel()
-
-	req, err := spsc.Open(ctx, ring.Shm(reqName), nil)
-	if err != nil {
-		return childReport("", err)
-	}
-	defer req.Close()
-	rsp, err := spsc.Open(ctx, ring.Shm(rspName), nil)
-	if err != nil {
-		return childReport("", err)
-	}
-	defer rsp.Close()
-	c, err := req.Consumer()
-	if err != nil {
-		return childReport("", err)
-	}
-	defer c.Close()
-	p, err := rsp.Producer()
-	if err != nil {
-		return childReport("", err)
-	}
-	defer p.Close()
-
-	buf := make([]byte, req.MaxMessage())
-	for echoed := uint64(0); ; {
-		n, err := c.Recv(ctx, buf)
-		if err != nil {
-			return childReport("", fmt.Errorf("after %d echoes: %w", echoed, err))
-		}
-		if err := p.Send(ctx, buf[:n]); err != nil {
-			return childReport("", fmt.Errorf("after %d echoes: %w", echoed, err))
-		}
-		echoed++
-		if n >= seqSize && binary.LittleEndian.Uint64(buf) == stopSeq {
-			return childReport(fmt.Sprintf("echoed=%d", echoed), nil)
-		}
-	}
-}
-
-// runChildMPMCProducer sends the messages of one producer of the demo's
-// MPMC phase, once the go byte arrives.
-func runChildMPMCProducer(args []string) int {
-	var name string
-	var id, count uint64
-	var size int
-	fs := newFlags(childMPMCProducer)
-	fs.StringVar(&name, "queue", "", "")
-	fs.Uint64Var(&id, "id", 0, "")
-	fs.Uint64Var(&count, "count", 0, "")
-	fs.IntVar(&size, "size", 0, "")
-	if err := parseFlags(fs, args); err != nil {
-		return childReport("", err)
-	}
-	if size < minMPMCMessage {
-		return childReport("", fmt.Errorf("-size %d is below %d", size, minMPMCMessage))
-	}
-	ctx, cancel, start := childGoContext()
-	defer cancel()
-
-	q, err := mpmc.Open(ctx, ring.Shm(name), nil)
-	if err != nil {
-		return childReport("", err)
-	}
-	defer q.Close()
-	p, err := q.Producer()
-	if err != nil {
-		return childReport("", err)
-	}
-	defer p.Close()
-	select {
-	case <-start:
-	case <-ctx.Done():
-		return childReport("", fmt.Errorf("no go byte: %w", ctx.Err()))
-	}
-
-	const batch = 64
-	msgs := make([][]byte, batch)
-	for i := range msgs {
-		msgs[i] = make([]byte, size)
-	}
-	var crc uint32
-	for seq := uint64(0); seq < count; {
-		k := min(batch, count-seq)
-		for j, m := range msgs[:k] {
-			putMPMCMessage(m, id, seq+uint64(j))
-			crc = crc32.Update(crc, castagnoli, m)
-		}
-		if err := p.SendBatch(ctx, msgs[:k]); err != nil {
-			return childReport("", fmt.Errorf("after %d messages: %w", seq, err))
-		}
-		seq += k
-	}
-	if err := p.Close(); err != nil {
-		return childReport("", err)
-	}
-	return childReport(summary(count, count*uint64(size), crc), nil)
-}
-
-// runChildMPMCConsumer receives messages of the demo's MPMC phase until it
-// takes a stop message, checks each producer's numbers and the filler, and
-// reports per producer a bitmap of the numbers it received.
-func runChildMPMCConsumer(args []string) int {
-	var name string
-	var producers, count uint64
-	var size int
-	fs := newFlags(childMPMCConsumer)
-	fs.StringVar(&name, "queue", "", "")
-	fs.Uint64Var(&producers, "producers", 0, "")
-	fs.Uint64Var(&count, "count", 0, "")
-	fs.IntVar(&size, "size", 0, "")
-	if err := parseFlags(fs, args); err != nil {
-		return childReport("", err)
-	}
-	ctx, cancel := childContext()
-	defer cancel()
-
-	q, err := mpmc.Open(ctx, ring.Shm(name), nil)
-	if err != nil {
-		return childReport("", err)
-	}
-	defer q.Close()
-	c, err := q.Consumer()
-	if err != nil {
-		return childReport("", err)
-	}
-	defer c.Close()
-
-	chk := newMPMCChecker(q.MaxMessage())
-	chk.ids, chk.seqs = producers, count
-	var n, total, wrongSize uint64
-	var crc uint32
-	stopped := false
-	accept := func(m []byte) error {
-		if len(m) >= minMPMCMessage && binary.LittleEndian.Uint64(m[seqSize:]) == stopProducer {
-			stopped = true
-			return nil
-		}
-		if len(m) != size {
-			wrongSize++
-		}
-		chk.add(m)
-		crc = crc32.Update(crc, castagnoli, m)
-		total += uint64(len(m))
-		n++
-		return nil
-	}
-	buf := make([]byte, q.MaxMessage())
-	for !stopped {
-		_, err := c.TryRecvBatch(256, accept)
-		if err == mpmc.ErrEmpty {
-			var k int
-			if k, err = c.Recv(ctx, buf); err == nil {
-				accept(buf[:k])
-			}
-		}
-		if err != nil {
-			return childReport("", fmt.Errorf("after %d messages: %w", n, err))
-		}
-	}
-	if err := c.Close(); err != nil {
-		return childReport("", err)
-	}
-	if _, repeats := chk.totals(); repeats > 0 || chk.corrupt > 0 || chk.short > 0 || wrongSize > 0 {
-		return childReport("", fmt.Errorf("%s: %d repeated or out-of-order, %d corrupt or out of range, %d short, %d of the wrong size",
-			chk.summary(0), repeats, chk.corrupt, chk.short, wrongSize))
-	}
-	for _, s := range chk.sorted() {
-		fmt.Printf("%s bitmap=%s\n", s, encodeBitmap(s.seen))
-	}
-	return childReport(summary(n, total, crc), nil)
 }

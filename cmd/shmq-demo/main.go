@@ -9,136 +9,23 @@
 // that every message arrives exactly once. The subcommands produce and
 // consume connect terminals through a named queue of either kind; inspect
 // and rm examine and remove queues. Run shmq-demo -h for the usage.
+//
+// Reading the source: main.go dispatches to the commands, each in the file
+// of its name (produce.go, consume.go, inspect.go, list.go, reap.go,
+// rm.go, and demo.go for the demo run). The demo's phases are in demo_*.go,
+// one per phase and queue kind, each with both ends, the parent's and its
+// child processes'; they stand on phase.go and child.go. The payload
+// formats and their checkers are in internal/payload. A file uses only
+// files below it, down to cli.go, and TestFileDependencies keeps it so.
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"sync"
-	"syscall"
 )
-
-const usageText = `Usage:
-  shmq-demo [demo flags]
-        Create an SPSC queue, start a consumer as a child process, stream
-        checksummed messages to it and print messages/s and bytes/s; then
-        measure ping-pong round-trip latency over two queues (p50, p99,
-        p99.9, max); then create an MPMC queue, start producer and consumer
-        processes on it, check that every message arrives exactly once and
-        in each producer's order, and print messages/s. Exits 0 only if
-        every check held. The queues live in /dev/shm as shmq-demo-PID,
-        shmq-demo-PID-req, shmq-demo-PID-rsp and shmq-demo-PID-mpmc and
-        are removed at the end, on error and on SIGINT/SIGTERM.
-  shmq-demo produce -queue NAME -count N -size BYTES [-kind K] [-capacity C] [queue flags] [-timeout D]
-        Open or create queue NAME and send N messages of BYTES bytes, each
-        starting with its little-endian 64-bit sequence number 0, 1, 2, ...
-        (if BYTES >= 8) followed by deterministic filler; with -kind mpmc
-        the sequence number is followed by the 64-bit producer id, then
-        filler derived from both (BYTES >= 16). Ends with the line
-        messages=N bytes=B crc32c=HEX (CRC32-C over the payloads in order).
-  shmq-demo consume -queue NAME -count N [-kind K] [-capacity C] [queue flags] [-first S] [-idle-exit D] [-timeout D]
-        Open or create queue NAME and receive N messages (with -idle-exit,
-        until none arrives for D; -count may then be omitted); print
-        seq_first=A seq_last=B gaps=G, then messages=N bytes=B crc32c=HEX.
-        Exits non-zero on a gap or a repeated sequence number. A consumer
-        restarted after a crash with -first S (one past the last sequence
-        number its predecessor reported) accepts the messages the dead one
-        had not released, and reports them as redelivered=R. Removes the
-        queue's name once all N arrived, unless -keep.
-  shmq-demo consume -kind mpmc -queue NAME [-count N] [queue flags] [-done-wait D] [-idle-exit D] [-timeout D]
-        Receive from an MPMC queue that any number of produce and consume
-        -kind mpmc processes share; each message goes to one consumer.
-        Stops after N messages if -count is given, or once the producers
-        are done: no producer attached, at least one seen (attached since
-        this consumer started, or through its messages), the queue empty,
-        all of it for D (-done-wait, default 500ms, which covers a producer
-        that starts shortly after another one ends). So two produce -count
-        N and two consume -count N on one queue end with N messages each,
-        and a consumer that gets fewer than -count (a third one, say)
-        stops when the producers are done. Prints one line per producer,
-        producer=ID messages=M seq_first=A seq_last=B gaps=G repeats=R,
-        then producers=P gaps=G repeats=R, then messages=N bytes=B
-        crc32c=HEX (CRC32-C over the payloads in the order received, which
-        only this consumer saw). Gaps are expected, as other consumers take
-        the messages in between; a repeat or a step back in a producer's
-        numbers, or a wrong filler, is an error (exit 1). The last process,
-        produce or consume, to leave the queue empty with no one attached
-        removes its name, unless -keep.
-  shmq-demo inspect NAME
-        Print a queue's kind, capacity, depth, cursors, creator and its
-        registry of attached processes with their counters; for an MPMC
-        queue also its mode, slot states (lock-free) or semaphores and
-        mutexes (locked).
-  shmq-demo list
-        List the queues in /dev/shm with their kind, state (ready,
-        initializing, abandoned) and attached processes (alive or dead).
-  shmq-demo reap NAME
-        Free the registry entries of processes that died attached to NAME.
-  shmq-demo rm NAME
-        Remove queue NAME from /dev/shm.
-  shmq-demo help
-        Print this text.
-
-Demo flags:
-  -messages N        messages to stream (default 4000000)
-  -size BYTES        payload bytes per message, at least 12 (default 64;
-                     at least 16 in the MPMC phase)
-  -capacity C        ring bytes of the stream queue, a power of two (default 1048576)
-  -roundtrips N      timed ping-pong round trips (default 200000)
-  -warmup N          untimed round trips before them (default 20000)
-  -pingcap D         stop the ping-pong phase early after D (default 15s)
-  -mpmc-messages N   messages of the MPMC phase, shared by the producers,
-                     at most 100000000; 0 skips the phase (default 300000)
-  -mpmc-producers P  producer processes (default 3)
-  -mpmc-consumers C  consumer processes (default 3)
-  -mpmc-slots S      slots of the MPMC queue, a power of two (default 1024)
-  -mpmc-locked       run the MPMC queue in locked mode
-  -timeout D         give up on the whole run after D (default 55s)
-
-Produce and consume flags:
-  -queue NAME       shm name: 1 to 30 characters from [A-Za-z0-9._-]
-  -count N          number of messages (consume -kind mpmc: at most)
-  -size BYTES       payload bytes per message (produce)
-  -kind K           queue kind: spsc (default) or mpmc
-  -capacity C       if this command creates the queue: ring bytes (spsc,
-                    default 1048576) or slots (mpmc, default 1024)
-  -keep             leave the queue's name in place (consume; produce -kind mpmc)
-  -timeout D        give up after D (default: wait forever)
-  -first S          consume -kind spsc: expected first sequence number (default 0)
-  -idle-exit D      consume: stop after D without a message
-  -done-wait D      consume -kind mpmc: how long the producers must look
-                    done before it stops (default 500ms; 0: never, -count
-                    or -idle-exit only)
-  -producer-id ID   produce -kind mpmc: the id in every payload (default: the pid)
-
-Queue flags (-kind mpmc, if this command creates the queue):
-  -max-message B    largest payload a slot holds (default: the larger of
-                    -size and 240, so that whoever starts first makes the
-                    same queue)
-  -locked           create the queue in locked mode (semaphores and robust
-                    mutexes instead of the lock-free ring)
-`
-
-// Exit statuses.
-const (
-	exitOK          = 0
-	exitFail        = 1   // an error or a failed check
-	exitUsage       = 2   // bad arguments
-	exitInterrupted = 130 // SIGINT or SIGTERM
-)
-
-// usageError marks errors in the command line.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
 func main() { os.Exit(run(os.Args[1:])) }
 
@@ -167,15 +54,10 @@ func run(args []string) int {
 	case "help":
 		fmt.Print(usageText)
 		return exitOK
-	case childStream:
-		return runChildStream(rest)
-	case childEcho:
-		return runChildEcho(rest)
-	case childMPMCProducer:
-		return runChildMPMCProducer(rest)
-	case childMPMCConsumer:
-		return runChildMPMCConsumer(rest)
 	default:
+		if peer := demoPeer(cmd); peer != nil {
+			return peer(rest)
+		}
 		err = usagef("unknown command %q (try shmq-demo -h)", cmd)
 	}
 	switch {
@@ -198,100 +80,4 @@ func run(args []string) int {
 		return exitInterrupted
 	}
 	return exitFail
-}
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
-
-// newFlags returns a flag set that reports errors instead of printing the
-// generated defaults, so that hidden test flags stay hidden.
-func newFlags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	return fs
-}
-
-// parseFlags parses args and refuses positional arguments.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	return nil
-}
-
-// Signals and cleanup. The first SIGINT or SIGTERM cancels the context that
-// every blocking call of a command runs under, so the command unwinds and
-// its deferred cleanup removes what it created; a second signal removes the
-// registered names at once and exits.
-
-var (
-	cleanupMu    sync.Mutex
-	cleanupNames = map[string]func() error{}
-	gotSignal    = make(chan os.Signal, 1)
-)
-
-// removeOnExit registers fn to remove name on a second signal or when the
-// command calls removeNow or removeAll.
-func removeOnExit(name string, fn func() error) {
-	cleanupMu.Lock()
-	defer cleanupMu.Unlock()
-	cleanupNames[name] = fn
-}
-
-// removeNow runs and unregisters the removal registered for name, if any.
-func removeNow(name string) error {
-	cleanupMu.Lock()
-	fn := cleanupNames[name]
-	delete(cleanupNames, name)
-	cleanupMu.Unlock()
-	if fn == nil {
-		return nil
-	}
-	return fn()
-}
-
-func removeAll() {
-	cleanupMu.Lock()
-	names := make([]string, 0, len(cleanupNames))
-	for n := range cleanupNames {
-		names = append(names, n)
-	}
-	cleanupMu.Unlock()
-	for _, n := range names {
-		removeNow(n)
-	}
-}
-
-// signalContext returns a context that ends on the first SIGINT or SIGTERM.
-func signalContext() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.Background())
-	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		sig := <-ch
-		gotSignal <- sig
-		fmt.Fprintf(os.Stderr, "shmq-demo: %v: stopping and cleaning up (again to exit at once)\n", sig)
-		cancel()
-		<-ch
-		removeAll()
-		os.Exit(exitInterrupted)
-	}()
-	return ctx, func() { signal.Stop(ch); cancel() }
-}
-
-// interrupted reports whether a signal arrived.
-func interrupted() bool {
-	select {
-	case sig := <-gotSignal:
-		gotSignal <- sig
-		return true
-	default:
-		return false
-	}
 }
