@@ -354,22 +354,18 @@ func TestKillLoop(t *testing.T) {
 		requeuedSeen, stepBacks, redelivered, requeued, skipped)
 }
 
-// recvHeld is Recv for a victim consumer: it waits as Recv does (parking on
-// the wake line), but hands the message to fn while it holds it, so that a
-// kill never falls between the release of a message and its record.
+// recvHeld is Recv for a victim consumer: it waits with PeekWait and hands
+// the message to fn while it holds it, so that a kill never falls between
+// the release of a message and its record.
 func recvHeld(ctx context.Context, c *Consumer, fn func([]byte) error) error {
-	for {
-		_, err := c.TryRecvBatch(1, fn)
-		if err != ErrEmpty {
-			return err
-		}
-		q, pos, w := c.q, c.lastPos, c.lastWord
-		if err := q.waitFor(ctx, q.consumerWake, c.e, w, func() bool {
-			return q.deq.Load() != pos || q.seqs[pos&q.mask].Load() != w
-		}); err != nil {
-			return err
-		}
+	m, err := c.PeekWait(ctx)
+	if err != nil {
+		return err
 	}
+	if err := fn(m); err != nil {
+		return err
+	}
+	return c.Release()
 }
 
 // klProc is a kill-loop helper process, with its stdout collected line by

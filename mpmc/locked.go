@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync/atomic"
 	"time"
 
 	"github.com/shmq/shmq/layout"
+	"github.com/shmq/shmq/notify"
 	"github.com/shmq/shmq/ring"
 	"github.com/shmq/shmq/sem"
 )
@@ -16,16 +18,26 @@ import (
 // same segment: a counting semaphore of free slots and one of filled slots,
 // a robust mutex for producers guarding the enqueue cursor and one for
 // consumers guarding the dequeue cursor, and the same slot array (slot
-// sequence words unused). layout/LAYOUT.md §14.11 describes the words and the protocol.
+// sequence words unused). layout/LAYOUT.md §14.11 describes the words and
+// the protocol.
 //
 // The cursors, read and written under the mutexes, are the truth; the
 // semaphore counts are only what the blocking calls park on. A producer
 // that takes a free unit re-checks the cursors under its mutex and drops the
 // unit if the ring is full after all (likewise a consumer with a filled
 // unit and an empty ring). So a unit released twice costs a retry, never a
-// lost or duplicated message, and recovery from a dead mutex owner, which
-// cannot tell how far the dead owner got, releases both units it might have
-// owed.
+// lost or duplicated message.
+//
+// Every unit a process may hold is recorded, before it takes it, in its
+// own registry entry (layout.EntryUnits), and cleared once the units are
+// accounted for (after its cursor store and its release of the other
+// side's units). A process that dies holding units, at any point (waiting
+// for a mutex, inside it), leaves that record: whoever finds the entry dead
+// (an attach, a waiter between parks, the next owner of a mutex it held)
+// releases that many units of both semaphores, since it cannot tell
+// whether the dead process got as far as its cursor store, and then, if it
+// can take both mutexes and no live process holds units, sets both counts
+// to exactly what the cursors imply.
 
 // ErrLockedMode reports a call that a queue in locked mode does not support:
 // Reserve and Peek, which would hand out a slot while its mutex is not held.
@@ -35,47 +47,57 @@ var ErrLockedMode = errors.New("mpmc: not supported by a queue in locked mode")
 type lockedQueue struct {
 	free, filled *sem.Semaphore // on the producers' and consumers' wake lines
 	pmu, cmu     *sem.Mutex     // producers' and consumers' mutexes
-	punits       *atomic.Uint32 // free units the producers' mutex owner holds
-	cunits       *atomic.Uint32 // filled units the consumers' mutex owner holds
+	sets         []notify.WaiterSet
 }
 
 func newLocked(seg *ring.Segment, h layout.Header, w Wait) (*lockedQueue, error) {
 	word := func(line, off uint64) (*atomic.Uint32, error) { return seg.Uint32(line + off) }
-	var ws [2][6]*atomic.Uint32
-	for i, line := range []uint64{h.ProducerWake, h.ConsumerWake} {
-		for j, off := range []uint64{layout.WakeSemCount, layout.WakeSemWaiters,
-			layout.WakeMutexState, layout.WakeMutexOwner, layout.WakeMutexWaiters, layout.WakeMutexUnits} {
-			p, err := word(line, off)
-			if err != nil {
-				return nil, err
-			}
-			ws[i][j] = p
+	set := func(k int) (notify.WaiterSet, error) {
+		words, err := seg.WaiterSet(k)
+		return notify.NewWaiterSet(words), err
+	}
+	l := &lockedQueue{}
+	for _, k := range []int{layout.WaiterSetFree, layout.WaiterSetFilled, layout.WaiterSetMutexP, layout.WaiterSetMutexC} {
+		s, err := set(k)
+		if err != nil {
+			return nil, err
 		}
+		l.sets = append(l.sets, s)
 	}
-	l := &lockedQueue{punits: ws[0][5], cunits: ws[1][5]}
-	var err error
-	if l.free, err = sem.New(ws[0][0], ws[0][1], uint32(h.Capacity), w.Backend); err != nil {
-		return nil, err
-	}
-	if l.filled, err = sem.New(ws[1][0], ws[1][1], uint32(h.Capacity), w.Backend); err != nil {
-		return nil, err
-	}
-	mutex := func(k int, ws [6]*atomic.Uint32) (*sem.Mutex, error) {
-		return sem.NewMutex(sem.MutexWords{State: ws[2], Owner: ws[3], Waiters: ws[4]},
-			sem.MutexConfig{FD: seg.Fd(), Byte: layout.MutexLockByte(h.RegistryCount, k), Backend: w.Backend})
-	}
-	if l.pmu, err = mutex(layout.MutexProducers, ws[0]); err != nil {
-		return nil, err
-	}
-	if l.cmu, err = mutex(layout.MutexConsumers, ws[1]); err != nil {
-		return nil, err
+	for i, line := range []uint64{h.ProducerWake, h.ConsumerWake} {
+		count, err := word(line, layout.WakeSemCount)
+		if err != nil {
+			return nil, err
+		}
+		s, err := sem.New(count, l.sets[i], uint32(h.Capacity), w.Backend)
+		if err != nil {
+			return nil, err
+		}
+		state, err := word(line, layout.WakeMutexState)
+		if err != nil {
+			return nil, err
+		}
+		owner, err := word(line, layout.WakeMutexOwner)
+		if err != nil {
+			return nil, err
+		}
+		m, err := sem.NewMutex(sem.MutexWords{State: state, Owner: owner, Waiters: l.sets[2+i]},
+			sem.MutexConfig{Lock: seg.ByteLock(layout.MutexLockByte(h.RegistryCount, i)), Backend: w.Backend})
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			l.free, l.pmu = s, m
+		} else {
+			l.filled, l.cmu = s, m
+		}
 	}
 	return l, nil
 }
 
 // release adds n units to s, a semaphore of at most slots units, saturating
-// at slots: a count that holds units not owed (see lock) may be full while
-// units are owed, and a full count already lets every owed taker through.
+// at slots: a count that holds units not owed may be full while units are
+// owed, and a full count already lets every owed taker through.
 func release(s *sem.Semaphore, n int, slots uint64) error {
 	for n > 0 {
 		err := s.Release(n)
@@ -91,93 +113,165 @@ func release(s *sem.Semaphore, n int, slots uint64) error {
 	return nil
 }
 
-// lock takes mutex m of a side whose operations take units of own before
-// locking and give units of other before unlocking, and records in the
-// shared word units how many units of own the caller holds. If the previous
-// owner died holding m, it had taken the units it recorded (or one, if it
-// died before recording them) and may or may not have advanced the cursor
-// and given the units of other: the cursor store is the last write to the
-// ring it makes, so the ring is consistent either way (slots it was writing
-// and had not published are overwritten later; messages it was reading and
-// had not released are read again by the next consumer). lock releases
-// that many units of each semaphore to cover both cases: those not owed
-// are dropped later by whoever takes them and finds the cursors disagree.
-func lock(ctx context.Context, m *sem.Mutex, units *atomic.Uint32, held int, own, other *sem.Semaphore, slots uint64) error {
-	err := m.Lock(ctx)
-	if err != nil && !errors.Is(err, sem.ErrOwnerDead) {
-		return err
-	}
-	if err != nil {
-		if err := repairDead(units, own, other, slots); err != nil {
-			m.Unlock()
+// units returns the EntryUnits word of registry entry i.
+func (q *Queue) units(i int) (*atomic.Uint32, error) {
+	return q.seg.Uint32(q.hdr.Entry(i) + layout.EntryUnits)
+}
+
+// recoverUnits looks for registry entries whose holder died (or detached)
+// with units recorded, releases that many units of both semaphores for
+// each, and then reconciles the counts with the cursors if it can. It is
+// cheap when nothing is recorded: a load per entry. Any process may call it
+// at any time.
+func (q *Queue) recoverUnits(ctx context.Context) error {
+	l := q.lk
+	found := false
+	for i := 0; i < int(q.hdr.RegistryCount); i++ {
+		u, err := q.units(i)
+		if err != nil {
+			return err
+		}
+		if u.Load() == 0 {
+			continue
+		}
+		var n uint32
+		ok, err := q.seg.WithDeadEntry(i, func() { n = u.Swap(0) })
+		if err != nil {
+			return err
+		}
+		if !ok || n == 0 {
+			continue // held by a live process, or recovered by another
+		}
+		found = true
+		k := int(min(uint64(n), q.hdr.Capacity))
+		if err := release(l.free, k, q.hdr.Capacity); err != nil {
+			return err
+		}
+		if err := release(l.filled, k, q.hdr.Capacity); err != nil {
 			return err
 		}
 	}
-	units.Store(uint32(held))
+	if found {
+		return q.reconcile()
+	}
 	return nil
 }
 
-// repairDead releases, for a mutex owner that died, the units it recorded
-// in units (at least one) of both semaphores. See lock.
-func repairDead(units *atomic.Uint32, own, other *sem.Semaphore, slots uint64) error {
-	dead := max(1, int(min(uint64(units.Load()), slots)))
-	units.Store(0)
-	if err := release(own, dead, slots); err != nil {
+// recoverOwnUnits is recoverUnits for entry i, just taken by this process:
+// what its dead predecessor recorded, then the other entries.
+func (q *Queue) recoverOwnUnits(i int) error {
+	u, err := q.units(i)
+	if err != nil {
 		return err
 	}
-	return release(other, dead, slots)
+	if n := u.Swap(0); n != 0 {
+		k := int(min(uint64(n), q.hdr.Capacity))
+		if err := release(q.lk.free, k, q.hdr.Capacity); err != nil {
+			return err
+		}
+		if err := release(q.lk.filled, k, q.hdr.Capacity); err != nil {
+			return err
+		}
+		if err := q.reconcile(); err != nil {
+			return err
+		}
+	}
+	return q.recoverUnits(context.Background())
+}
+
+// reconcile sets the semaphore counts to what the cursors imply, if it can
+// take both mutexes at once and no process has units recorded: only then is
+// no unit in flight. Units released by a recovery that turned out not to
+// be owed are dropped here rather than left to whoever takes them.
+func (q *Queue) reconcile() error {
+	l := q.lk
+	ok, err := l.pmu.TryLock()
+	if !ok {
+		return err
+	}
+	defer l.pmu.Unlock()
+	if ok, err = l.cmu.TryLock(); !ok {
+		return err
+	}
+	defer l.cmu.Unlock()
+	free, filled := l.free.Value(), l.filled.Value()
+	for i := 0; i < int(q.hdr.RegistryCount); i++ {
+		u, err := q.units(i)
+		if err != nil {
+			return err
+		}
+		if u.Load() != 0 {
+			return nil // a process holds or is taking units
+		}
+	}
+	used, err := q.lockedUsed(q.enq.Load(), q.deq.Load())
+	if err != nil {
+		return err
+	}
+	// A unit taken after the scan was recorded before it was taken, and
+	// changed the count: the compare-and-swaps then fail and leave it be.
+	l.free.Reset(free, uint32(q.hdr.Capacity-used))
+	l.filled.Reset(filled, uint32(used))
+	return nil
 }
 
 // lockedRecheck bounds each park on a semaphore while the other side's
 // mutex is held: its owner may die holding it, owing this side the units it
 // waits for, and a dead owner wakes no one. While the mutex is free when the
-// wait starts, only an owner that takes it later and dies can owe anything,
-// and lockedIdleRecheck bounds that rare case, so an idle waiter wakes once
-// a second.
+// wait starts, only a process that takes units later and dies can owe
+// anything, and lockedIdleRecheck bounds that rare case, so an idle waiter
+// wakes once a second.
 const (
 	lockedRecheck     = 20 * time.Millisecond
 	lockedIdleRecheck = time.Second
 )
 
 // acquire takes a unit of s (free for producers, filled for consumers),
-// waiting until ctx ends. Between parks it looks whether the owner of m,
-// the other side's mutex, died holding it, and if so repairs as lock would
-// (own and other are from m's side's point of view).
-func acquire(ctx context.Context, s *sem.Semaphore, m *sem.Mutex, units *atomic.Uint32, own, other *sem.Semaphore, slots uint64) error {
+// waiting until ctx ends, as registry entry me. Between parks it recovers
+// the units of dead processes (see recoverUnits), and calls idle, which may
+// end the wait with an error (io.EOF for a consumer's end of stream).
+// other is the other side's mutex.
+func (q *Queue) acquire(ctx context.Context, s *sem.Semaphore, other *sem.Mutex, me int, idle func() (time.Duration, error)) error {
 	for {
 		bound := lockedIdleRecheck
-		if m.Held() {
+		if other.Held() {
 			bound = lockedRecheck
 		}
+		if idle != nil {
+			limit, err := idle()
+			if err != nil {
+				return err
+			}
+			if limit > 0 {
+				bound = min(bound, limit)
+			}
+		}
 		actx, cancel := context.WithTimeout(ctx, bound)
-		err := s.Acquire(actx)
+		err := s.Acquire(actx, me)
 		cancel()
 		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
 			return err
 		}
-		ok, err := m.TryLock()
-		if !ok {
-			if err != nil {
-				return err
-			}
-			continue // held by a live owner, or by this handle
-		}
-		if err != nil {
-			err = repairDead(units, own, other, slots)
-		}
-		if uerr := m.Unlock(); err == nil {
-			err = uerr
-		}
-		if err != nil {
+		if err := q.recoverUnits(ctx); err != nil {
 			return err
 		}
 	}
 }
 
-// unlock clears the units word and releases m.
-func unlock(m *sem.Mutex, units *atomic.Uint32) error {
-	units.Store(0)
-	return m.Unlock()
+// lock takes mutex m as registry entry me. If the previous owner died
+// holding it, its units are recovered (it is one of the dead entries).
+func (q *Queue) lock(ctx context.Context, m *sem.Mutex, me int) error {
+	err := m.Lock(ctx, me)
+	if err != nil && !errors.Is(err, sem.ErrOwnerDead) {
+		return err
+	}
+	if err != nil {
+		if err := q.recoverUnits(ctx); err != nil {
+			m.Unlock()
+			return err
+		}
+	}
+	return nil
 }
 
 // lockedUsed validates the cursors, read under a mutex, and returns how
@@ -196,32 +290,44 @@ func (q *Queue) lockedUsed(tail, head uint64) (uint64, error) {
 func (p *Producer) lockedSend(ctx context.Context, wait bool, msgs [][]byte) (int, error) {
 	q, l := p.q, p.q.lk
 	for {
+		// Record the units before taking them: a death from here on leaves
+		// a record that covers what this process may hold.
+		want := len(msgs)
+		if wait {
+			want = 1
+		}
+		p.units.Store(uint32(want))
 		units := 0
 		if !wait {
-			for units < len(msgs) && l.free.TryAcquire() {
+			for units < want && l.free.TryAcquire() {
 				units++
 			}
 			if units == 0 {
+				p.units.Store(0)
 				return 0, ErrFull
 			}
 		} else {
-			if err := acquire(ctx, l.free, l.cmu, l.cunits, l.filled, l.free, q.hdr.Capacity); err != nil {
+			if err := q.acquire(ctx, l.free, l.cmu, int(p.me), nil); err != nil {
+				p.units.Store(0)
 				return 0, fmt.Errorf("mpmc: send: %w", err)
 			}
 			units = 1
 		}
-		if err := lock(ctx, l.pmu, l.punits, units, l.free, l.filled, q.hdr.Capacity); err != nil {
+		if err := q.lock(ctx, l.pmu, int(p.me)); err != nil {
 			release(l.free, units, q.hdr.Capacity)
+			p.units.Store(0)
 			return 0, err
 		}
 		n, err := p.lockedWrite(msgs[:units])
 		if err == nil && n > 0 {
-			err = release(l.filled, n, q.hdr.Capacity) // inside the mutex: see lock
+			err = release(l.filled, n, q.hdr.Capacity)
 		}
-		if uerr := unlock(l.pmu, l.punits); err == nil && uerr != nil {
+		// Units beyond the room found were not owed: dropped.
+		p.units.Store(0)
+		if uerr := l.pmu.Unlock(); err == nil && uerr != nil {
 			err = uerr
 		}
-		// Units beyond the room found were not owed (see lock): drop them.
+		p.sweep()
 		if n > 0 {
 			p.msgs += uint64(n)
 			for _, m := range msgs[:n] {
@@ -276,33 +382,49 @@ func (p *Producer) lockedWrite(msgs [][]byte) (int, error) {
 // consumers' mutex; a message fn refuses stays at the head of the queue,
 // for the next consumer. Unless wait, it does not wait and returns ErrEmpty
 // (unwrapped) if there is no message; with wait it takes one message,
-// waiting for a filled unit until ctx ends.
+// waiting for a filled unit until ctx ends, or returns io.EOF at the end of
+// the stream (EndOfStream).
 func (c *Consumer) lockedRecv(ctx context.Context, wait bool, max int, fn func([]byte) error) (int, error) {
 	q, l := c.q, c.q.lk
 	for {
+		want := max
+		if wait {
+			want = 1
+		}
+		c.units.Store(uint32(want))
 		units := 0
 		if !wait {
-			for units < max && l.filled.TryAcquire() {
+			for units < want && l.filled.TryAcquire() {
 				units++
 			}
 			if units == 0 {
+				c.units.Store(0)
 				c.stalls++
 				c.e.Stalls.Store(c.stalls)
 				return 0, ErrEmpty
 			}
 		} else {
-			if err := acquire(ctx, l.filled, l.pmu, l.punits, l.free, l.filled, q.hdr.Capacity); err != nil {
+			var idle func() (time.Duration, error)
+			if c.eofGrace > 0 {
+				idle = c.lockedEndOfStream
+			}
+			if err := q.acquire(ctx, l.filled, l.pmu, int(c.me), idle); err != nil {
+				c.units.Store(0)
+				if err == io.EOF {
+					return 0, err
+				}
 				return 0, fmt.Errorf("mpmc: recv: %w", err)
 			}
 			units = 1
 		}
-		if err := lock(ctx, l.cmu, l.cunits, units, l.filled, l.free, q.hdr.Capacity); err != nil {
+		if err := q.lock(ctx, l.cmu, int(c.me)); err != nil {
 			release(l.filled, units, q.hdr.Capacity)
+			c.units.Store(0)
 			return 0, err
 		}
 		n, avail, err := c.lockedRead(units, fn)
 		if n > 0 {
-			if rerr := release(l.free, n, q.hdr.Capacity); err == nil { // inside the mutex: see lock
+			if rerr := release(l.free, n, q.hdr.Capacity); err == nil {
 				err = rerr
 			}
 		}
@@ -312,9 +434,11 @@ func (c *Consumer) lockedRecv(ctx context.Context, wait bool, max int, fn func([
 				err = rerr
 			}
 		}
-		if uerr := unlock(l.cmu, l.cunits); err == nil && uerr != nil {
+		c.units.Store(0)
+		if uerr := l.cmu.Unlock(); err == nil && uerr != nil {
 			err = uerr
 		}
+		c.sweep()
 		if n > 0 {
 			c.publishCounters()
 		}
@@ -328,6 +452,19 @@ func (c *Consumer) lockedRecv(ctx context.Context, wait bool, max int, fn func([
 			return 0, ErrEmpty
 		}
 	}
+}
+
+// lockedEndOfStream is endOfStream for a consumer blocked on the filled
+// semaphore: io.EOF only if the queue is also empty, which the cursors say
+// under no mutex here (a message committed after this look releases a
+// filled unit, which the caller's next acquire takes first).
+func (c *Consumer) lockedEndOfStream() (time.Duration, error) {
+	limit, err := c.endOfStream()
+	if err == io.EOF && c.q.enq.Load() != c.q.deq.Load() {
+		c.idleSince = time.Time{}
+		return 0, nil
+	}
+	return limit, err
 }
 
 // lockedRead reads up to units messages at the dequeue cursor, handing each
@@ -367,9 +504,6 @@ func (c *Consumer) lockedRead(units int, fn func([]byte) error) (n, avail int, e
 
 // lockedTryRecv is TryRecv (!wait) or Recv in locked mode.
 func (c *Consumer) lockedTryRecv(ctx context.Context, wait bool, buf []byte) (int, error) {
-	if c.closed {
-		return 0, ErrClosed
-	}
 	got := 0
 	_, err := c.lockedRecv(ctx, wait, 1, func(m []byte) error {
 		if len(m) > len(buf) {
@@ -385,9 +519,6 @@ func (c *Consumer) lockedTryRecv(ctx context.Context, wait bool, buf []byte) (in
 // in locked mode. Messages are sent up to the first of invalid size, whose
 // ErrMessageSize it then returns.
 func (p *Producer) lockedBatch(ctx context.Context, wait bool, msgs [][]byte) (int, error) {
-	if p.closed {
-		return 0, ErrClosed
-	}
 	k := len(msgs)
 	var serr error
 	for i, m := range msgs {
@@ -404,4 +535,39 @@ func (p *Producer) lockedBatch(ctx context.Context, wait bool, msgs [][]byte) (i
 		err = serr
 	}
 	return n, err
+}
+
+// sweep clears, once per sweepPeriod, the registrations of dead waiters in
+// locked mode's waiter sets, which would otherwise make every release and
+// unlock a wake system call.
+func (w *waker) sweepLocked(q *Queue) {
+	if now := time.Now(); now.Sub(w.lastSweep) >= sweepPeriod {
+		w.lastSweep = now
+		for _, s := range q.lk.sets {
+			s.Members(func(i int) { q.seg.ReapWaiter(i) })
+		}
+	}
+}
+
+// sweep is sweepLocked for a producer whose last operation found waiters.
+func (p *Producer) sweep() {
+	if p.q.lk.anyWaiters() {
+		p.sweepLocked(p.q)
+	}
+}
+
+// sweep is sweepLocked for a consumer whose last operation found waiters.
+func (c *Consumer) sweep() {
+	if c.q.lk.anyWaiters() {
+		c.sweepLocked(c.q)
+	}
+}
+
+func (l *lockedQueue) anyWaiters() bool {
+	for _, s := range l.sets {
+		if s.Any() {
+			return true
+		}
+	}
+	return false
 }

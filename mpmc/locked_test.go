@@ -256,10 +256,11 @@ func lockedHang() error {
 		if err != nil {
 			return err
 		}
-		if err := l.free.Acquire(ctx); err != nil {
+		p.units.Store(1)
+		if err := l.free.Acquire(ctx, p.Index()); err != nil {
 			return err
 		}
-		if err := lock(ctx, l.pmu, l.punits, 1, l.free, l.filled, q.hdr.Capacity); err != nil {
+		if err := q.lock(ctx, l.pmu, p.Index()); err != nil {
 			return err
 		}
 		if stage == "p-write" {
@@ -272,10 +273,11 @@ func lockedHang() error {
 		if err != nil {
 			return err
 		}
-		if err := l.filled.Acquire(ctx); err != nil {
+		c.units.Store(1)
+		if err := l.filled.Acquire(ctx, c.Index()); err != nil {
 			return err
 		}
-		if err := lock(ctx, l.cmu, l.cunits, 1, l.filled, l.free, q.hdr.Capacity); err != nil {
+		if err := q.lock(ctx, l.cmu, c.Index()); err != nil {
 			return err
 		}
 		n := 0

@@ -1,6 +1,7 @@
 package mpmc
 
 import (
+	"errors"
 	"bytes"
 	"fmt"
 	"math/rand/v2"
@@ -31,14 +32,26 @@ type model struct {
 	slots    map[uint64]*modelSlot
 }
 
+// canClaim: the previous lap of the slot was released, or is a tombstone,
+// which the producer claims over (moving the dequeue cursor past it if no
+// consumer has yet).
 func (m *model) canClaim() bool {
 	if m.enq-m.start < m.cap {
 		return true
 	}
-	return m.slots[m.enq-m.cap].state == mReleased
+	st := m.slots[m.enq-m.cap].state
+	return st == mReleased || st == mTomb
 }
 
 func (m *model) claim(msg []byte, st int) uint64 {
+	if m.enq-m.start >= m.cap {
+		if prev := m.slots[m.enq-m.cap]; prev.state == mTomb {
+			prev.state = mReleased
+			if m.deq == m.enq-m.cap {
+				m.deq++
+			}
+		}
+	}
 	m.slots[m.enq] = &modelSlot{msg: msg, state: st}
 	delete(m.slots, m.enq-2*m.cap)
 	m.enq++
@@ -122,7 +135,7 @@ func runModel(t *testing.T, slots, seed uint64) {
 			err := pp.p.TrySend(msg)
 			switch {
 			case len(pp.pending) > 0:
-				if err != ErrPending {
+				if !errors.Is(err, ErrPending) {
 					t.Fatalf("step %d: TrySend with pending: %v", step, err)
 				}
 			case m.canClaim():
@@ -156,8 +169,12 @@ func runModel(t *testing.T, slots, seed uint64) {
 				m.slots[pos].state = mCommitted
 			}
 			pp.pending, pp.bufs = nil, nil
-		case 5, 6: // TryRecv
+		case 5, 6: // TryRecv, which releases what this consumer peeked first
 			n, err := cc.c.TryRecv(buf)
+			for _, pos := range cc.held {
+				m.slots[pos].state = mReleased
+			}
+			cc.held, cc.views = nil, nil
 			pos, ok := m.take()
 			if !ok {
 				if err != ErrEmpty {

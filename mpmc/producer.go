@@ -6,14 +6,16 @@ import (
 	"runtime/debug"
 	"sync/atomic"
 
+	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/ring"
 )
 
 // Producer is one writing side of a queue. It holds a registry entry of its
 // own; any number of producers, in any processes, may write to a queue at
-// once, up to the registry size. A Producer is not safe for concurrent use:
-// give each goroutine its own.
+// once, up to the registry size. A Producer is not safe for concurrent use
+// (give each goroutine its own, or share a SharedProducer), except that
+// Close may be called from any goroutine.
 //
 // A message becomes visible to consumers when it is committed: TrySend, Send
 // and the batch calls commit what they write; Reserve leaves the slot
@@ -24,6 +26,7 @@ import (
 type Producer struct {
 	q      *Queue
 	e      *ring.Entry
+	g      *gate.Gate
 	me     uint32
 	maxMsg uint32
 
@@ -33,11 +36,12 @@ type Producer struct {
 	msgs, bytes, stalls uint64 // private copies of the registry counters
 	requeued            uint64 // messages of dead consumers requeued
 
+	units *atomic.Uint32 // locked mode: semaphore units this handle may hold (layout.EntryUnits)
+
 	stuck    suspect
 	lastPos  uint64 // position and word that made the last claim fail
 	lastWord uint64
-
-	closed bool
+	waker
 }
 
 // Producer attaches a new producer, taking a free registry entry. It fails
@@ -45,17 +49,23 @@ type Producer struct {
 // whose holder died is reused; if that holder left a slot half-written, the
 // slot is turned into a tombstone that consumers skip.
 func (q *Queue) Producer() (_ *Producer, err error) {
+	if err := q.enter("Producer"); err != nil {
+		return nil, err
+	}
+	defer q.g.Exit()
 	if q.guarded {
 		defer q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	e, err := q.attach(layout.RoleProducer)
 	if err != nil {
-		return nil, err
+		return nil, opError("Producer", err)
 	}
-	p := &Producer{
-		q: q, e: e, me: uint32(e.Index()), maxMsg: q.maxMsg,
-		msgs: e.Messages.Load(), bytes: e.Bytes.Load(), stalls: e.Stalls.Load(),
+	units, err := q.units(e.Index())
+	if err != nil {
+		e.Detach()
+		return nil, opError("Producer", err)
 	}
+	p := &Producer{q: q, e: e, g: gate.New(), me: uint32(e.Index()), maxMsg: q.maxMsg, units: units}
 	q.mu.Lock()
 	if q.producers == nil {
 		q.producers = make(map[*Producer]struct{})
@@ -63,6 +73,17 @@ func (q *Queue) Producer() (_ *Producer, err error) {
 	q.producers[p] = struct{}{}
 	q.mu.Unlock()
 	return p, nil
+}
+
+// enter admits a call of operation op, or says why not.
+func (p *Producer) enter(op string) error {
+	if p == nil || p.g == nil {
+		return opError(op, errNilHandle)
+	}
+	if !p.g.Enter() {
+		return opError(op, ErrClosed)
+	}
+	return nil
 }
 
 // Index returns the producer's registry entry index.
@@ -96,6 +117,17 @@ func (p *Producer) claim() (uint64, error) {
 		case d == dWriting || d == dFull || d == dReading:
 			// Another producer claimed pos: help its cursor along.
 			q.enq.CompareAndSwap(pos, pos+1)
+		case d == dFull-lap && layout.SeqOwner(w) == layout.SeqOwnerTomb:
+			// The previous lap's tombstone: it holds no message, so the slot
+			// is free. Move the dequeue cursor past it first (consumers at
+			// the old cursor must find it moved, not a slot a lap ahead),
+			// then claim straight from it.
+			prev := pos - q.hdr.Capacity
+			q.deq.CompareAndSwap(prev, prev+1)
+			if seq.CompareAndSwap(w, layout.SeqWord(pos, layout.SlotWriting, p.me)) {
+				q.enq.CompareAndSwap(pos, pos+1)
+				return pos, nil
+			}
 		case d == dWriting-lap || d == dFull-lap:
 			// The previous lap's message is still being written or waits
 			// for a consumer.
@@ -152,21 +184,14 @@ func (p *Producer) requeue(seq *atomic.Uint64, w, pos uint64) error {
 	q.deq.CompareAndSwap(prev, prev+1)
 	// Nobody writes a slot's bytes while it is taken, so the length read
 	// now is the one the CAS below finds, if it succeeds.
-	off := q.slot(pos)
-	n := le32(q.data[off+layout.SlotLength:])
+	n := le32(q.data[q.slot(pos)+layout.SlotLength:])
 	if n > p.maxMsg {
-		// Not a message: drop it as a tombstone, under a claim of our own.
-		mine := layout.SeqWord(pos, layout.SlotWriting, p.me)
-		if !seq.CompareAndSwap(w, mine) {
+		// Not a message: a tombstone at pos instead, by one CAS.
+		if !seq.CompareAndSwap(w, layout.SeqWord(pos, layout.SlotFull, layout.SeqOwnerTomb)) {
 			return nil
 		}
 		q.enq.CompareAndSwap(pos, pos+1)
-		le32put(q.data[off+layout.SlotLength:], 0)
-		err := p.publish(pos)
-		q.wakeIfWaiting(q.consumerWake, p.e)
-		if err != nil {
-			return err
-		}
+		p.wakeIfWaiting(q, q.consumerWake, p.e)
 		return fmt.Errorf("%w: slot %d held a %d-byte message, more than the maximum %d, when its consumer died (position %d)",
 			ErrCorrupt, pos&q.mask, n, p.maxMsg, prev)
 	}
@@ -179,7 +204,7 @@ func (p *Producer) requeue(seq *atomic.Uint64, w, pos uint64) error {
 	}
 	q.enq.CompareAndSwap(pos, pos+1)
 	if seq.CompareAndSwap(orphan, layout.SeqWord(pos, layout.SlotFull, layout.SeqOwnerOrphan)) {
-		q.wakeIfWaiting(q.consumerWake, p.e)
+		p.wakeIfWaiting(q, q.consumerWake, p.e)
 	}
 	return nil
 }
@@ -189,23 +214,42 @@ func (p *Producer) requeue(seq *atomic.Uint64, w, pos uint64) error {
 // may precede one Commit. The slices stay valid (and no other process
 // touches them) until Commit; after it a consumer may read them and then a
 // producer may overwrite them, so do not keep them. Reserve returns ErrFull
-// (unwrapped, cheap to test) when no slot is free.
-func (p *Producer) Reserve(n int) ([]byte, error) {
-	if p.q.guarded {
-		return p.reserveGuarded(n)
+// (unwrapped, cheap to test) when no slot is free. On a segment another
+// process could truncate, fill the slice inside Queue.Guard.
+func (p *Producer) Reserve(n int) (_ []byte, err error) {
+	if err := p.enter("Reserve"); err != nil {
+		return nil, err
 	}
-	return p.reserve(n)
+	defer p.g.Exit()
+	if p.q.guarded {
+		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	}
+	b, err := p.reserve(n)
+	return b, opError("Reserve", err)
 }
 
-func (p *Producer) reserveGuarded(n int) (_ []byte, err error) {
-	defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
-	return p.reserve(n)
+// ReserveWait is Reserve that waits, while no slot is free, until one is or
+// ctx ends, like Send.
+func (p *Producer) ReserveWait(ctx context.Context, n int) (_ []byte, err error) {
+	if err := p.enter("ReserveWait"); err != nil {
+		return nil, err
+	}
+	defer p.g.Exit()
+	if p.q.guarded {
+		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	}
+	for {
+		b, err := p.reserve(n)
+		if err != ErrFull {
+			return b, opError("ReserveWait", err)
+		}
+		if err := p.waitRoom(ctx); err != nil {
+			return nil, opError("ReserveWait", err)
+		}
+	}
 }
 
 func (p *Producer) reserve(n int) ([]byte, error) {
-	if p.closed {
-		return nil, ErrClosed
-	}
 	if p.q.lk != nil {
 		return nil, ErrLockedMode
 	}
@@ -238,32 +282,43 @@ func (p *Producer) publish(pos uint64) error {
 	return nil
 }
 
+// tombstone turns the slot of pos, claimed by this producer, into a
+// tombstone. A failed CAS means another process rewrote the claim; the
+// slot is then not this producer's to change.
+func (p *Producer) tombstone(pos uint64) {
+	p.q.seqs[pos&p.q.mask].CompareAndSwap(layout.SeqWord(pos, layout.SlotWriting, p.me),
+		layout.SeqWord(pos, layout.SlotFull, layout.SeqOwnerTomb))
+}
+
 // Commit publishes every reserved slot, in the order reserved, and wakes
 // parked consumers. It fails only if another process overwrote a claimed
-// slot (ErrCorrupt); the remaining reservations are then discarded.
-func (p *Producer) Commit() error {
+// slot (ErrCorrupt); the reservations after that one then become
+// tombstones, so that no slot stays claimed behind the failure.
+func (p *Producer) Commit() (err error) {
+	if err := p.enter("Commit"); err != nil {
+		return err
+	}
+	defer p.g.Exit()
 	if len(p.pending) == 0 {
 		return nil
 	}
 	if p.q.guarded {
-		return p.commitGuarded()
+		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
-	return p.commit()
-}
-
-func (p *Producer) commitGuarded() (err error) {
-	defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
-	return p.commit()
+	return opError("Commit", p.commit())
 }
 
 func (p *Producer) commit() error {
 	var err error
 	n := uint64(0)
 	for _, pos := range p.pending {
-		if err = p.publish(pos); err != nil {
-			break
+		if err != nil {
+			p.tombstone(pos)
+			continue
 		}
-		n++
+		if err = p.publish(pos); err == nil {
+			n++
+		}
 	}
 	p.msgs += n
 	if err == nil {
@@ -272,7 +327,7 @@ func (p *Producer) commit() error {
 	p.pending, p.pendBytes = p.pending[:0], 0
 	p.e.Messages.Store(p.msgs)
 	p.e.Bytes.Store(p.bytes)
-	p.q.wakeIfWaiting(p.q.consumerWake, p.e)
+	p.wakeIfWaiting(p.q, p.q.consumerWake, p.e)
 	return err
 }
 
@@ -297,16 +352,15 @@ func (p *Producer) send(msg []byte) error {
 // TrySend copies msg into a slot and commits it, or returns ErrFull
 // (unwrapped) without blocking. It fails with ErrPending if reservations
 // are outstanding.
-func (p *Producer) TrySend(msg []byte) error {
-	if p.q.guarded {
-		return p.trySendGuarded(msg)
+func (p *Producer) TrySend(msg []byte) (err error) {
+	if err := p.enter("TrySend"); err != nil {
+		return err
 	}
-	return p.trySend(msg)
-}
-
-func (p *Producer) trySendGuarded(msg []byte) (err error) {
-	defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
-	return p.trySend(msg)
+	defer p.g.Exit()
+	if p.q.guarded {
+		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	}
+	return opError("TrySend", p.trySend(msg))
 }
 
 func (p *Producer) trySend(msg []byte) error {
@@ -322,23 +376,23 @@ func (p *Producer) trySend(msg []byte) error {
 	}
 	p.e.Messages.Store(p.msgs)
 	p.e.Bytes.Store(p.bytes)
-	p.q.wakeIfWaiting(p.q.consumerWake, p.e)
+	p.wakeIfWaiting(p.q, p.q.consumerWake, p.e)
 	return nil
 }
 
 // TrySendBatch sends as many of msgs as there are free slots, committing
 // each as soon as it is written, and wakes consumers once. It returns how
 // many it sent, and ErrFull if that is fewer than len(msgs).
-func (p *Producer) TrySendBatch(msgs [][]byte) (int, error) {
-	if p.q.guarded {
-		return p.trySendBatchGuarded(msgs)
+func (p *Producer) TrySendBatch(msgs [][]byte) (_ int, err error) {
+	if err := p.enter("TrySendBatch"); err != nil {
+		return 0, err
 	}
-	return p.trySendBatch(msgs)
-}
-
-func (p *Producer) trySendBatchGuarded(msgs [][]byte) (_ int, err error) {
-	defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
-	return p.trySendBatch(msgs)
+	defer p.g.Exit()
+	if p.q.guarded {
+		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	}
+	n, err := p.trySendBatch(msgs)
+	return n, opError("TrySendBatch", err)
 }
 
 func (p *Producer) trySendBatch(msgs [][]byte) (int, error) {
@@ -359,24 +413,23 @@ func (p *Producer) trySendBatch(msgs [][]byte) (int, error) {
 	if n > 0 {
 		p.e.Messages.Store(p.msgs)
 		p.e.Bytes.Store(p.bytes)
-		p.q.wakeIfWaiting(p.q.consumerWake, p.e)
+		p.wakeIfWaiting(p.q, p.q.consumerWake, p.e)
 	}
 	return n, err
 }
 
 // Send copies msg into a slot and commits it, waiting while the queue is
-// full until ctx ends. While it waits it requeues the messages of consumers
-// that died holding the slot it waits for.
-func (p *Producer) Send(ctx context.Context, msg []byte) error {
-	if p.q.guarded {
-		return p.sendWaitGuarded(ctx, msg)
+// full until ctx ends or the producer is closed. While it waits it requeues
+// the messages of consumers that died holding the slot it waits for.
+func (p *Producer) Send(ctx context.Context, msg []byte) (err error) {
+	if err := p.enter("Send"); err != nil {
+		return err
 	}
-	return p.sendWait(ctx, msg)
-}
-
-func (p *Producer) sendWaitGuarded(ctx context.Context, msg []byte) (err error) {
-	defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
-	return p.sendWait(ctx, msg)
+	defer p.g.Exit()
+	if p.q.guarded {
+		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	}
+	return opError("Send", p.sendWait(ctx, msg))
 }
 
 func (p *Producer) sendWait(ctx context.Context, msg []byte) error {
@@ -389,18 +442,28 @@ func (p *Producer) sendWait(ctx context.Context, msg []byte) error {
 		if err != ErrFull {
 			return err
 		}
-		q := p.q
-		pos, w := p.lastPos, p.lastWord
-		if err := q.waitFor(ctx, q.producerWake, p.e, w, func() bool {
-			return q.enq.Load() != pos || q.seqs[pos&q.mask].Load() != w
-		}); err != nil {
+		if err := p.waitRoom(ctx); err != nil {
 			return err
 		}
 	}
 }
 
+// waitRoom waits until the slot word that made the last claim fail, or the
+// enqueue cursor, changes.
+func (p *Producer) waitRoom(ctx context.Context) error {
+	q := p.q
+	pos, w := p.lastPos, p.lastWord
+	return q.waitFor(ctx, p.g, q.producerWake, p.e, w, 0, func() bool {
+		return q.enq.Load() != pos || q.seqs[pos&q.mask].Load() != w
+	})
+}
+
 // SendBatch sends every message of msgs, waiting for room as needed.
 func (p *Producer) SendBatch(ctx context.Context, msgs [][]byte) (err error) {
+	if err := p.enter("SendBatch"); err != nil {
+		return err
+	}
+	defer p.g.Exit()
 	if p.q.guarded {
 		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
@@ -411,11 +474,11 @@ func (p *Producer) SendBatch(ctx context.Context, msgs [][]byte) (err error) {
 			return nil
 		}
 		if err != ErrFull {
-			return err
+			return opError("SendBatch", err)
 		}
 		if n == 0 {
 			if err := p.sendWait(ctx, msgs[0]); err != nil {
-				return err
+				return opError("SendBatch", err)
 			}
 			msgs = msgs[1:]
 		}
@@ -425,26 +488,28 @@ func (p *Producer) SendBatch(ctx context.Context, msgs [][]byte) (err error) {
 
 // Close turns uncommitted reservations into tombstones (consumers skip
 // them) and detaches the producer, leaving committed messages for the
-// consumers.
+// consumers. Close may be called from any goroutine: a call blocked in Send
+// or ReserveWait returns ErrClosed, and Close returns after it.
 func (p *Producer) Close() (err error) {
-	if p.closed {
+	if p == nil || p.g == nil {
+		return opError("Close", errNilHandle)
+	}
+	if !p.g.Close() {
 		return nil
 	}
 	if p.q.guarded {
 		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
-	p.closed = true
 	p.q.mu.Lock()
 	delete(p.q.producers, p)
 	p.q.mu.Unlock()
-	pending := p.pending
+	for _, pos := range p.pending {
+		p.tombstone(pos)
+	}
 	p.pending, p.pendBytes = nil, 0
-	for _, pos := range pending {
-		le32put(p.q.data[p.q.slot(pos)+layout.SlotLength:], 0)
-		p.publish(pos)
-	}
-	if len(pending) > 0 {
-		p.q.wakeIfWaiting(p.q.consumerWake, p.e)
-	}
-	return p.e.Detach()
+	err = p.e.Detach()
+	// Wake consumers: for the tombstones, and for those waiting for the end
+	// of the stream (Consumer.EndOfStream), which a detach may be.
+	p.q.wake(p.q.consumerWake)
+	return opError("Close", err)
 }

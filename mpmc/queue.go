@@ -30,6 +30,13 @@
 // milliseconds to look for a dead claimant, since a dead process wakes no
 // one.
 //
+// Lifecycle: Close of a Queue, Producer or Consumer may be called from any
+// goroutine, also while another goroutine is blocked in a call on it: that
+// call returns an error matching ErrClosed (and net.ErrClosed), and Close
+// returns once no call is touching the mapping any more. A consumer may opt
+// in to an end of stream (Consumer.EndOfStream): io.EOF once no producer
+// has been attached for a grace period and the queue is empty.
+//
 // Locked mode (Config.Locked, recorded in the segment as layout.FlagLocked
 // and followed by every opener) replaces the lock-free ring with the
 // textbook bounded buffer over the same slots: a semaphore of free slots
@@ -62,29 +69,10 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/notify"
 	"github.com/shmq/shmq/ring"
-)
-
-// Errors returned (wrapped) by this package, besides those of packages ring
-// and layout that it passes on. Test for them with errors.Is.
-var (
-	ErrFull        = errors.New("mpmc: queue is full")
-	ErrEmpty       = errors.New("mpmc: queue is empty")
-	ErrMessageSize = errors.New("mpmc: message size out of range")
-	ErrShortBuffer = errors.New("mpmc: buffer too small for the next message")
-	ErrPending     = errors.New("mpmc: reserved slots are not committed")
-	ErrClosed      = errors.New("mpmc: closed")
-
-	// Re-exported from the packages below, so callers need import only this one.
-	ErrCorrupt       = layout.ErrCorrupt
-	ErrKind          = layout.ErrKind
-	ErrRegistryFull  = ring.ErrRegistryFull
-	ErrExists        = ring.ErrExists
-	ErrNotFound      = ring.ErrNotFound
-	ErrNoSpace       = ring.ErrNoSpace
-	ErrInvalidConfig = layout.ErrInvalidConfig
 )
 
 // Defaults for the zero Config.
@@ -126,6 +114,10 @@ type Config struct {
 	// layout/LAYOUT.md §14.11). The choice is recorded in the segment, and every handle
 	// that opens it follows it.
 	Locked bool
+	// AcceptExisting makes OpenOrCreate use a queue it finds even if its
+	// configuration differs from the (non-zero) fields asked for; without
+	// it OpenOrCreate fails with ErrMismatch naming the difference.
+	AcceptExisting bool
 }
 
 // Options tune Open.
@@ -138,7 +130,7 @@ type Options struct {
 // Queue is a handle on an MPMC segment: one mapping of it, through which
 // this process may attach any number of producers and consumers (each
 // takes a registry entry). Its methods are safe for concurrent use; a
-// Producer or Consumer is not.
+// Producer or Consumer is not, except for Close.
 type Queue struct {
 	seg      *ring.Segment
 	hdr      layout.Header
@@ -167,10 +159,10 @@ type Queue struct {
 	// (attaching, Close, Stats) defer CatchFault themselves when it is set.
 	guarded bool
 
+	g         *gate.Gate // queue-level calls (attach, Stats, Entries, Guard)
 	mu        sync.Mutex
 	producers map[*Producer]struct{}
 	consumers map[*Consumer]struct{}
-	closed    bool
 }
 
 // Create makes a new queue at loc. It fails with ErrExists if something is
@@ -243,23 +235,57 @@ func Open(ctx context.Context, loc ring.Location, opts *Options) (*Queue, error)
 }
 
 // OpenOrCreate opens the queue at loc, or creates it with cfg if there is
-// none, so that processes can start in any order. An existing queue is
-// used as it is, whatever cfg says.
+// none, so that processes can start in any order. A queue whose
+// configuration differs from non-zero fields of cfg (Slots, SlotSize,
+// MaxMessage, Registry, Locked) is refused with ErrMismatch unless
+// cfg.AcceptExisting is set. A segment that a shmq creator left half made
+// (ErrAbandoned) is removed and created anew; anything at loc that is not
+// a shmq segment fails with ErrNotSegment and is left alone.
 func OpenOrCreate(ctx context.Context, loc ring.Location, cfg Config) (*Queue, error) {
 	for {
 		q, err := Create(loc, cfg)
-		if !errors.Is(err, ring.ErrExists) {
+		if !errors.Is(err, ErrExists) {
 			return q, err
 		}
-		q, err = Open(ctx, loc, &Options{Options: ring.Options{Mode: cfg.Mode}, Wait: cfg.Wait})
-		if !errors.Is(err, ring.ErrNotFound) {
-			return q, err
+		q, err = Open(ctx, loc, &Options{Wait: cfg.Wait})
+		switch {
+		case err == nil:
+			if d := q.differs(cfg); d != "" && !cfg.AcceptExisting {
+				q.Close()
+				return nil, fmt.Errorf("%w: %v: %s", ErrMismatch, loc, d)
+			}
+			return q, nil
+		case errors.Is(err, ErrAbandoned):
+			if err := ring.RemoveAbandoned(loc); err != nil && !errors.Is(err, ErrExists) && !errors.Is(err, ErrNotFound) {
+				return nil, err
+			}
+		case !errors.Is(err, ErrNotFound):
+			return nil, err
 		}
-		// Removed between our Create and Open: try again.
+		// Removed between our Create and Open, or abandoned: try again.
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 	}
+}
+
+// differs names how q's configuration differs from the non-zero fields of
+// cfg, or returns "".
+func (q *Queue) differs(cfg Config) string {
+	h := q.hdr
+	switch {
+	case cfg.Slots != 0 && cfg.Slots != h.Capacity:
+		return fmt.Sprintf("%d slots, asked for %d", h.Capacity, cfg.Slots)
+	case cfg.SlotSize != 0 && cfg.SlotSize != h.SlotSize:
+		return fmt.Sprintf("slot size %d, asked for %d", h.SlotSize, cfg.SlotSize)
+	case cfg.MaxMessage != 0 && cfg.MaxMessage != h.MaxMessage:
+		return fmt.Sprintf("max message %d, asked for %d", h.MaxMessage, cfg.MaxMessage)
+	case cfg.Registry != 0 && cfg.Registry != h.RegistryCount:
+		return fmt.Sprintf("registry of %d entries, asked for %d", h.RegistryCount, cfg.Registry)
+	case cfg.Locked && q.lk == nil:
+		return "lock-free mode, asked for locked mode"
+	}
+	return ""
 }
 
 // newQueue takes typed pointers to every shared word. The slot sequence
@@ -269,7 +295,7 @@ func newQueue(seg *ring.Segment, h layout.Header, w Wait) (*Queue, error) {
 	q := &Queue{
 		seg: seg, hdr: h, data: seg.Data(), mask: h.Capacity - 1,
 		slotSize: uint64(h.SlotSize), maxMsg: h.MaxMessage, wait: w.WithDefaults(),
-		guarded: seg.Shrinkable(),
+		guarded: seg.Shrinkable(), g: gate.New(),
 	}
 	var err error
 	if q.enq, err = seg.Uint64(h.Producer + layout.CursorPosition); err != nil {
@@ -287,10 +313,10 @@ func newQueue(seg *ring.Segment, h layout.Header, w Wait) (*Queue, error) {
 			return nil, err
 		}
 	}
-	if q.producerWake, err = newWakeLine(seg, h.ProducerWake); err != nil {
+	if q.producerWake, err = newWakeLine(seg, h.ProducerWake, layout.WaiterSetProducers); err != nil {
 		return nil, err
 	}
-	if q.consumerWake, err = newWakeLine(seg, h.ConsumerWake); err != nil {
+	if q.consumerWake, err = newWakeLine(seg, h.ConsumerWake, layout.WaiterSetConsumers); err != nil {
 		return nil, err
 	}
 	if h.Flags&layout.FlagLocked != 0 {
@@ -317,17 +343,20 @@ func (q *Queue) SlotSize() int { return int(q.hdr.SlotSize) }
 // MaxMessage returns the largest payload the queue accepts.
 func (q *Queue) MaxMessage() int { return int(q.maxMsg) }
 
-// Close closes every producer and consumer attached through q (discarding
-// uncommitted reservations and releasing peeked messages) and unmaps the
-// segment. It does not remove the segment (see ring.Unlink); messages in the
-// ring stay there for other consumers.
+// Close closes every producer and consumer attached through q (their
+// blocked calls return ErrClosed; uncommitted reservations become
+// tombstones and peeked messages are released), waits for calls in flight,
+// and unmaps the segment. It does not remove the segment (see
+// ring.Unlink); messages in the ring stay there for other consumers. Slices
+// from Peek and Reserve must not be used after Close.
 func (q *Queue) Close() error {
-	q.mu.Lock()
-	if q.closed {
-		q.mu.Unlock()
+	if q == nil || q.g == nil {
+		return opError("Close", errNilHandle)
+	}
+	if !q.g.Close() {
 		return nil
 	}
-	q.closed = true
+	q.mu.Lock()
 	var ps []*Producer
 	var cs []*Consumer
 	for p := range q.producers {
@@ -337,13 +366,38 @@ func (q *Queue) Close() error {
 		cs = append(cs, c)
 	}
 	q.mu.Unlock()
-	for _, p := range ps {
-		p.Close()
-	}
 	for _, c := range cs {
 		c.Close()
 	}
+	for _, p := range ps {
+		p.Close()
+	}
 	return q.seg.Close()
+}
+
+// Guard runs fn, which may touch slices that Peek or Reserve returned, and
+// turns a fault caused by another process truncating the segment's file
+// into an error wrapping ErrTruncated (see ring.Segment.Guard). Use it to
+// read or fill zero-copy slices of a queue in a shm or file segment that
+// another process could truncate; a memfd segment is sealed and runs fn
+// directly.
+func (q *Queue) Guard(fn func() error) error {
+	if err := q.enter("Guard"); err != nil {
+		return err
+	}
+	defer q.g.Exit()
+	return q.seg.Guard(fn)
+}
+
+// enter admits a queue-level call of operation op, or says why not.
+func (q *Queue) enter(op string) error {
+	if q == nil || q.g == nil {
+		return opError(op, errNilHandle)
+	}
+	if !q.g.Enter() {
+		return opError(op, ErrClosed)
+	}
+	return nil
 }
 
 // Stats is a snapshot of a queue's cursors and registry.
@@ -363,12 +417,16 @@ type Stats struct {
 // one at a time, so under traffic they are mutually inconsistent by the
 // messages that moved in between.
 func (q *Queue) Stats() (_ Stats, err error) {
+	if err := q.enter("Stats"); err != nil {
+		return Stats{}, err
+	}
+	defer q.g.Exit()
 	if q.guarded {
 		defer q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	all, err := q.seg.Entries()
 	if err != nil {
-		return Stats{}, err
+		return Stats{}, opError("Stats", err)
 	}
 	var es []ring.EntryInfo
 	for _, e := range all {
@@ -391,26 +449,35 @@ func (q *Queue) Stats() (_ Stats, err error) {
 
 // Entries returns a snapshot of every registry entry.
 func (q *Queue) Entries() (_ []ring.EntryInfo, err error) {
+	if err := q.enter("Entries"); err != nil {
+		return nil, err
+	}
+	defer q.g.Exit()
 	if q.guarded {
 		defer q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
-	return q.seg.Entries()
+	es, err := q.seg.Entries()
+	return es, opError("Entries", err)
 }
 
 // attach takes a free registry entry for role and recovers any slot that a
-// dead former holder of the same entry left claimed. Its callers guard it.
+// dead former holder of the same entry left claimed. Its callers hold the
+// queue's gate and guard it.
 func (q *Queue) attach(role uint32) (*ring.Entry, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed {
-		return nil, ErrClosed
-	}
 	e, err := q.seg.AttachAny(0, role)
 	if err != nil {
 		return nil, err
 	}
 	if q.lk != nil {
-		return e, nil // slot sequence words are unused
+		// Slot sequence words are unused; a dead predecessor may have left
+		// semaphore units recorded in the entry, and others may have too.
+		if err := q.recoverOwnUnits(e.Index()); err != nil {
+			e.Detach()
+			return nil, err
+		}
+		return e, nil
 	}
 	if err := q.recoverEntry(uint32(e.Index())); err != nil {
 		e.Detach()
@@ -467,8 +534,9 @@ func fullPosition(w, cur uint64) uint64 {
 // recoverEntry is run when this process takes registry entry me: the former
 // holder of me, if any, is gone (its lock is free), so any slot still
 // claimed in its name is stale. A slot it was writing becomes a tombstone
-// (consumers skip it); a message it was reading is orphaned, for the
-// producer that next reaches its slot to requeue (LAYOUT.md §14.9).
+// F(p, SeqOwnerTomb) (consumers pass it); a message it was reading is
+// orphaned, for the producer that next reaches its slot to requeue
+// (LAYOUT.md §14.9).
 func (q *Queue) recoverEntry(me uint32) error {
 	for i, seq := range q.seqs {
 		w := seq.Load()
@@ -483,10 +551,12 @@ func (q *Queue) recoverEntry(me uint32) error {
 				return q.corrupt("stale claim out of range", w, pos)
 			}
 			q.enq.CompareAndSwap(pos, pos+1)
-			off := q.slot(pos)
-			le32put(q.data[off+layout.SlotLength:], 0)
-			if seq.CompareAndSwap(w, layout.SeqWord(pos, layout.SlotFull, me)) {
-				q.wakeIfWaiting(q.consumerWake, nil)
+			// One CAS on the exact word seen, writing nothing into the slot:
+			// if a consumer skipped it meanwhile and the slot moved on, the
+			// CAS fails and a later message there is left alone.
+			testHook("recover-W", pos)
+			if seq.CompareAndSwap(w, layout.SeqWord(pos, layout.SlotFull, layout.SeqOwnerTomb)) {
+				q.wake(q.consumerWake)
 			}
 		case layout.SlotReading:
 			cur := q.deq.Load()
@@ -497,7 +567,7 @@ func (q *Queue) recoverEntry(me uint32) error {
 			q.deq.CompareAndSwap(pos, pos+1)
 			if seq.CompareAndSwap(w, layout.SeqWord(pos, layout.SlotReading, layout.SeqOwnerOrphan)) {
 				// A producer may be waiting for this very slot.
-				q.wakeIfWaiting(q.producerWake, nil)
+				q.wake(q.producerWake)
 			}
 		}
 	}

@@ -147,7 +147,7 @@ func TestReserveCommitPeekRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	copy(b, "one")
-	if err := p1.TrySend([]byte("x")); err != ErrPending {
+	if err := p1.TrySend([]byte("x")); !errors.Is(err, ErrPending) {
 		t.Fatalf("TrySend with reservations: %v", err)
 	}
 	if err := p2.TrySend([]byte("two")); err != nil {
@@ -307,7 +307,10 @@ func TestOpenOrCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer q1.Close()
-	q2, err := OpenOrCreate(context.Background(), loc, Config{Slots: 16})
+	if _, err := OpenOrCreate(context.Background(), loc, Config{Slots: 16}); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("asked for 16 slots, found 8: %v, want ErrMismatch", err)
+	}
+	q2, err := OpenOrCreate(context.Background(), loc, Config{Slots: 16, AcceptExisting: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,13 +340,13 @@ func TestClosed(t *testing.T) {
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.TrySend([]byte("x")); err != ErrClosed {
+	if err := p.TrySend([]byte("x")); !errors.Is(err, ErrClosed) {
 		t.Fatalf("send after close: %v", err)
 	}
-	if _, err := c.TryRecv(make([]byte, 8)); err != ErrClosed {
+	if _, err := c.TryRecv(make([]byte, 8)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("recv after close: %v", err)
 	}
-	if _, err := q.Producer(); err != ErrClosed {
+	if _, err := q.Producer(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("attach after close: %v", err)
 	}
 }

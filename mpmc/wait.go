@@ -6,6 +6,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/notify"
 	"github.com/shmq/shmq/ring"
@@ -23,28 +24,50 @@ func le32(b []byte) uint32       { return binary.LittleEndian.Uint32(b) }
 // package sem spins by its own rules.
 type Wait = notify.Policy
 
-func newWakeLine(seg *ring.Segment, off uint64) (notify.Line, error) {
+func newWakeLine(seg *ring.Segment, off uint64, set int) (notify.Line, error) {
 	seq, err := seg.Uint32(off + layout.WakeSeq)
 	if err != nil {
 		return notify.Line{}, err
 	}
-	waiters, err := seg.Uint32(off + layout.WakeWaiters)
+	words, err := seg.WaiterSet(set)
 	if err != nil {
 		return notify.Line{}, err
 	}
-	return notify.Line{Seq: seq, Waiters: waiters}, nil
+	return notify.Line{Seq: seq, Waiters: notify.NewWaiterSet(words)}, nil
+}
+
+// waker is the publishing side's half of the wake protocol, kept by each
+// handle.
+type waker struct {
+	lastSweep time.Time // when the waiter set was last checked for dead registrants
 }
 
 // wakeIfWaiting is called by the publishing side after its slot store (a
 // commit wakes consumers, a release wakes producers). With no waiter
 // registered it costs one load of a line that stays shared, and no system
-// call. e is the publisher's registry entry, whose wake counter it advances;
-// nil for a wake on behalf of a dead holder.
-func (q *Queue) wakeIfWaiting(l notify.Line, e *ring.Entry) {
-	if l.WakeIfWaiting(q.wait.Backend) && e != nil {
-		e.Wakes.Store(e.Wakes.Load() + 1)
+// call. While it keeps finding waiters it checks, once per sweepPeriod,
+// that they are alive: a waiter killed while parked leaves its
+// registration, and clearing it is what brings a stream back to no wake
+// system calls. e is the publisher's registry entry, whose wake counter it
+// advances.
+func (w *waker) wakeIfWaiting(q *Queue, l notify.Line, e *ring.Entry) {
+	n, _ := l.WakeIfWaiting(q.wait.Backend) // an error only means no one was there to wake
+	if n == 0 {
+		return
+	}
+	e.Wakes.Store(e.Wakes.Load() + 1)
+	if now := time.Now(); now.Sub(w.lastSweep) >= sweepPeriod {
+		w.lastSweep = now
+		l.Waiters.Members(func(i int) { q.seg.ReapWaiter(i) })
 	}
 }
+
+// wake wakes l's waiters on behalf of no handle (recovery at attach).
+func (q *Queue) wake(l notify.Line) { l.WakeIfWaiting(q.wait.Backend) }
+
+// sweepPeriod is how often a publisher that keeps waking checks its
+// waiters for dead ones.
+const sweepPeriod = 100 * time.Millisecond
 
 // recheckPeriod bounds each park while the slot word that stopped the
 // caller is a claim (W or R): a producer or consumer that died holding a
@@ -80,18 +103,28 @@ func recheck() error { return errRecheck }
 const suspectAfter = 2 * time.Millisecond
 
 // waitFor returns nil once ready reports true or a park of parkLimit(w)
-// ended without it, or ctx's error when ctx ends. w is the slot word that
-// made the operation fail; own is the waiting side's registry entry, whose
-// wait counter it advances when it parked.
-func (q *Queue) waitFor(ctx context.Context, l notify.Line, own *ring.Entry, w uint64, ready func() bool) error {
-	parked, err := l.Await(ctx, q.wait, parkLimit(w), ready, recheck)
+// ended without it, ErrClosed when g closes, or ctx's error when ctx ends.
+// w is the slot word that made the operation fail; own is the waiting
+// side's registry entry, whose wait counter it advances when it parked.
+// limit, if positive, shortens the park (an end-of-stream grace period).
+func (q *Queue) waitFor(ctx context.Context, g *gate.Gate, l notify.Line, own *ring.Entry, w uint64, limit time.Duration, ready func() bool) error {
+	if l.Spin(q.wait, ready) {
+		return nil
+	}
+	bctx, release := g.Bind(ctx)
+	defer release()
+	period := parkLimit(w)
+	if limit > 0 {
+		period = min(period, limit)
+	}
+	parked, err := l.Park(bctx, q.wait, own.Index(), period, ready, recheck)
 	if parked {
 		own.Waits.Store(own.Waits.Load() + 1)
 	}
 	if err == errRecheck {
 		return nil
 	}
-	return err
+	return closedOr(g.Closed(), err)
 }
 
 // suspect tracks one stuck slot word seen by a producer or consumer.
@@ -130,3 +163,8 @@ func (q *Queue) checkOwner(w, pos uint64) error {
 	}
 	return nil
 }
+
+// testHook, when set by a test, runs at named points of the recovery paths
+// (with the position concerned), so a test can delay a process between two
+// steps that another process may interleave with.
+var testHook = func(point string, pos uint64) {}

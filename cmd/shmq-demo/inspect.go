@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math/bits"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -173,15 +174,16 @@ func (r *report) mpmcLocked(seg *ring.Segment) error {
 	for _, s := range []struct {
 		label, what string
 		line        uint64
+		set         int
 	}{
-		{"free", "slots free, producers take", h.ProducerWake},
-		{"filled", "messages, consumers take", h.ConsumerWake},
+		{"free", "slots free, producers take", h.ProducerWake, layout.WaiterSetFree},
+		{"filled", "messages, consumers take", h.ConsumerWake, layout.WaiterSetFilled},
 	} {
 		count, err := word(seg, s.line, layout.WakeSemCount)
 		if err != nil {
 			return err
 		}
-		waiters, err := word(seg, s.line, layout.WakeSemWaiters)
+		waiters, err := waiting(seg, s.set)
 		if err != nil {
 			return err
 		}
@@ -194,26 +196,56 @@ func (r *report) mpmcLocked(seg *ring.Segment) error {
 	for _, m := range []struct {
 		label, what string
 		line        uint64
+		set         int
 	}{
-		{"mutex P", "producers', guards tail", h.ProducerWake},
-		{"mutex C", "consumers', guards head", h.ConsumerWake},
+		{"mutex P", "producers', guards tail", h.ProducerWake, layout.WaiterSetMutexP},
+		{"mutex C", "consumers', guards head", h.ConsumerWake, layout.WaiterSetMutexC},
 	} {
-		var w [4]uint32 // state, owner, waiters, units
-		for i, off := range []uint64{layout.WakeMutexState, layout.WakeMutexOwner, layout.WakeMutexWaiters, layout.WakeMutexUnits} {
-			var err error
-			if w[i], err = word(seg, m.line, off); err != nil {
-				return err
-			}
+		state, err := word(seg, m.line, layout.WakeMutexState)
+		if err != nil {
+			return err
 		}
-		state, owner, waiters, units := w[0], w[1], w[2], w[3]
+		owner, err := word(seg, m.line, layout.WakeMutexOwner)
+		if err != nil {
+			return err
+		}
+		waiters, err := waiting(seg, m.set)
+		if err != nil {
+			return err
+		}
 		if state == 0 {
 			r.row(m.label, "unlocked (%s), %d waiting", m.what, waiters)
 		} else {
-			r.row(m.label, "locked by pid %d%s (%s), holding %d semaphore units, %d waiting",
-				owner, pidNote(owner), m.what, units, waiters)
+			r.row(m.label, "locked by pid %d%s (%s), %d waiting", owner, pidNote(owner), m.what, waiters)
 		}
 	}
+	var units []string
+	for i := 0; i < int(h.RegistryCount); i++ {
+		u, err := word(seg, h.Entry(i), layout.EntryUnits)
+		if err != nil {
+			return err
+		}
+		if u != 0 {
+			units = append(units, fmt.Sprintf("entry %d: %d", i, u))
+		}
+	}
+	if len(units) > 0 {
+		r.row("units held", "%s (semaphore units recorded in registry entries)", strings.Join(units, ", "))
+	}
 	return nil
+}
+
+// waiting counts the registry entries registered in waiter set k.
+func waiting(seg *ring.Segment, k int) (int, error) {
+	words, err := seg.WaiterSet(k)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, w := range words {
+		n += bits.OnesCount64(w.Load())
+	}
+	return n, nil
 }
 
 // mpmcLockFree adds the states of a lock-free MPMC queue's slots, from
@@ -243,11 +275,11 @@ func (r *report) mpmcLockFree(seg *ring.Segment, entries []ring.EntryInfo) error
 	if len(held) > 0 {
 		r.row("held slots", "%s", strings.Join(held, "; "))
 	}
-	pw, err := word(seg, h.ProducerWake, layout.WakeWaiters)
+	pw, err := waiting(seg, layout.WaiterSetProducers)
 	if err != nil {
 		return err
 	}
-	cw, err := word(seg, h.ConsumerWake, layout.WakeWaiters)
+	cw, err := waiting(seg, layout.WaiterSetConsumers)
 	if err != nil {
 		return err
 	}
@@ -263,6 +295,8 @@ func heldSlot(i, seq uint64, entries []ring.EntryInfo) string {
 	switch {
 	case owner == layout.SeqOwnerOrphan:
 		who = "no entry (orphaned, being requeued)"
+	case owner == layout.SeqOwnerTomb:
+		who = "no entry (a tombstone)"
 	case int(owner) < len(entries):
 		who += fmt.Sprintf(" (pid %d, %s)", entries[owner].PID, liveness(entries[owner]))
 	}
