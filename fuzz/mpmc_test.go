@@ -86,12 +86,26 @@ type mpmcModel struct {
 }
 
 // canClaim: the slot of the next position is free once the message of the
-// previous lap in it was released (or on the first lap).
+// previous lap in it was released, or is a tombstone (or on the first lap).
 func (m *mpmcModel) canClaim() bool {
-	return m.enq-m.start < m.slots || m.pos[m.enq-m.slots].state == mReleased
+	if m.enq-m.start < m.slots {
+		return true
+	}
+	st := m.pos[m.enq-m.slots].state
+	return st == mReleased || st == mTomb
 }
 
+// claim takes the next position; a producer claims straight over the
+// previous lap's tombstone, moving the dequeue cursor past it first.
 func (m *mpmcModel) claim(msg []byte, st int) uint64 {
+	if m.enq-m.start >= m.slots {
+		if prev := m.pos[m.enq-m.slots]; prev.state == mTomb {
+			prev.state = mReleased
+			if m.deq == m.enq-m.slots {
+				m.deq++
+			}
+		}
+	}
 	p := m.enq
 	m.pos[p] = &mpmcPos{state: st, msg: msg}
 	m.enq++
@@ -135,6 +149,15 @@ type fuzzConsumer struct {
 
 // next is the model of the consumer's next message: the stashed one, or
 // the next one taken.
+// releaseHeld marks the messages fc peeked released, as TryRecv and Recv
+// release them before taking the next one.
+func (fc *fuzzConsumer) releaseHeld(m *mpmcModel) {
+	for _, pos := range fc.held {
+		m.pos[pos].state = mReleased
+	}
+	fc.held, fc.views = nil, nil
+}
+
 func (fc *fuzzConsumer) next(m *mpmcModel) (uint64, bool) {
 	if fc.stashed {
 		fc.stashed = false
@@ -273,6 +296,7 @@ func FuzzMPMCOps(f *testing.F) {
 				}
 				wd.op("TryRecv")
 				n, err := fc.c.TryRecv(b)
+				fc.releaseHeld(m) // TryRecv releases what was peeked first
 				pos, ok := fc.next(m)
 				switch {
 				case !ok:
@@ -419,6 +443,7 @@ func FuzzMPMCOps(f *testing.F) {
 			case 9: // Recv, with a context that has already ended
 				wd.op("Recv")
 				n, err := fc.c.Recv(expired(), buf)
+				fc.releaseHeld(m) // so does Recv
 				pos, ok := fc.next(m)
 				if !ok {
 					if !isCtxErr(err) {
@@ -439,7 +464,7 @@ func FuzzMPMCOps(f *testing.F) {
 				err := fp.p.SendBatch(expired(), msgs)
 				switch {
 				case len(fp.pending) > 0:
-					if err != mpmc.ErrPending {
+					if !errors.Is(err, mpmc.ErrPending) {
 						t.Fatalf("step %d: SendBatch with reservations: %v", step, err)
 					}
 				default:

@@ -290,6 +290,14 @@ func (s *Segment) clearWaiters(i int) {
 // clears, so it never touches the registration of a live holder, even one
 // that attaches meanwhile.
 func (s *Segment) ReapWaiter(i int) (bool, error) {
+	return s.WithDeadEntry(i, func() { s.clearWaiters(i) })
+}
+
+// WithDeadEntry runs fn while it holds the lock of registry entry i, if no
+// live process (this one included) holds the entry, and reports whether it
+// ran fn. It is how a process repairs, exactly once and without racing a
+// new holder, what a dead holder left in its entry.
+func (s *Segment) WithDeadEntry(i int, fn func()) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -304,7 +312,7 @@ func (s *Segment) ReapWaiter(i int) (bool, error) {
 		}
 		return false, err
 	}
-	s.clearWaiters(i)
+	fn()
 	return true, ofd.Unlock(s.lockFd(), layout.EntryLockByte(i))
 }
 

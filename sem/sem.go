@@ -192,3 +192,21 @@ func (s *Semaphore) Release(n int) error {
 	}
 	return nil
 }
+
+// Reset sets the count from old to v, if it is still old, and wakes
+// waiters if it grew. It is for repairing a count from an outside source of
+// truth (a queue's cursors) while the caller knows no unit is in flight;
+// it reports whether the count was old.
+func (s *Semaphore) Reset(old, v uint32) bool {
+	if v > s.max || !s.count.CompareAndSwap(old, v) {
+		return false
+	}
+	if v > old && s.waiters.Any() {
+		if w := s.waiters.Count(); w > 0 {
+			if err := s.be.Wake(s.count, min(int(v-old), w)); err != nil {
+				s.WakeErrors.Add(1)
+			}
+		}
+	}
+	return true
+}

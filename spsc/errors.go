@@ -53,7 +53,7 @@ func opError(op string, err error) error {
 // handle.
 var errNilHandle = fmt.Errorf("%w: nil or zero-value handle (use Create, Open, Producer or Consumer)", ErrInvalid)
 
-// isClosedOr reports ErrClosed for a wait that ended because its handle
+// closedOr reports ErrClosed for a wait that ended because its handle
 // closed, and passes any other error on.
 func closedOr(closed bool, err error) error {
 	if closed && err != nil && !errors.Is(err, ErrPeerDead) {

@@ -30,6 +30,7 @@ func openMPMC(ctx context.Context, name string, cfg queueConfig) (queue, error) 
 	}
 	q, err := mpmc.OpenOrCreate(ctx, ring.Shm(name), mpmc.Config{
 		Slots: cfg.Capacity, MaxMessage: uint32(mm), Locked: cfg.Locked,
+		AcceptExisting: true, // the flags set up a queue this command creates; an existing one is used as it is
 	})
 	if err != nil {
 		return nil, err
