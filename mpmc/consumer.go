@@ -482,8 +482,10 @@ func (c *Consumer) Recv(ctx context.Context, buf []byte) (_ int, err error) {
 		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	if c.q.lk != nil {
-		n, err := c.lockedTryRecv(ctx, true, buf) // end of stream: see lockedRecv
-		return n, opError("Recv", err)
+		bctx, release := c.g.Bind(ctx)
+		defer release()
+		n, err := c.lockedTryRecv(bctx, true, buf) // end of stream: see lockedRecv
+		return n, opError("Recv", closedOr(c.g.Closed(), err))
 	}
 	for {
 		n, err := c.tryRecv(buf)

@@ -25,6 +25,8 @@ var helpers = map[string]func() error{
 	"stress-consumer": stressConsumer,
 	"hang-reserve":    hangReserve,
 	"hang-peek":       hangPeek,
+	"recv-park":       recvPark,
+	"send-park":       sendPark,
 	"bench-producer":  benchProducer,
 	"bench-consumer":  benchConsumer,
 }
@@ -330,4 +332,37 @@ func startAndWaitReady(t testing.TB, cmd *exec.Cmd) {
 		cmd.Wait()
 		t.Fatalf("helper said %q: %v", line, err)
 	}
+}
+
+// recvPark attaches a consumer that parks at once in Recv on an empty
+// queue, says so, and waits to be killed there.
+func recvPark() error {
+	q, err := Open(context.Background(), ring.FD(3), &Options{Wait: Wait{Spin: -1}})
+	if err != nil {
+		return err
+	}
+	c, err := q.Consumer()
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	_, err = c.Recv(context.Background(), make([]byte, q.MaxMessage()))
+	return err
+}
+
+// sendPark attaches a producer, fills the queue, says so, and waits to be
+// killed parked in Send.
+func sendPark() error {
+	q, err := Open(context.Background(), ring.FD(3), &Options{Wait: Wait{Spin: -1}})
+	if err != nil {
+		return err
+	}
+	p, err := q.Producer()
+	if err != nil {
+		return err
+	}
+	for p.TrySend([]byte("fill")) == nil {
+	}
+	fmt.Println("ready")
+	return p.Send(context.Background(), []byte("more"))
 }

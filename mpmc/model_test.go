@@ -1,8 +1,8 @@
 package mpmc
 
 import (
-	"errors"
 	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"

@@ -434,8 +434,10 @@ func (p *Producer) Send(ctx context.Context, msg []byte) (err error) {
 
 func (p *Producer) sendWait(ctx context.Context, msg []byte) error {
 	if p.q.lk != nil {
-		_, err := p.lockedBatch(ctx, true, [][]byte{msg})
-		return err
+		bctx, release := p.g.Bind(ctx)
+		defer release()
+		_, err := p.lockedBatch(bctx, true, [][]byte{msg})
+		return closedOr(p.g.Closed(), err)
 	}
 	for {
 		err := p.trySend(msg)
