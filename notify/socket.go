@@ -227,6 +227,10 @@ const (
 	acceptBackoffMax = time.Second
 )
 
+// acceptBatch bounds the connections accept rejects in one poller
+// callback: Close waits for the callback to return.
+const acceptBatch = 64
+
 // accept runs until Close. It accepts connections in batches from inside
 // the poller callback, rejecting strangers there, and starts a reader for
 // each authorized one.
@@ -241,7 +245,7 @@ func (s *Socket) accept() {
 		var fd int
 		var aerr error
 		err := rc.Read(func(lfd uintptr) bool {
-			for {
+			for range acceptBatch {
 				fd, aerr = s.acceptAuthorized(int(lfd))
 				switch aerr {
 				case unix.EAGAIN:
@@ -251,9 +255,13 @@ func (s *Socket) accept() {
 				}
 				return true
 			}
+			return true
 		})
 		if err != nil { // closed
 			return
+		}
+		if aerr == errRejected || aerr == unix.ECONNABORTED || aerr == unix.EINTR {
+			continue // a full batch; the next Read sees a Close
 		}
 		if aerr != nil {
 			delay = min(max(2*delay, acceptBackoffMin), acceptBackoffMax)

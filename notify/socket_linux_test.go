@@ -319,6 +319,10 @@ func TestSocketStrangerFlood(t *testing.T) {
 		}
 		waker.Close()
 	}
+	// Close ends the accept loop even while the flood goes on.
+	if err := within(t, 2*time.Second, l.Close); err != nil {
+		t.Errorf("Close: %v", err)
+	}
 	shmtest.Word(mem, wSockStop).Store(1)
 	shmtest.WaitExit(t, cmd, 5*time.Second)
 	t.Logf("%d legitimate connect+wake (slowest %v), %d failed; stranger made %d connections, %d rejected",
