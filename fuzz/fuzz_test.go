@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/shmq/shmq/layout"
@@ -86,6 +87,8 @@ func FuzzSPSCOps(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer q.Close()
+		wd := startWatchdog(spscState(q))
+		defer wd.done()
 		p, _ := q.Producer()
 		c, _ := q.Consumer()
 		var fifo [][]byte // committed, not released
@@ -100,6 +103,8 @@ func FuzzSPSCOps(f *testing.F) {
 		}
 		for i := 0; i+1 < len(ops); i += 2 {
 			op, arg := ops[i]%7, int(ops[i+1])
+			wd.at(i / 2)
+			wd.op(spscOpNames[op])
 			switch op {
 			case 0: // TrySend
 				if len(pending) > 0 {
@@ -156,7 +161,9 @@ func FuzzSPSCOps(f *testing.F) {
 				c.Rewind()
 				peeked = 0
 			}
+			wd.end()
 		}
+		wd.op("final Commit and drain")
 		p.Commit()
 		fifo = append(fifo, pending...)
 		c.Rewind()
@@ -169,8 +176,12 @@ func FuzzSPSCOps(f *testing.F) {
 		if _, err := c.TryRecv(buf); err != spsc.ErrEmpty {
 			t.Fatalf("drain left extra messages: %v", err)
 		}
+		wd.end()
 	})
 }
+
+// spscOpNames names FuzzSPSCOps's operations for the watchdog's report.
+var spscOpNames = [7]string{"TrySend", "TryRecv", "Peek", "Reserve", "Commit", "Release", "Rewind"}
 
 // FuzzSPSCCorruption writes attacker-chosen bytes anywhere in a live
 // segment between operations. Every call must return (data or an error
@@ -184,6 +195,8 @@ func FuzzSPSCCorruption(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer q.Close()
+		wd := startWatchdog(spscState(q))
+		defer wd.done()
 		p, _ := q.Producer()
 		c, _ := q.Consumer()
 		mem := q.Segment().Bytes()
@@ -203,18 +216,48 @@ func FuzzSPSCCorruption(f *testing.F) {
 				off = uint64(input[i+1]) * 16 % uint64(len(mem))
 			}
 			mem[off] = input[i+2]
+			wd.at(i / 3)
+			wd.op("TrySend")
 			if err := p.TrySend(buf[:1+int(input[i+2])%len(buf)]); err != nil && !expected(err) {
 				t.Fatalf("TrySend: %v", err)
 			}
+			wd.op("TryRecv")
 			if _, err := c.TryRecv(buf); err != nil && !expected(err) {
 				t.Fatalf("TryRecv: %v", err)
 			}
+			wd.op("Peek")
 			if _, err := c.Peek(); err != nil && !expected(err) {
 				t.Fatalf("Peek: %v", err)
 			}
+			wd.op("Rewind")
 			c.Rewind()
+			wd.end()
 		}
 	})
+}
+
+// spscState describes q for the watchdog's report: both cursors and the
+// record header at the consumer's position.
+func spscState(q *spsc.Queue) func() string {
+	seg, hdr, capacity := q.Segment(), q.Segment().Header(), q.Capacity()
+	return func() string {
+		var head, tail uint64
+		if w, err := seg.Uint64(hdr.Consumer + layout.CursorPosition); err == nil {
+			head = w.Load()
+		}
+		if w, err := seg.Uint64(hdr.Producer + layout.CursorPosition); err == nil {
+			tail = w.Load()
+		}
+		idx := head % capacity
+		rec := "unreadable"
+		l, lerr := seg.Uint32(hdr.Data + idx + layout.RecordLength)
+		typ, terr := seg.Uint32(hdr.Data + idx + layout.RecordType)
+		if lerr == nil && terr == nil {
+			rec = fmt.Sprintf("length %d, type %#x", l.Load(), typ.Load())
+		}
+		return fmt.Sprintf("spsc queue of %d bytes: head %d, tail %d (tail-head %d); record at head (ring offset %d): %s\n",
+			capacity, head, tail, int64(tail-head), idx, rec)
+	}
 }
 
 func expected(err error) bool {

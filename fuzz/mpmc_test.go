@@ -6,7 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync/atomic"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,45 +14,6 @@ import (
 	"github.com/shmq/shmq/mpmc"
 	"github.com/shmq/shmq/ring"
 )
-
-// watchdog crashes the fuzz process (so that the fuzzer records the input)
-// when one operation runs longer than a limit: a hang is a failure, and a
-// hung call cannot be interrupted any other way.
-type watchdog struct {
-	begun atomic.Int64 // UnixNano when the current operation started; 0 when none
-	name  atomic.Pointer[string]
-	stop  chan struct{}
-}
-
-func startWatchdog(limit time.Duration) *watchdog {
-	w := &watchdog{stop: make(chan struct{})}
-	go func() {
-		tick := time.NewTicker(limit / 10)
-		defer tick.Stop()
-		for {
-			select {
-			case <-w.stop:
-				return
-			case now := <-tick.C:
-				if b := w.begun.Load(); b != 0 && now.UnixNano()-b > int64(limit) {
-					panic(fmt.Sprintf("mpmc fuzz: %s did not return within %v", *w.name.Load(), limit))
-				}
-			}
-		}
-	}()
-	return w
-}
-
-// op marks the start of an operation named name.
-func (w *watchdog) op(name string) {
-	w.name.Store(&name)
-	w.begun.Store(time.Now().UnixNano())
-}
-
-func (w *watchdog) done() {
-	w.begun.Store(0)
-	close(w.stop)
-}
 
 // expired returns a context that has already ended: a blocking call given
 // it either succeeds at once or fails with its error.
@@ -195,7 +156,7 @@ func FuzzMPMCOps(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer q2.Close()
-		wd := startWatchdog(time.Second)
+		wd := startWatchdog(mpmcState(q))
 		defer wd.done()
 
 		maxMsg := q.MaxMessage()
@@ -274,6 +235,7 @@ func FuzzMPMCOps(f *testing.F) {
 
 		for i := 0; i+1 < len(ops); i += 2 {
 			step := i / 2
+			wd.at(step)
 			op, arg := ops[i]%13, ops[i+1]
 			fp := ps[int(ops[i]/13)%len(ps)]
 			fc := cs[int(ops[i]/13)%len(cs)]
@@ -501,7 +463,7 @@ func FuzzMPMCOps(f *testing.F) {
 				}
 				*fc = *newConsumer([]*mpmc.Queue{q, q2}[arg%2])
 			}
-			wd.begun.Store(0)
+			wd.end()
 			st, err := q.Stats()
 			if err != nil {
 				t.Fatal(err)
@@ -558,7 +520,7 @@ func FuzzMPMCOps(f *testing.F) {
 				t.Fatalf("position %d left in state %d after the drain", pos, s.state)
 			}
 		}
-		wd.begun.Store(0)
+		wd.end()
 	})
 }
 
@@ -568,7 +530,8 @@ func FuzzMPMCOps(f *testing.F) {
 // messages outstanding. Every call must return data or an expected error
 // (ErrFull, ErrEmpty, ErrCorrupt, ErrShortBuffer, ErrPending, or the
 // context's error for the blocking calls): no panic, no access outside the
-// mapping, and no call may take more than a second.
+// mapping, and no call may hang (spin for a second of CPU time or block
+// for 20 s: see watchdog).
 //
 // The input is a sequence of 4-byte records: where to write, an offset,
 // the value, and which operation to run next.
@@ -592,7 +555,7 @@ func FuzzMPMCCorruption(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer q2.Close()
-		wd := startWatchdog(time.Second)
+		wd := startWatchdog(mpmcState(q))
 		defer wd.done()
 
 		qs := []*mpmc.Queue{q, q2}
@@ -629,6 +592,7 @@ func FuzzMPMCCorruption(f *testing.F) {
 			}
 		}
 		for i := 0; i+3 < len(input); i += 4 {
+			wd.at(i / 4)
 			where, off, val, opsel := input[i], uint64(input[i+1]), input[i+2], input[i+3]
 			slot := hdr.Data + off%slots*slotSize
 			switch where % 8 {
@@ -762,7 +726,7 @@ func FuzzMPMCCorruption(f *testing.F) {
 					cs[k] = nc
 				}
 			}
-			wd.begun.Store(0)
+			wd.end()
 		}
 		wd.op("Close")
 		for _, p := range ps {
@@ -771,8 +735,56 @@ func FuzzMPMCCorruption(f *testing.F) {
 		for _, c := range cs {
 			c.Close()
 		}
-		wd.begun.Store(0)
+		wd.end()
 	})
+}
+
+// mpmcState describes q for the watchdog's report: both cursors and the
+// sequence word and length of the slots of the positions around each.
+func mpmcState(q *mpmc.Queue) func() string {
+	seg, hdr := q.Segment(), q.Segment().Header()
+	slots, slotSize := q.Slots(), uint64(q.SlotSize())
+	load := func(off uint64) uint64 {
+		if w, err := seg.Uint64(off); err == nil {
+			return w.Load()
+		}
+		return 0
+	}
+	return func() string {
+		var b strings.Builder
+		head, tail := load(hdr.Consumer+layout.CursorPosition), load(hdr.Producer+layout.CursorPosition)
+		fmt.Fprintf(&b, "mpmc queue of %d slots: head %d, tail %d (tail-head %d)\n", slots, head, tail, int64(tail-head))
+		for _, c := range []struct {
+			name string
+			pos  uint64
+		}{{"head", head}, {"tail", tail}} {
+			for d := -1; d <= 1; d++ {
+				pos := c.pos + uint64(d)
+				slot := pos & (slots - 1)
+				off := hdr.Data + slot*slotSize
+				w := load(off + layout.SlotSeq)
+				var length uint32
+				if l, err := seg.Uint32(off + layout.SlotLength); err == nil {
+					length = l.Load()
+				}
+				fmt.Fprintf(&b, "  %s%+d: position %d, slot %d: seq %#x = %s, length %d\n",
+					c.name, d, pos, slot, w, describeSeq(w, pos), length)
+			}
+		}
+		return b.String()
+	}
+}
+
+// describeSeq decodes sequence word w relative to position pos: E(p+1) is
+// position pos+1's slot state Empty.
+func describeSeq(w, pos uint64) string {
+	st := layout.SeqState(w)
+	d := (layout.SeqDiff(w, pos) - int64(st)) / 4
+	p := "p"
+	if d != 0 {
+		p = fmt.Sprintf("p%+d", d)
+	}
+	return fmt.Sprintf("%c(%s) owner %d", "EWFR"[st], p, layout.SeqOwner(w))
 }
 
 func expectedMPMC(err error) bool {
