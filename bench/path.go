@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -130,5 +131,7 @@ func perMessage(n int64, msgs int) string {
 	if msgs <= 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.3g", float64(n)/float64(msgs))
+	// Three significant digits, never in exponent form: 0.00004, 1.27.
+	v, _ := strconv.ParseFloat(fmt.Sprintf("%.3g", float64(n)/float64(msgs)), 64)
+	return strconv.FormatFloat(v, 'f', -1, 64)
 }

@@ -194,3 +194,15 @@ func TestMechanismsDescribeConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestPerMessage(t *testing.T) {
+	for _, tc := range []struct {
+		n    int64
+		msgs int
+		want string
+	}{{4, 100000, "0.00004"}, {127, 100, "1.27"}, {0, 5, "0"}, {1, 3, "0.333"}, {5, 0, "-"}, {123456, 1, "123000"}} {
+		if got := perMessage(tc.n, tc.msgs); got != tc.want {
+			t.Errorf("perMessage(%d, %d) = %q, want %q", tc.n, tc.msgs, got, tc.want)
+		}
+	}
+}
