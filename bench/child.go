@@ -54,6 +54,7 @@ func runChild(raw string) error {
 	for i := range files {
 		files[i] = os.NewFile(uintptr(childFirstMechFD+i), fmt.Sprintf("inherited-%d", i))
 	}
+	setGOMAXPROCS(spec.GOMAXPROCS) // before Attach: a library may size itself by it
 	conn, err := m.Attach(spec.Arg, files, spec.Size)
 	if err != nil {
 		enc.Encode(peerReport{Err: fmt.Sprintf("attach: %v", err)})

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -13,20 +15,30 @@ import (
 // read/write syscalls, so the numbers show the kernel path rather than Go's
 // netpoller. Stream descriptors (pipes, stream sockets) may split a message,
 // so they loop; message descriptors must deliver it whole.
+//
+// It counts its calls and bytes for the path check; the counters belong to
+// the goroutine driving the Conn.
 type fdConn struct {
 	rfd, wfd int
 	stream   bool
+	// extra, when set, adds mechanism-specific counters (kernel buffer
+	// sizes, TCP_INFO) to PathCounters.
+	extra func() pathCounters
+
+	writeCalls, writeBytes, readCalls, readBytes int64
 }
 
 func (c *fdConn) Send(msg []byte) error {
 	for len(msg) > 0 {
 		n, err := unix.Write(c.wfd, msg)
+		c.writeCalls++
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("write: %w", err)
 		}
+		c.writeBytes += int64(n)
 		if !c.stream && n != len(msg) {
 			return fmt.Errorf("short datagram write: %d of %d bytes", n, len(msg))
 		}
@@ -38,6 +50,7 @@ func (c *fdConn) Send(msg []byte) error {
 func (c *fdConn) Recv(buf []byte) error {
 	for got := 0; got < len(buf); {
 		n, err := unix.Read(c.rfd, buf[got:])
+		c.readCalls++
 		if err == unix.EINTR {
 			continue
 		}
@@ -51,8 +64,64 @@ func (c *fdConn) Recv(buf []byte) error {
 			return fmt.Errorf("datagram of %d bytes, want %d", n, len(buf))
 		}
 		got += n
+		c.readBytes += int64(n)
 	}
 	return nil
+}
+
+// PathCounters reports the calls and bytes that crossed the descriptors,
+// how many of them are non-blocking (Go's netpoller would set O_NONBLOCK),
+// and their file type.
+func (c *fdConn) PathCounters() pathCounters {
+	pc := pathCounters{
+		"write_calls": c.writeCalls, "write_bytes": c.writeBytes,
+		"read_calls": c.readCalls, "read_bytes": c.readBytes,
+		"nonblocking_fds": 0, "fd_type": fdType(c.rfd),
+	}
+	if fdType(c.wfd) != pc["fd_type"] {
+		pc["fd_type"] = -1 // the two directions differ
+	}
+	for _, fd := range slices.Compact([]int{c.rfd, c.wfd}) {
+		if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK != 0 {
+			pc["nonblocking_fds"]++
+		}
+	}
+	if c.extra != nil {
+		maps.Copy(pc, c.extra())
+	}
+	return pc
+}
+
+// fdType returns the S_IFMT bits of fd's file type, or -1.
+func fdType(fd int) int64 {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return -1
+	}
+	return int64(st.Mode & unix.S_IFMT)
+}
+
+// checkFDPath checks that every message crossed the descriptors of an
+// fdConn pair in blocking calls: each side's descriptors are of fdType and
+// blocking, and each side read exactly the bytes the other wrote for the
+// harness. more adds mechanism-specific checks.
+func checkFDPath(r pathRun, fdType uint32, more func(*counterChecks)) (string, error) {
+	var c counterChecks
+	down, up := int64(r.ToChild*r.Size), int64(r.ToParent*r.Size)
+	parent, child := r.sides()[0], r.sides()[1]
+	c.equal(parent, "write_bytes", down)
+	c.equal(child, "read_bytes", down)
+	c.equal(child, "write_bytes", up)
+	c.equal(parent, "read_bytes", up)
+	for _, s := range r.sides() {
+		c.equal(s, "nonblocking_fds", 0)
+		c.equal(s, "fd_type", int64(fdType))
+	}
+	if more != nil {
+		more(&c)
+	}
+	calls := r.Parent["write_calls"] + r.Parent["read_calls"] + r.Child["write_calls"] + r.Child["read_calls"]
+	return fmt.Sprintf("blocking, %s syscalls/msg", perMessage(calls, r.ToChild)), c.err()
 }
 
 func (c *fdConn) Close() error {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -32,6 +33,14 @@ type Record struct {
 	MaxNanos    int64   `json:"max_ns"`
 	CPUPerMsg   float64 `json:"cpu_ns_per_msg"`
 	Skipped     string  `json:"skipped,omitempty"`
+	// Config is how the mechanism was set up for this run, with reasons.
+	Config []Setting `json:"config,omitempty"`
+	// Path holds both sides' path counters ("parent.…", "child.…"),
+	// PathNote what the path check saw, and PathError why it rejected the
+	// run (such a record is listed with the failures, never in the tables).
+	Path      map[string]int64 `json:"path,omitempty"`
+	PathNote  string           `json:"path_note,omitempty"`
+	PathError string           `json:"path_error,omitempty"`
 }
 
 // runSpec is one run to perform.
@@ -58,6 +67,9 @@ func runMechanism(m Mechanism, spec runSpec) (rec Record, err error) {
 	}
 	rec.InProcess = link.InProcessPeer != nil
 	spec.Arg = link.ChildArg
+	spec.GOMAXPROCS = link.GOMAXPROCS
+	defer setGOMAXPROCS(link.GOMAXPROCS)() // runs last, after the peer is gone
+	rec.Config = append([]Setting{gomaxprocsSetting(link.GOMAXPROCS, runtime.GOMAXPROCS(0), link.GOMAXPROCSWhy)}, link.Config...)
 
 	peer, err := startPeer(m, link, spec.peerSpec)
 	if err != nil {
@@ -133,7 +145,45 @@ func runMechanism(m Mechanism, spec runSpec) (rec Record, err error) {
 		rec.P999Nanos = hist.ValueAtQuantile(99.9)
 		rec.MaxNanos = hist.Max()
 	}
+	if err := checkPath(&rec, link, conn, rep, spec.peerSpec); err != nil {
+		rec.PathError = err.Error()
+		return rec, err
+	}
 	return rec, nil
+}
+
+// checkPath runs the link's path check on both sides' counters, checks
+// that both processes ran with the GOMAXPROCS the link asked for, and
+// files what it saw in rec.
+func checkPath(rec *Record, link *Link, conn Conn, rep peerReport, spec peerSpec) error {
+	run := pathRun{Pattern: spec.Pattern, Size: spec.Size, Child: rep.Path}
+	run.ToChild, run.ToParent = messagesOf(spec)
+	if pc, ok := conn.(pathCounter); ok {
+		run.Parent = pc.PathCounters()
+	}
+	rec.Path = run.flatten()
+	if rec.Path == nil {
+		rec.Path = map[string]int64{}
+	}
+	procs := runtime.GOMAXPROCS(0)
+	rec.Path["parent.gomaxprocs"] = int64(procs)
+	if rep.GOMAXPROCS != 0 {
+		rec.Path["child.gomaxprocs"] = int64(rep.GOMAXPROCS)
+	}
+	var c counterChecks
+	if link.GOMAXPROCS > 0 && procs != link.GOMAXPROCS {
+		c.failf("parent ran with GOMAXPROCS=%d, want %d", procs, link.GOMAXPROCS)
+	}
+	if link.GOMAXPROCS > 0 && rep.GOMAXPROCS != 0 && rep.GOMAXPROCS != link.GOMAXPROCS {
+		c.failf("peer ran with GOMAXPROCS=%d, want %d", rep.GOMAXPROCS, link.GOMAXPROCS)
+	}
+	if link.CheckPath == nil {
+		c.failf("%s has no path check", rec.Mechanism)
+		return c.err()
+	}
+	note, err := link.CheckPath(run)
+	rec.PathNote = note
+	return errors.Join(c.err(), err)
 }
 
 func verifyReport(rep peerReport, spec peerSpec) error {

@@ -48,7 +48,7 @@ func run() error {
 
 	writeMarkdown(os.Stdout, records, failures)
 	if *jsonPath != "" {
-		if err := writeJSON(*jsonPath, records); err != nil {
+		if err := writeJSON(*jsonPath, records, failures); err != nil {
 			return err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 	"unsafe"
 
@@ -71,7 +72,42 @@ func (eventfdShmMechanism) Setup(size int) (*Link, error) {
 	return &Link{
 		ChildFiles: files,
 		OpenParent: func() (Conn, error) { return newShmConn(fds, size, false) },
+		Config: []Setting{
+			{Name: "ring", Value: fmt.Sprintf("%d × %s slots", g.slots, sizeSetting(g.slotSize)),
+				Why: "one ring per direction in one memfd, about 1 MiB each (at most 256 slots of the message rounded up to 64 B), the size of shmq's ring"},
+			{Name: "wake", Value: "eventfd(2) write/read, only when the other side announced it sleeps",
+				Why: "the textbook shared-memory hand-off: no system call while both sides are busy"},
+		},
+		GOMAXPROCSWhy: "one goroutine per process, which copies into the ring and sleeps in read(2) on an eventfd; the scheduler is not on the path",
+		CheckPath:     checkShmRingPath,
 	}, nil
+}
+
+// checkShmRingPath checks that every message went through the rings (their
+// cursors in shared memory count exactly the harness's messages), that the
+// wake descriptors are eventfds, and that no side slept without a wake.
+func checkShmRingPath(r pathRun) (string, error) {
+	var c counterChecks
+	parent, child := r.sides()[0], r.sides()[1]
+	// The parent reads both rings last, when both sides are done; the
+	// child, when it is, reads the cursors it moved itself (the parent may
+	// not have taken its last echo yet).
+	c.equal(parent, "out_tail", int64(r.ToChild))
+	c.equal(parent, "out_head", int64(r.ToChild))
+	c.equal(parent, "in_tail", int64(r.ToParent))
+	c.equal(parent, "in_head", int64(r.ToParent))
+	c.equal(child, "out_tail", int64(r.ToParent))
+	c.equal(child, "in_head", int64(r.ToChild))
+	for _, s := range r.sides() {
+		c.equal(s, "eventfds", 4)
+		c.equal(s, "memfd", 1)
+	}
+	// A read of an eventfd takes every signal since the last one, so a
+	// side cannot sleep more often than the other signalled.
+	c.atMost(child, "sleeps", parent.pc["wakes_sent"])
+	c.atMost(parent, "sleeps", child.pc["wakes_sent"])
+	wakes := parent.pc["wakes_sent"] + child.pc["wakes_sent"]
+	return fmt.Sprintf("ring cursors agree, %s eventfd wakes/msg", perMessage(wakes, r.ToChild)), c.err()
 }
 
 func (eventfdShmMechanism) Attach(_ string, files []*os.File, size int) (Conn, error) {
@@ -88,6 +124,35 @@ type shmConn struct {
 	mem     []byte
 	fds     []int
 	out, in shmRing
+	// wakes counts this side's eventfd signals and sleeps for the path
+	// check; it belongs to the goroutine driving the Conn.
+	wakes shmWakes
+}
+
+type shmWakes struct{ sent, sleeps int64 }
+
+// PathCounters reports both rings' cursors as shared memory holds them,
+// this side's wakes, and whether the descriptors are what they claim.
+func (c *shmConn) PathCounters() pathCounters {
+	pc := pathCounters{
+		"out_tail": int64(c.out.word(ringTailOff).Load()), "out_head": int64(c.out.word(ringHeadOff).Load()),
+		"in_tail": int64(c.in.word(ringTailOff).Load()), "in_head": int64(c.in.word(ringHeadOff).Load()),
+		"wakes_sent": c.wakes.sent, "sleeps": c.wakes.sleeps,
+		"memfd": int64(boolInt(strings.HasPrefix(fdLink(c.fds[0]), "/memfd:"))),
+	}
+	for _, fd := range c.fds[1:] {
+		pc["eventfds"] += int64(boolInt(fdLink(fd) == "anon_inode:[eventfd]"))
+	}
+	return pc
+}
+
+// fdLink is what /proc says descriptor fd refers to.
+func fdLink(fd int) string {
+	l, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+	if err != nil {
+		return ""
+	}
+	return l
 }
 
 func newShmConn(fds []int, size int, child bool) (*shmConn, error) {
@@ -97,9 +162,10 @@ func newShmConn(fds []int, size int, child bool) (*shmConn, error) {
 		closeFDs(fds...)
 		return nil, fmt.Errorf("mmap: %w", err)
 	}
-	toChild := shmRing{mem: mem[:g.bytes()], geo: g, dataFD: fds[1], spaceFD: fds[2]}
-	toParent := shmRing{mem: mem[g.bytes():], geo: g, dataFD: fds[3], spaceFD: fds[4]}
-	c := &shmConn{mem: mem, fds: fds, out: toChild, in: toParent}
+	c := &shmConn{mem: mem, fds: fds}
+	toChild := shmRing{mem: mem[:g.bytes()], geo: g, dataFD: fds[1], spaceFD: fds[2], wakes: &c.wakes}
+	toParent := shmRing{mem: mem[g.bytes():], geo: g, dataFD: fds[3], spaceFD: fds[4], wakes: &c.wakes}
+	c.out, c.in = toChild, toParent
 	if child {
 		c.out, c.in = toParent, toChild
 	}
@@ -121,6 +187,7 @@ type shmRing struct {
 	mem             []byte
 	geo             shmRingGeometry
 	dataFD, spaceFD int
+	wakes           *shmWakes // the owning shmConn's counters
 }
 
 func (r *shmRing) word(off int) *atomic.Uint64 {
@@ -145,6 +212,7 @@ func (r *shmRing) push(msg []byte) error {
 			waiting.Store(0)
 			break
 		}
+		r.wakes.sleeps++
 		if err := eventfdWait(r.spaceFD); err != nil {
 			return err
 		}
@@ -153,6 +221,7 @@ func (r *shmRing) push(msg []byte) error {
 	copy(r.slot(t), msg)
 	tail.Store(t + 1)
 	if r.word(ringConsumerWaitOff).Load() != 0 {
+		r.wakes.sent++
 		return eventfdSignal(r.dataFD)
 	}
 	return nil
@@ -168,6 +237,7 @@ func (r *shmRing) pop(buf []byte) error {
 			waiting.Store(0)
 			break
 		}
+		r.wakes.sleeps++
 		if err := eventfdWait(r.dataFD); err != nil {
 			return err
 		}
@@ -176,6 +246,7 @@ func (r *shmRing) pop(buf []byte) error {
 	copy(buf, r.slot(h))
 	head.Store(h + 1)
 	if r.word(ringProducerWaitOff).Load() != 0 {
+		r.wakes.sent++
 		return eventfdSignal(r.spaceFD)
 	}
 	return nil

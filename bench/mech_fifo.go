@@ -21,6 +21,11 @@ func (fifoMechanism) Setup(size int) (*Link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fifo dir: %w", err)
 	}
+	bufSize, err := defaultPipeSize()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	toChild, toParent := filepath.Join(dir, "to-child"), filepath.Join(dir, "to-parent")
 	for _, p := range []string{toChild, toParent} {
 		if err := unix.Mkfifo(p, 0o600); err != nil {
@@ -42,9 +47,12 @@ func (fifoMechanism) Setup(size int) (*Link, error) {
 				unix.Close(w)
 				return nil, fmt.Errorf("open %s: %w", toParent, err)
 			}
-			return &fdConn{rfd: r, wfd: w, stream: true}, nil
+			return &fdConn{rfd: r, wfd: w, stream: true, extra: pipeCounters(r, w)}, nil
 		},
-		Cleanup: func() { os.RemoveAll(dir) },
+		Cleanup:       func() { os.RemoveAll(dir) },
+		Config:        pipeConfig("mkfifo(3), one per direction, opened by path in both processes", bufSize),
+		GOMAXPROCSWhy: whyDefaultProcs,
+		CheckPath:     checkPipePath(bufSize),
 	}, nil
 }
 
@@ -62,5 +70,5 @@ func (fifoMechanism) Attach(arg string, _ []*os.File, size int) (Conn, error) {
 		unix.Close(r)
 		return nil, fmt.Errorf("open %s: %w", toParent, err)
 	}
-	return &fdConn{rfd: r, wfd: w, stream: true}, nil
+	return &fdConn{rfd: r, wfd: w, stream: true, extra: pipeCounters(r, w)}, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 )
@@ -21,6 +22,20 @@ func (goChannelMechanism) Setup(size int) (*Link, error) {
 	return &Link{
 		OpenParent:    func() (Conn, error) { return &chanConn{out: toChild, in: toParent}, nil },
 		InProcessPeer: func() (Conn, error) { return &chanConn{out: toParent, in: toChild}, nil },
+		Config: []Setting{
+			{Name: "channels", Value: fmt.Sprintf("buffered, %d deep per direction, buffers recycled through a free list", goChanDepth),
+				Why: "a reference for two goroutines of one process; recycling keeps the copy in and out without allocating, as the IPC rows do"},
+		},
+		GOMAXPROCSWhy: "Go's default lets the two goroutines run on two CPUs at once, as the two processes of the other rows do",
+		CheckPath: func(r pathRun) (string, error) {
+			var c counterChecks
+			parent, child := r.sides()[0], r.sides()[1]
+			c.equal(parent, "sends", int64(r.ToChild))
+			c.equal(child, "receives", int64(r.ToChild))
+			c.equal(child, "sends", int64(r.ToParent))
+			c.equal(parent, "receives", int64(r.ToParent))
+			return "in-process channels", c.err()
+		},
 	}, nil
 }
 
@@ -41,7 +56,17 @@ func newChanPipe(size int) *chanPipe {
 	return p
 }
 
-type chanConn struct{ out, in *chanPipe }
+// chanConn counts its messages for the path check; the counters belong to
+// the goroutine driving the Conn.
+type chanConn struct {
+	out, in         *chanPipe
+	sends, receives int64
+}
+
+// PathCounters reports the messages this end moved.
+func (c *chanConn) PathCounters() pathCounters {
+	return pathCounters{"sends": c.sends, "receives": c.receives}
+}
 
 func (c *chanConn) Send(msg []byte) error {
 	var b []byte
@@ -52,6 +77,7 @@ func (c *chanConn) Send(msg []byte) error {
 	}
 	copy(b, msg)
 	c.out.data <- b
+	c.sends++
 	return nil
 }
 
@@ -60,6 +86,7 @@ func (c *chanConn) Recv(buf []byte) error {
 	case b := <-c.in.data:
 		copy(buf, b)
 		c.in.free <- b
+		c.receives++
 		return nil
 	case <-c.in.closed:
 		return io.ErrUnexpectedEOF

@@ -39,7 +39,8 @@ func (posixMQMechanism) Setup(size int) (*Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	depth = min(depth, 64)
+	msgMax := depth
+	depth = min(depth, posixMQDepth)
 	base := fmt.Sprintf("shmq-bench-%d-%d", os.Getpid(), nextObjectID())
 	toChild, toParent := base+"-to-child", base+"-to-parent"
 	w, err := mqOpen(toChild, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, &mqAttr{MaxMsg: int64(depth), MsgSize: int64(size)})
@@ -56,8 +57,37 @@ func (posixMQMechanism) Setup(size int) (*Link, error) {
 		ChildArg:   toChild + "\n" + toParent,
 		OpenParent: func() (Conn, error) { return &mqConn{rd: r, wd: w}, nil },
 		Cleanup:    func() { mqUnlink(toChild); mqUnlink(toParent) },
+		Config: []Setting{
+			{Name: "objects", Value: "two queues (one per direction), mq_open(3) by name in both processes",
+				Why: "mq descriptors do not survive exec, so the child opens the names as an unrelated process would"},
+			{Name: "mq_maxmsg", Value: fmt.Sprintf("%d (fs.mqueue.msg_max=%d)", depth, msgMax),
+				Why: fmt.Sprintf("as deep as the queue may be made without privilege, at most %d; the kernel default limit is 10", posixMQDepth)},
+			{Name: "mq_msgsize", Value: sizeSetting(size), Why: "exactly one message: a receive buffer must hold mq_msgsize bytes"},
+			{Name: "I/O", Value: "blocking mq_timedsend(2)/mq_timedreceive(2) with no timeout, raw system calls", Why: "the kernel path without libc or cgo"},
+		},
+		GOMAXPROCSWhy: whyDefaultProcs,
+		CheckPath: func(r pathRun) (string, error) {
+			var c counterChecks
+			parent, child := r.sides()[0], r.sides()[1]
+			c.equal(parent, "sends", int64(r.ToChild))
+			c.equal(child, "receives", int64(r.ToChild))
+			c.equal(child, "sends", int64(r.ToParent))
+			c.equal(parent, "receives", int64(r.ToParent))
+			for _, s := range r.sides() {
+				for _, q := range []string{"rd", "wd"} {
+					c.equal(s, q+"_msgsize", int64(size))
+					c.equal(s, q+"_maxmsg", int64(depth))
+					c.equal(s, q+"_nonblocking", 0)
+				}
+			}
+			c.equal(child, "rd_curmsgs", 0) // everything sent was taken
+			return fmt.Sprintf("blocking, %d-deep queues drained", depth), c.err()
+		},
 	}, nil
 }
+
+// posixMQDepth bounds the depth of a queue, as goChanDepth does a channel's.
+const posixMQDepth = 64
 
 func (posixMQMechanism) Attach(arg string, _ []*os.File, size int) (Conn, error) {
 	toChild, toParent, ok := strings.Cut(arg, "\n")
@@ -76,7 +106,28 @@ func (posixMQMechanism) Attach(arg string, _ []*os.File, size int) (Conn, error)
 	return &mqConn{rd: r, wd: w}, nil
 }
 
-type mqConn struct{ rd, wd int }
+// mqConn counts its calls for the path check; the counters belong to the
+// goroutine driving the Conn.
+type mqConn struct {
+	rd, wd          int
+	sends, receives int64
+}
+
+// PathCounters reports the messages moved and both queues' attributes as
+// the kernel holds them (mq_getsetattr).
+func (c *mqConn) PathCounters() pathCounters {
+	pc := pathCounters{"sends": c.sends, "receives": c.receives}
+	for q, fd := range map[string]int{"rd": c.rd, "wd": c.wd} {
+		var a mqAttr
+		_, _, errno := unix.Syscall(unix.SYS_MQ_GETSETATTR, uintptr(fd), 0, uintptr(unsafe.Pointer(&a)))
+		if errno != 0 {
+			a = mqAttr{Flags: unix.O_NONBLOCK, MaxMsg: -1, MsgSize: -1, CurMsgs: -1}
+		}
+		pc[q+"_msgsize"], pc[q+"_maxmsg"], pc[q+"_curmsgs"] = a.MsgSize, a.MaxMsg, a.CurMsgs
+		pc[q+"_nonblocking"] = int64(boolInt(a.Flags&unix.O_NONBLOCK != 0))
+	}
+	return pc
+}
 
 func (c *mqConn) Send(msg []byte) error {
 	for {
@@ -84,6 +135,7 @@ func (c *mqConn) Send(msg []byte) error {
 			uintptr(unsafe.Pointer(unsafe.SliceData(msg))), uintptr(len(msg)), 0, 0, 0)
 		switch errno {
 		case 0:
+			c.sends++
 			return nil
 		case unix.EINTR:
 			continue
@@ -102,6 +154,7 @@ func (c *mqConn) Recv(buf []byte) error {
 			if int(n) != len(buf) {
 				return fmt.Errorf("mq message of %d bytes, want %d", n, len(buf))
 			}
+			c.receives++
 			return nil
 		case unix.EINTR:
 			continue

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/shmq/shmq/notify"
 	"github.com/shmq/shmq/ring"
 	"github.com/shmq/shmq/spsc"
 )
@@ -82,12 +83,67 @@ func (m shmqSPSCMechanism) Setup(size int) (*Link, error) {
 			return nil, err
 		}
 	}
+	config := []Setting{
+		{Name: "ring", Value: sizeSetting(int(cfg.Capacity)),
+			Why: "one queue per direction in a memfd segment inherited by the child; 1 MiB, doubled until eight messages fit, so a streaming producer rarely waits"},
+		{Name: "wait", Value: waitPolicyText(m.wait), Why: "the variant this row measures"},
+	}
+	if m.cPeer {
+		config = append(config, Setting{Name: "peer", Value: "cpeer/peer.c over layout/shmq.h, cc -O2",
+			Why: "the same queues driven from C, with the parent's side the default"})
+	}
+	spin := m.wait.Spin >= time.Hour
 	return &Link{
-		ChildProgram: program,
-		ChildFiles:   files,
-		OpenParent:   func() (Conn, error) { return newShmqConn(toChild, toParent) },
-		Cleanup:      func() { toChild.Close(); toParent.Close() },
+		ChildProgram:  program,
+		ChildFiles:    files,
+		OpenParent:    func() (Conn, error) { return newShmqConn(toChild, toParent) },
+		Cleanup:       func() { toChild.Close(); toParent.Close() },
+		Config:        config,
+		GOMAXPROCSWhy: "one goroutine per process; it spins, then parks on a futex with a raw system call, so the scheduler is not on the path",
+		CheckPath: func(r pathRun) (string, error) {
+			var c counterChecks
+			var waits, wakes uint64
+			for _, q := range []struct {
+				name string
+				q    *spsc.Queue
+				msgs int
+			}{{"to-child", toChild, r.ToChild}, {"to-parent", toParent, r.ToParent}} {
+				st, err := q.q.Stats()
+				if err != nil {
+					c.failf("%s stats: %v", q.name, err)
+					continue
+				}
+				checkEntry(&c, q.name+" producer", st.Producer, q.msgs, r.Size)
+				checkEntry(&c, q.name+" consumer", st.Consumer, q.msgs, r.Size)
+				waits += st.Producer.Waits + st.Consumer.Waits
+				wakes += st.Producer.Wakes + st.Consumer.Wakes
+			}
+			if spin && waits != 0 {
+				c.failf("a side that should only spin parked %d times", waits)
+			}
+			return fmt.Sprintf("registry counts agree, %s futex wakes/msg", perMessage(int64(wakes), r.ToChild)), c.err()
+		},
 	}, nil
+}
+
+// checkEntry checks that a registry entry moved msgs messages of size bytes.
+func checkEntry(c *counterChecks, name string, e ring.EntryInfo, msgs, size int) {
+	if e.Messages != uint64(msgs) || e.Bytes != uint64(msgs*size) {
+		c.failf("%s moved %d messages, %d bytes; want %d, %d", name, e.Messages, e.Bytes, msgs, msgs*size)
+	}
+}
+
+// waitPolicyText describes a wait policy for the configuration table.
+func waitPolicyText(w spsc.Wait) string {
+	switch {
+	case w.Spin < 0:
+		return "park on a futex at once"
+	case w.Spin >= time.Hour:
+		return "spin, never park"
+	case w.Spin == 0:
+		return fmt.Sprintf("spin %v (the default), then park on a futex", notify.DefaultSpin)
+	}
+	return fmt.Sprintf("spin %v, then park on a futex", w.Spin)
 }
 
 func (m shmqSPSCMechanism) Attach(_ string, files []*os.File, size int) (Conn, error) {

@@ -89,10 +89,56 @@ func (m shmqMPMCMechanism) Setup(size int) (*Link, error) {
 		}
 		files = append(files, os.NewFile(uintptr(fd), "shmq-mpmc-segment"))
 	}
+	mode := "lock-free (Vyukov) slots, spin 20 µs then park on a futex (the default wait)"
+	if m.locked {
+		mode = "locked: semaphores and robust mutexes (mpmc.Config{Locked: true})"
+	}
 	return &Link{
 		ChildFiles: files,
 		OpenParent: func() (Conn, error) { return newShmqMPMCConn(toChild, toParent) },
 		Cleanup:    func() { toChild.Close(); toParent.Close() },
+		Config: []Setting{
+			{Name: "ring", Value: fmt.Sprintf("%d slots", cfg.Slots),
+				Why: "one queue per direction in a memfd segment inherited by the child, MaxMessage the message size; 1024 slots, fewer for large messages so one ring stays within 4 MiB"},
+			{Name: "mode", Value: mode, Why: "the variant this row measures; one producer and one consumer process per queue"},
+		},
+		GOMAXPROCSWhy: "one goroutine per process; it spins, then parks with a raw system call, so the scheduler is not on the path",
+		CheckPath: func(r pathRun) (string, error) {
+			var c counterChecks
+			var wakes uint64
+			for _, q := range []struct {
+				name string
+				q    *mpmc.Queue
+				msgs int
+			}{{"to-child", toChild, r.ToChild}, {"to-parent", toParent, r.ToParent}} {
+				if q.q.Locked() != m.locked {
+					c.failf("%s locked mode is %v, want %v", q.name, q.q.Locked(), m.locked)
+				}
+				st, err := q.q.Stats()
+				if err != nil {
+					c.failf("%s stats: %v", q.name, err)
+					continue
+				}
+				var prod, cons ring.EntryInfo
+				var nprod, ncons int
+				for _, e := range st.Entries {
+					wakes += e.Wakes
+					switch e.Role {
+					case layout.RoleProducer:
+						prod, nprod = e, nprod+1
+					case layout.RoleConsumer:
+						cons, ncons = e, ncons+1
+					}
+				}
+				if nprod != 1 || ncons != 1 {
+					c.failf("%s had %d producers and %d consumers, want one of each", q.name, nprod, ncons)
+					continue
+				}
+				checkEntry(&c, q.name+" producer", prod, q.msgs, r.Size)
+				checkEntry(&c, q.name+" consumer", cons, q.msgs, r.Size)
+			}
+			return fmt.Sprintf("registry counts agree, %s wakes/msg", perMessage(int64(wakes), r.ToChild)), c.err()
+		},
 	}, nil
 }
 

@@ -28,6 +28,7 @@ func (m unixSocketMechanism) Setup(size int) (*Link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("socketpair: %w", err)
 	}
+	bufWhy := whyKernelDefault
 	if m.sockType != sockStream {
 		// A datagram must fit the send buffer whole; make room for a few
 		// in flight at the largest size.
@@ -37,12 +38,34 @@ func (m unixSocketMechanism) Setup(size int) (*Link, error) {
 				return nil, err
 			}
 		}
+		bufWhy = "the kernel's default, raised where needed to hold four messages: a datagram must fit the send buffer whole"
+	}
+	sndbuf, err1 := unix.GetsockoptInt(fds[0], unix.SOL_SOCKET, unix.SO_SNDBUF)
+	rcvbuf, err2 := unix.GetsockoptInt(fds[0], unix.SOL_SOCKET, unix.SO_RCVBUF)
+	if err1 != nil || err2 != nil {
+		closeFDs(fds[:]...)
+		return nil, fmt.Errorf("getsockopt: %v %v", err1, err2)
 	}
 	stream := m.sockType == sockStream
 	return &Link{
 		ChildFiles: []*os.File{fileFromFD(fds[1], m.name)},
 		OpenParent: func() (Conn, error) {
-			return &fdConn{rfd: fds[0], wfd: fds[0], stream: stream}, nil
+			return &fdConn{rfd: fds[0], wfd: fds[0], stream: stream, extra: socketCounters(fds[0])}, nil
+		},
+		Config: []Setting{
+			{Name: "objects", Value: "socketpair(AF_UNIX, " + sockTypeName(m.sockType) + "), one end inherited by the child",
+				Why: "a connected pair needs no path or listener; the data path is the same as for a named socket"},
+			{Name: "SO_SNDBUF / SO_RCVBUF", Value: fmt.Sprintf("%s send, %s receive (read back)", sizeSetting(sndbuf), sizeSetting(rcvbuf)), Why: bufWhy},
+			{Name: "I/O", Value: "blocking read(2)/write(2)", Why: whyBlockingIO},
+		},
+		GOMAXPROCSWhy: whyDefaultProcs,
+		CheckPath: func(r pathRun) (string, error) {
+			return checkFDPath(r, unix.S_IFSOCK, func(c *counterChecks) {
+				for _, s := range r.sides() {
+					c.equal(s, "so_domain", unix.AF_UNIX)
+					c.equal(s, "so_type", int64(m.sockType))
+				}
+			})
 		},
 	}, nil
 }
@@ -52,7 +75,35 @@ func (m unixSocketMechanism) Attach(_ string, files []*os.File, size int) (Conn,
 	if err != nil {
 		return nil, err
 	}
-	return &fdConn{rfd: fds[0], wfd: fds[0], stream: m.sockType == sockStream}, nil
+	return &fdConn{rfd: fds[0], wfd: fds[0], stream: m.sockType == sockStream, extra: socketCounters(fds[0])}, nil
+}
+
+// socketCounters reads back a socket's domain, type and buffer sizes.
+func socketCounters(fd int) func() pathCounters {
+	return func() pathCounters {
+		pc := pathCounters{}
+		for name, opt := range map[string]int{"so_domain": unix.SO_DOMAIN, "so_type": unix.SO_TYPE,
+			"so_sndbuf": unix.SO_SNDBUF, "so_rcvbuf": unix.SO_RCVBUF} {
+			v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, opt)
+			if err != nil {
+				v = -1
+			}
+			pc[name] = int64(v)
+		}
+		return pc
+	}
+}
+
+func sockTypeName(t int) string {
+	switch t {
+	case sockStream:
+		return "SOCK_STREAM"
+	case sockDgram:
+		return "SOCK_DGRAM"
+	case sockSeqpacket:
+		return "SOCK_SEQPACKET"
+	}
+	return fmt.Sprint(t)
 }
 
 // growSocketBuffers asks for buffers of at least four messages; the kernel

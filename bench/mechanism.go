@@ -36,6 +36,22 @@ type Link struct {
 	// Cleanup releases named objects (queues, paths). It must be safe to
 	// call after both Conns are closed and may be nil.
 	Cleanup func()
+
+	// Config states how this run is set up (buffer sizes, kernel limits,
+	// I/O mode), each with the reason; the report prints it next to the
+	// rows. The harness adds the GOMAXPROCS setting from the two fields
+	// below.
+	Config []Setting
+	// GOMAXPROCS, when above zero, is applied to both processes for the
+	// run (the parent's own value comes back afterwards); zero keeps Go's
+	// default. GOMAXPROCSWhy says why, and must be set either way.
+	GOMAXPROCS    int
+	GOMAXPROCSWhy string
+	// CheckPath runs in the parent after a run that delivered every
+	// message, and proves the data took the intended path: bytes through
+	// the pipe, wakes through the eventfd, no fallback to a socket. A run
+	// it rejects is reported as failed, never as the mechanism's speed.
+	CheckPath pathCheck
 }
 
 // Mechanism is one local IPC transport under test. Add one by writing a

@@ -1,6 +1,9 @@
 package main
 
-import "fmt"
+import (
+	"fmt"
+	"runtime"
+)
 
 // Patterns a run can measure.
 const (
@@ -18,6 +21,8 @@ type peerSpec struct {
 	Count     int // timed messages (stream) or round trips (ping-pong)
 	Warmup    int // untimed ping-pong rounds before the timed ones
 	FullCheck bool
+	// GOMAXPROCS, when above zero, is applied by a child before it attaches.
+	GOMAXPROCS int
 }
 
 // peerReport is what the peer sends back: first a Ready report, then the
@@ -28,6 +33,10 @@ type peerReport struct {
 	Checksum uint64 `json:",omitempty"`
 	CPUNanos int64  `json:",omitempty"`
 	Err      string `json:",omitempty"`
+	// Path is what the peer's Conn counted about the path (pathCounter);
+	// GOMAXPROCS is the value the peer ran with (0 when not a Go peer).
+	Path       pathCounters `json:",omitempty"`
+	GOMAXPROCS int          `json:",omitempty"`
 }
 
 // runPeer is the far side of every run, in a child process or a goroutine.
@@ -75,5 +84,9 @@ func runPeer(conn Conn, spec peerSpec, ready func() error, cpu func() int64) pee
 		return peerReport{Err: fmt.Sprintf("unknown pattern %q", spec.Pattern)}
 	}
 	rep.CPUNanos = cpu() - cpu0
+	if pc, ok := conn.(pathCounter); ok {
+		rep.Path = pc.PathCounters()
+	}
+	rep.GOMAXPROCS = runtime.GOMAXPROCS(0)
 	return rep
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -55,7 +56,9 @@ func (p plan) runs() []runSpec {
 	return out
 }
 
-// runFailure is a run that errored; the comparison goes on without it.
+// runFailure is a run that errored, or whose path check rejected it; the
+// comparison goes on without it. A rejected run's Record keeps its numbers
+// and PathError.
 type runFailure struct {
 	Record
 	Err error
@@ -74,6 +77,10 @@ func runPlan(mechs []Mechanism, p plan, progress io.Writer) ([]Record, []runFail
 			start := time.Now()
 			rec, err := runMechanism(m, r)
 			switch {
+			case errors.Is(err, errPathCheck):
+				fmt.Fprintf(progress, "REJECTED: %v\n", err)
+				failures = append(failures, runFailure{Record: rec, Err: err})
+				continue
 			case err != nil:
 				fmt.Fprintf(progress, "FAILED: %v\n", err)
 				failures = append(failures, runFailure{Record: rec, Err: err})

@@ -5,36 +5,58 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 )
 
-// writeMarkdown prints the latency table, the throughput table, then what
-// was skipped or failed and why.
+// column is one column of a results table: its heading, whether it holds
+// numbers (right-aligned), and how a record fills it. To report another
+// figure, append a column to pingPongColumns or streamColumns.
+type column struct {
+	head    string
+	numeric bool
+	cell    func(Record) string
+}
+
+var (
+	mechanismColumn = column{"mechanism", false, func(r Record) string { return r.Mechanism }}
+	sizeColumn      = column{"size", true, func(r Record) string { return formatSize(r.Size) }}
+	pathColumn      = column{"path (checked)", false, func(r Record) string { return r.PathNote }}
+
+	pingPongColumns = []column{
+		mechanismColumn, sizeColumn,
+		{"p50", true, func(r Record) string { return formatNanos(r.P50Nanos) }},
+		{"p90", true, func(r Record) string { return formatNanos(r.P90Nanos) }},
+		{"p99", true, func(r Record) string { return formatNanos(r.P99Nanos) }},
+		{"p99.9", true, func(r Record) string { return formatNanos(r.P999Nanos) }},
+		{"max", true, func(r Record) string { return formatNanos(r.MaxNanos) }},
+		{"round trips/s", true, func(r Record) string { return formatCount(r.MsgsPerSec) }},
+		{"CPU/round trip", true, func(r Record) string { return formatNanos(int64(r.CPUPerMsg)) }},
+		pathColumn,
+	}
+	streamColumns = []column{
+		mechanismColumn, sizeColumn,
+		{"messages", true, func(r Record) string { return fmt.Sprint(r.Messages) }},
+		{"msgs/s", true, func(r Record) string { return formatCount(r.MsgsPerSec) }},
+		{"bytes/s", true, func(r Record) string { return formatBytes(r.BytesPerSec) + "/s" }},
+		{"CPU/msg (both sides)", true, func(r Record) string { return formatNanos(int64(r.CPUPerMsg)) }},
+		pathColumn,
+	}
+)
+
+// writeMarkdown prints the latency table, the throughput table, what was
+// skipped, failed or rejected and why, then each mechanism's configuration.
 func writeMarkdown(w io.Writer, records []Record, failures []runFailure) {
+	measured := func(pattern string) func(Record) bool {
+		return func(r Record) bool { return r.Pattern == pattern && r.Skipped == "" }
+	}
 	fmt.Fprintln(w, "### Ping-pong round trip (HdrHistogram, warm-up discarded)")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| mechanism | size | p50 | p90 | p99 | p99.9 | max | round trips/s | CPU/round trip |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-	for _, r := range records {
-		if r.Pattern != patternPingPong || r.Skipped != "" {
-			continue
-		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Mechanism, formatSize(r.Size),
-			formatNanos(r.P50Nanos), formatNanos(r.P90Nanos), formatNanos(r.P99Nanos), formatNanos(r.P999Nanos),
-			formatNanos(r.MaxNanos), formatCount(r.MsgsPerSec), formatNanos(int64(r.CPUPerMsg)))
-	}
+	writeTable(w, pingPongColumns, records, measured(patternPingPong))
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "### One-way streaming (consumer verifies count and checksum)")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| mechanism | size | messages | msgs/s | bytes/s | CPU/msg (both sides) |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
-	for _, r := range records {
-		if r.Pattern != patternStream || r.Skipped != "" {
-			continue
-		}
-		fmt.Fprintf(w, "| %s | %s | %d | %s | %s/s | %s |\n", r.Mechanism, formatSize(r.Size), r.Messages,
-			formatCount(r.MsgsPerSec), formatBytes(r.BytesPerSec), formatNanos(int64(r.CPUPerMsg)))
-	}
+	writeTable(w, streamColumns, records, measured(patternStream))
 	var notes []string
 	for _, r := range records {
 		if r.Skipped != "" {
@@ -42,17 +64,109 @@ func writeMarkdown(w io.Writer, records []Record, failures []runFailure) {
 		}
 	}
 	for _, f := range failures {
-		notes = append(notes, fmt.Sprintf("- FAILED %s %s %s: %v", f.Mechanism, f.Pattern, formatSize(f.Size), f.Err))
+		what := "FAILED"
+		if f.PathError != "" {
+			what = "REJECTED (not shown above)"
+		}
+		notes = append(notes, fmt.Sprintf("- %s %s %s %s: %s", what, f.Mechanism, f.Pattern, formatSize(f.Size), oneLine(f.Err.Error())))
 	}
 	if len(notes) > 0 {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, strings.Join(notes, "\n"))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Peers are separate processes except those marked in-process. CPU is user+system time of both processes over the timed section.")
+	fmt.Fprintln(w, "Peers are separate processes except those marked in-process. CPU is user+system time of both processes over the timed section. "+
+		"The path column is what each run's path check saw after the run; a run whose check fails is rejected.")
+	all := slices.Clip(records)
+	for _, f := range failures {
+		all = append(all, f.Record)
+	}
+	if rows := configRows(all); len(rows) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "### Configuration (as each mechanism was set up, and why)")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| mechanism | setting | value | why |")
+		fmt.Fprintln(w, "|---|---|---|---|")
+		for _, r := range rows {
+			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", r[0], r[1], r[2], r[3])
+		}
+	}
 }
 
-func writeJSON(path string, records []Record) error {
+// writeTable prints the records that keep accepts as a markdown table.
+func writeTable(w io.Writer, cols []column, records []Record, keep func(Record) bool) {
+	heads, rule := make([]string, len(cols)), make([]string, len(cols))
+	for i, c := range cols {
+		heads[i], rule[i] = c.head, "---"
+		if c.numeric {
+			rule[i] = "---:"
+		}
+	}
+	fmt.Fprintf(w, "| %s |\n|%s|\n", strings.Join(heads, " | "), strings.Join(rule, "|"))
+	cells := make([]string, len(cols))
+	for _, r := range records {
+		if !keep(r) {
+			continue
+		}
+		for i, c := range cols {
+			cells[i] = escapeCell(c.cell(r))
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+	}
+}
+
+// configRows merges the settings of every run of each mechanism into one
+// row per setting; values that differ between runs (a buffer sized by the
+// message) are listed by message size.
+func configRows(records []Record) [][4]string {
+	type key struct{ mech, name string }
+	var order []key
+	values := map[key][]string{}
+	why := map[key]string{}
+	for _, r := range records {
+		for _, s := range r.Config {
+			if k := (key{r.Mechanism, s.Name}); !slices.Contains(order, k) {
+				order = append(order, k)
+				why[k] = s.Why
+			}
+		}
+	}
+	bySize := slices.Clone(records)
+	slices.SortStableFunc(bySize, func(a, b Record) int { return a.Size - b.Size })
+	for _, r := range bySize {
+		for _, s := range r.Config {
+			k := key{r.Mechanism, s.Name}
+			if !slices.Contains(values[k], s.Value) {
+				values[k] = append(values[k], s.Value)
+			}
+		}
+	}
+	rows := make([][4]string, len(order))
+	for i, k := range order {
+		rows[i] = [4]string{k.mech, escapeCell(k.name), escapeCell(strings.Join(values[k], "; ")), escapeCell(why[k])}
+	}
+	return rows
+}
+
+// escapeCell keeps a value inside its markdown table cell.
+func escapeCell(s string) string {
+	return strings.ReplaceAll(oneLine(s), "|", `\|`)
+}
+
+// oneLine joins the lines of a message (errors.Join uses newlines).
+func oneLine(s string) string {
+	return strings.ReplaceAll(s, "\n", "; ")
+}
+
+// writeJSON writes the measured records and the rejected runs (which carry
+// path_error); runs that failed outright have no numbers and are left out.
+func writeJSON(path string, records []Record, failures []runFailure) error {
+	records = slices.Clip(records)
+	for _, f := range failures {
+		if f.PathError != "" {
+			records = append(records, f.Record)
+		}
+	}
 	b, err := json.MarshalIndent(records, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode results: %w", err)
