@@ -55,10 +55,14 @@ type Consumer struct {
 	freed    bool // a slot was freed since the last wake of producers
 	waker
 
-	// End of stream (EndOfStream): eofGrace > 0 enables it; idleSince is
-	// when this consumer first found no producer attached, zero while one
-	// is.
+	// End of stream (EndOfStream): eofGrace > 0 enables it; eofFrom is
+	// when it was enabled; seen is set once a producer was attached since
+	// then (or a message arrived); idleSince is when this consumer first
+	// found no producer attached, zero while one is.
 	eofGrace  time.Duration
+	eofFrom   time.Time
+	eofMsgs   uint64
+	seen      bool
 	idleSince time.Time
 }
 
@@ -116,20 +120,23 @@ func (c *Consumer) Skipped() uint64 { return c.tombstones }
 // requeued: deliveries that may duplicate one the dead consumer acted on.
 func (c *Consumer) Redelivered() uint64 { return c.redelivered }
 
-// EndOfStream opts this consumer in to an end of stream: once the queue is
-// empty and no producer has been attached (in any process) for grace, Recv
-// and PeekWait return io.EOF. The grace lets producers come and go: one
-// that detaches while another is about to attach does not end the stream.
-// If a producer died without detaching (and its entry has not been taken
-// over or reaped), they return ErrPeerDead instead: a crash is not an end.
-// A grace of 0 turns the end of stream off again (the default: an MPMC
-// queue has no natural end, producers may attach at any time).
+// EndOfStream opts this consumer in to an end of stream: once a producer
+// has been attached (in any process) or a message has arrived since this
+// call, and then the queue is empty and no producer has been attached for
+// grace, Recv and PeekWait return io.EOF. So consumers may start before
+// the producers, and the grace lets producers come and go: one that
+// detaches while another is about to attach does not end the stream. If a
+// producer died without detaching (and its entry has not been taken over
+// or reaped), they return ErrPeerDead instead: a crash is not an end. A
+// grace of 0 turns the end of stream off again (the default: an MPMC queue
+// has no natural end, producers may attach at any time).
 func (c *Consumer) EndOfStream(grace time.Duration) {
 	if c.enter("EndOfStream") != nil {
 		return
 	}
 	defer c.g.Exit()
 	c.eofGrace, c.idleSince = max(grace, 0), time.Time{}
+	c.eofFrom, c.eofMsgs, c.seen = time.Now(), c.msgs, false
 }
 
 // claim takes the next message for this consumer and returns its position
@@ -530,11 +537,14 @@ func (c *Consumer) endOfStream() (time.Duration, error) {
 	if c.eofGrace <= 0 {
 		return 0, nil
 	}
-	live, dead, err := c.q.producersAttached()
+	live, dead, latest, err := c.q.producersAttached()
 	if err != nil {
 		return 0, err
 	}
-	if live > 0 {
+	if live > 0 || latest.After(c.eofFrom) || c.msgs != c.eofMsgs {
+		c.seen = true
+	}
+	if live > 0 || !c.seen {
 		c.idleSince = time.Time{}
 		return 0, nil
 	}
@@ -552,15 +562,19 @@ func (c *Consumer) endOfStream() (time.Duration, error) {
 }
 
 // producersAttached counts the registry entries of producers held by a live
-// process, and those of producers that died attached.
-func (q *Queue) producersAttached() (live, dead int, err error) {
+// process, and those of producers that died attached, and returns the
+// latest time a producer attached.
+func (q *Queue) producersAttached() (live, dead int, latest time.Time, err error) {
 	es, err := q.seg.Entries()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, time.Time{}, err
 	}
 	for _, e := range es {
 		if e.Role != layout.RoleProducer || e.State == layout.EntryFree {
 			continue
+		}
+		if e.AttachedAt.After(latest) {
+			latest = e.AttachedAt
 		}
 		switch {
 		case e.Alive:
@@ -569,7 +583,7 @@ func (q *Queue) producersAttached() (live, dead int, err error) {
 			dead++
 		}
 	}
-	return live, dead, nil
+	return live, dead, latest, nil
 }
 
 // Close releases held messages (they count as consumed) and detaches the
