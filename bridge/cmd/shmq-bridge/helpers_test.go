@@ -204,3 +204,7 @@ func goTool() string {
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func splitLines(s string) []string { return strings.Split(s, "\n") }
+
+func indexOf(s, sub string) int { return strings.Index(s, sub) }
