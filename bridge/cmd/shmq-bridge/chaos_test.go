@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -153,12 +154,13 @@ func chaos(t *testing.T, victim string) {
 		t.Fatal(err)
 	}
 	outLog, inLog := out.stop(t), in.stop(t)
-	// Anything still on its way is a duplicate.
+	// Anything still on its way is a duplicate. The stopped in closed
+	// queue B's producer: the stream ends (io.EOF) once it is drained.
 	for {
 		rctx, rcancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		err := recv(rctx)
 		rcancel()
-		if errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, context.DeadlineExceeded) || err == io.EOF {
 			break
 		}
 		if err != nil {

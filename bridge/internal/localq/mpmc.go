@@ -2,10 +2,7 @@ package localq
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"runtime/debug"
-	"sync/atomic"
 
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/mpmc"
@@ -20,29 +17,26 @@ const mpmcDefaultMessage = mpmc.DefaultSlotSize - layout.SlotHeaderSize
 // every peeked slot at once, so only the whole held set can be freed
 // (ReleasePrefix reports false for a shorter prefix).
 //
-// A message's id is its slot position. Peek does not report it: the slot
-// index comes from where the peeked slice lies in the data region, and the
-// lap from the dequeue cursor, which is past the position and less than a
-// ring ahead of it while the slot is held. A message that a consumer died
-// holding is requeued exactly one ring later (LAYOUT.md §14.6), and a
-// requeued message is seen through Consumer.Redelivered; it gets the id of
-// the position it was first committed at, so JetStream drops it if the dead
-// consumer had sent it. A message requeued twice gets the id of its second
-// position, which is no other message's.
+// A message's id is the slot position it was committed at, which the
+// consumer reports (Consumer.LastPosition). A message that a consumer
+// died holding is requeued exactly one ring later (LAYOUT.md section
+// 14.6), which the consumer reports too (Consumer.LastRequeued): it gets
+// the id of the position it was first committed at, so JetStream drops it
+// if the dead consumer had sent it. A message requeued twice gets the id
+// of its second position, which is no other message's.
 type mpmcSource struct {
-	q        *mpmc.Queue
-	c        *mpmc.Consumer
-	seg      *ring.Segment
-	name     string
-	created  int64
-	data     []byte
-	deq      *atomic.Uint64 // the dequeue cursor in the segment
-	slots    uint64
-	slotSize uint64
+	q       *mpmc.Queue
+	c       *mpmc.Consumer
+	name    string
+	created int64
+	slots   uint64
 
-	held        int
-	stashed     bool   // Wait took a message that Next has not handed out yet
-	redelivered uint64 // c.Redelivered() when the last message was handed out
+	held int // messages handed out by Next and not released
+
+	// pending is the message Wait peeked and Next has not handed out yet:
+	// the library holds it, the relay does not know it.
+	pending    []byte
+	hasPending bool
 }
 
 func openMPMCSource(ctx context.Context, loc ring.Location, name string, cfg Config) (Source, error) {
@@ -54,22 +48,12 @@ func openMPMCSource(ctx context.Context, loc ring.Location, name string, cfg Con
 		q.Close()
 		return nil, fmt.Errorf("%w: %v is an MPMC queue in locked mode, which has no Peek: the bridge could not keep a message until JetStream acknowledged it", ErrUnsupported, loc)
 	}
-	seg := q.Segment()
-	h := seg.Header()
-	deq, err := seg.Uint64(h.Consumer + layout.CursorPosition)
-	if err != nil {
-		q.Close()
-		return nil, err
-	}
 	c, err := q.Consumer()
 	if err != nil {
 		q.Close()
 		return nil, err
 	}
-	return &mpmcSource{
-		q: q, c: c, seg: seg, name: name, created: h.CreatedNano, data: seg.Data(), deq: deq,
-		slots: h.Capacity, slotSize: uint64(h.SlotSize),
-	}, nil
+	return &mpmcSource{q: q, c: c, name: name, created: q.Segment().Header().CreatedNano, slots: q.Slots()}, nil
 }
 
 func openMPMC(ctx context.Context, loc ring.Location, cfg Config) (*mpmc.Queue, error) {
@@ -77,47 +61,52 @@ func openMPMC(ctx context.Context, loc ring.Location, cfg Config) (*mpmc.Queue, 
 	if mm == 0 {
 		mm = mpmcDefaultMessage
 	}
-	return mpmc.OpenOrCreate(ctx, loc, mpmc.Config{Slots: cfg.Capacity, MaxMessage: uint32(mm)})
+	return mpmc.OpenOrCreate(ctx, loc, mpmc.Config{Slots: cfg.Capacity, MaxMessage: uint32(mm), AcceptExisting: true})
 }
 
-func (s *mpmcSource) Next(buf []byte) (_ []byte, _ MsgID, err error) {
-	m, err := s.c.Peek()
-	if err != nil {
-		if err == mpmc.ErrEmpty {
-			return nil, MsgID{}, ErrEmpty
+func (s *mpmcSource) Next(buf []byte) ([]byte, MsgID, error) {
+	m := s.pending
+	if s.hasPending {
+		s.pending, s.hasPending = nil, false
+	} else {
+		var err error
+		if m, err = s.c.Peek(); err != nil {
+			if err == mpmc.ErrEmpty {
+				return nil, MsgID{}, ErrEmpty
+			}
+			return nil, MsgID{}, err
 		}
-		return nil, MsgID{}, err
 	}
 	s.held++
-	s.stashed = false
-	if s.seg.Shrinkable() {
-		defer s.seg.CatchFault(&err, debug.SetPanicOnFault(true))
-	}
-	off, ok := offsetIn(s.data, m)
+	// m is the message peeked last: Wait's peek, if any, was the last one.
+	pos, ok := s.c.LastPosition()
 	if !ok {
-		return nil, MsgID{}, fmt.Errorf("%w: peeked message outside the data region", mpmc.ErrCorrupt)
+		return nil, MsgID{}, fmt.Errorf("localq: no position for the message peeked from %s", s.name)
 	}
-	slot := off / s.slotSize
-	cur := s.deq.Load() - 1
-	pos := cur - (cur-slot)&(s.slots-1)
-	if r := s.c.Redelivered(); r != s.redelivered {
-		s.redelivered = r
+	if s.c.LastRequeued() {
 		pos -= s.slots
 	}
-	buf = append(buf[:0], m...)
-	return buf, MsgID{Queue: s.name, Created: s.created, Pos: pos}, nil
+	// The message lies in the shared slot: copy it under the guard that
+	// turns a truncation of the file into an error.
+	err := s.q.Guard(func() error {
+		buf = append(buf[:0], m...)
+		return nil
+	})
+	return buf, MsgID{Queue: s.name, Created: s.created, Pos: pos}, err
 }
 
-// Wait uses Recv with an empty buffer: it parks until a message is
-// committed, takes it and keeps it (ErrShortBuffer), and the next Peek
-// returns it. (PeekWait will replace this.)
+// Wait parks in PeekWait until a message is committed, and keeps the
+// message it took for the next call of Next.
 func (s *mpmcSource) Wait(ctx context.Context) error {
-	_, err := s.c.Recv(ctx, nil)
-	if errors.Is(err, mpmc.ErrShortBuffer) {
-		s.stashed = true
+	if s.hasPending {
 		return nil
 	}
-	return err
+	m, err := s.c.PeekWait(ctx)
+	if err != nil {
+		return err
+	}
+	s.pending, s.hasPending = m, true
+	return nil
 }
 
 func (s *mpmcSource) ReleasePrefix(n int) (bool, error) {
@@ -126,7 +115,8 @@ func (s *mpmcSource) ReleasePrefix(n int) (bool, error) {
 		return true, nil
 	case n > s.held:
 		return false, fmt.Errorf("localq: release of %d messages, %d held", n, s.held)
-	case n < s.held:
+	case n < s.held || s.hasPending:
+		// Release would free the rest too, or the message Wait took.
 		return false, nil
 	}
 	s.held = 0
@@ -142,8 +132,8 @@ func (s *mpmcSource) MaxMessage() int     { return s.q.MaxMessage() }
 // the process's exit makes the messages orphans that producers requeue (a
 // lap of the ring later).
 func (s *mpmcSource) Close() error {
-	if s.held > 0 || s.stashed {
-		return fmt.Errorf("localq: %d message(s) not acknowledged by JetStream left to be requeued", s.held+btoi(s.stashed))
+	if n := s.held + btoi(s.hasPending); n > 0 {
+		return fmt.Errorf("localq: %d message(s) not acknowledged by JetStream left to be requeued", n)
 	}
 	s.c.Close()
 	return s.q.Close()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime/debug"
 	"time"
 
 	"github.com/shmq/shmq/layout"
@@ -19,28 +18,20 @@ import (
 // peeking the rest again; the records stay where they are, so this costs a
 // header check per record and no copy.
 //
-// A message's id is the byte position of its record. Peek does not report
-// it, so it is computed from where the peeked slice lies in the ring: the
-// record starts at the position handed out last, or after a padding record
-// at the start of the ring.
+// A message's id is the byte position of its record, which the consumer
+// reports (Consumer.LastPosition): a restarted consumer finds the records
+// its predecessor had not released at the same positions.
 type spscSource struct {
 	q       *spsc.Queue
 	c       *spsc.Consumer
-	seg     *ring.Segment
 	name    string
 	created int64
-	data    []byte
-	mask    uint64
 
-	head uint64   // released position
-	next uint64   // position after the last record handed out
 	ends []uint64 // end position of each held record, in order
-
-	dropped uint64 // empty records consumed by Wait (no Go or C producer writes them)
 }
 
 func openSPSCSource(ctx context.Context, loc ring.Location, name string, cfg Config) (Source, error) {
-	q, err := spsc.OpenOrCreate(ctx, loc, spsc.Config{Capacity: cfg.Capacity})
+	q, err := spsc.OpenOrCreate(ctx, loc, spsc.Config{Capacity: cfg.Capacity, AcceptExisting: true})
 	if err != nil {
 		return nil, err
 	}
@@ -49,22 +40,10 @@ func openSPSCSource(ctx context.Context, loc ring.Location, name string, cfg Con
 		q.Close()
 		return nil, err
 	}
-	// The consumer role is ours now: only we move the head.
-	st, err := q.Stats()
-	if err != nil {
-		q.Close()
-		return nil, err
-	}
-	seg := q.Segment()
-	h := seg.Header()
-	return &spscSource{
-		q: q, c: c, seg: seg, name: name, created: h.CreatedNano,
-		data: seg.Data(), mask: h.Capacity - 1,
-		head: st.Head, next: st.Head,
-	}, nil
+	return &spscSource{q: q, c: c, name: name, created: q.Segment().Header().CreatedNano}, nil
 }
 
-func (s *spscSource) Next(buf []byte) (_ []byte, _ MsgID, err error) {
+func (s *spscSource) Next(buf []byte) ([]byte, MsgID, error) {
 	m, err := s.c.Peek()
 	if err != nil {
 		if err == spsc.ErrEmpty {
@@ -72,44 +51,32 @@ func (s *spscSource) Next(buf []byte) (_ []byte, _ MsgID, err error) {
 		}
 		return nil, MsgID{}, err
 	}
-	if s.seg.Shrinkable() {
-		defer s.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	pos, ok := s.c.LastPosition()
+	if !ok {
+		return nil, MsgID{}, fmt.Errorf("localq: no position for the message peeked from %s", s.name)
 	}
-	off, ok := offsetIn(s.data, m)
-	if !ok || off < layout.RecordHeaderSize {
-		return nil, MsgID{}, fmt.Errorf("%w: peeked message outside the ring", spsc.ErrCorrupt)
-	}
-	idx := off - layout.RecordHeaderSize
-	pos := s.next + (idx-s.next)&s.mask
-	s.next = pos + layout.RecordSize(len(m))
-	s.ends = append(s.ends, s.next)
-	buf = append(buf[:0], m...)
-	return buf, MsgID{Queue: s.name, Created: s.created, Pos: pos}, nil
+	s.ends = append(s.ends, pos+layout.RecordSize(len(m)))
+	// The message lies in the shared ring: copy it under the guard that
+	// turns a truncation of the file into an error.
+	err = s.q.Guard(func() error {
+		buf = append(buf[:0], m...)
+		return nil
+	})
+	return buf, MsgID{Queue: s.name, Created: s.created, Pos: pos}, err
 }
 
-// Wait uses Recv with an empty buffer: it parks until a message is
-// committed and then fails with ErrShortBuffer, leaving the message in the
-// ring. (PeekWait will replace this.) It runs only while nothing is held,
-// so the release that Recv makes after copying an empty record frees that
-// record alone.
+// Wait parks in PeekWait until a message is committed, and rewinds: it
+// runs only while nothing is held, so the next Peek returns that message.
+// While no producer is attached (the last one closed, io.EOF, or died,
+// ErrPeerDead) it polls for the next one.
 func (s *spscSource) Wait(ctx context.Context) error {
 	for {
-		_, err := s.c.Recv(ctx, nil)
+		_, err := s.c.PeekWait(ctx)
 		switch {
 		case err == nil:
-			// An empty record (which no Go or C producer writes): copied,
-			// 0 bytes, and released.
-			s.dropped++
-			st, serr := s.q.Stats()
-			if serr != nil {
-				return serr
-			}
-			s.head, s.next = st.Head, st.Head
-			continue
-		case errors.Is(err, spsc.ErrShortBuffer):
+			s.c.Rewind()
 			return nil
 		case errors.Is(err, spsc.ErrPeerDead), errors.Is(err, io.EOF):
-			// No producer now; one may attach later.
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -131,7 +98,6 @@ func (s *spscSource) ReleasePrefix(n int) (bool, error) {
 		if err := s.c.Release(); err != nil {
 			return false, err
 		}
-		s.head = s.next
 		s.ends = s.ends[:0]
 		return true, nil
 	}
@@ -150,7 +116,6 @@ func (s *spscSource) ReleasePrefix(n int) (bool, error) {
 			return false, fmt.Errorf("localq: peeking a held message again: %w", err)
 		}
 	}
-	s.head = s.ends[n-1]
 	s.ends = append(s.ends[:0], s.ends[n:]...)
 	return true, nil
 }
@@ -175,7 +140,7 @@ type spscSink struct {
 }
 
 func openSPSCSink(ctx context.Context, loc ring.Location, cfg Config) (Sink, error) {
-	q, err := spsc.OpenOrCreate(ctx, loc, spsc.Config{Capacity: cfg.Capacity})
+	q, err := spsc.OpenOrCreate(ctx, loc, spsc.Config{Capacity: cfg.Capacity, AcceptExisting: true})
 	if err != nil {
 		return nil, err
 	}
