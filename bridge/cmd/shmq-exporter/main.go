@@ -1,7 +1,8 @@
 // Command shmq-exporter serves Prometheus metrics for every shmq queue in a
-// directory (/dev/shm by default): depth, cursors, and the registry's
-// counters per role. Each scrape lists the directory again, so queues that
-// appear or vanish are picked up without a restart.
+// directory (/dev/shm by default): depth, cursors, parked waiters, and the
+// registry's counters and attached and dead entries per role. Each scrape
+// lists the directory again, so queues that appear or vanish are picked up
+// without a restart.
 package main
 
 import (
@@ -21,10 +22,12 @@ import (
 )
 
 const usageText = `Usage:
-  shmq-exporter -listen ADDR [-dir /dev/shm] [-allow-other-owner]
+  shmq-exporter -listen ADDR [-dir /dev/shm]
         Serve /metrics on ADDR (host:port; :9464, 127.0.0.1:0) for every
-        shmq queue in -dir. Prints "listening on http://ADDR/metrics" once
-        it accepts connections; stops on SIGTERM or SIGINT.
+        shmq queue in -dir that it may read (read permission is enough:
+        queues are read through read-only views). Prints "listening on
+        http://ADDR/metrics" once it accepts connections; stops on SIGTERM
+        or SIGINT.
 `
 
 func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
@@ -34,7 +37,6 @@ func run(args []string, stderr io.Writer) int {
 	fs.SetOutput(io.Discard)
 	listen := fs.String("listen", "", "")
 	dir := fs.String("dir", "/dev/shm", "")
-	other := fs.Bool("allow-other-owner", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Print(usageText)
@@ -56,7 +58,7 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "shmq-exporter: %v\n", err)
 		return 1
 	}
-	c := &exporter.Collector{Dir: *dir, Opts: exporter.Options{AllowOtherOwner: *other}}
+	c := &exporter.Collector{Dir: *dir}
 	srv := &http.Server{Handler: exporter.Handler(c), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
