@@ -43,7 +43,8 @@ func Reap(ctx context.Context, loc Location, opts *Options) (reaped []EntryInfo,
 // goes whatever its state: ready (processes that have it mapped keep
 // using it; none can open it any more), being initialized, abandoned,
 // corrupt or truncated. It needs read permission on the file to check it,
-// and the directory's permission to remove it.
+// and the directory's permission to remove it. Unlink, which queues use
+// on names they created, removes without checking.
 func Remove(loc Location) error {
 	if loc.kind != locShm && loc.kind != locFile {
 		return fmt.Errorf("%w: %v has no name to remove", ErrBadName, loc)

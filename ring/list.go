@@ -135,7 +135,7 @@ func (v *View) Info() (SegmentInfo, error) {
 	if err := v.enter(); err != nil {
 		return SegmentInfo{}, err
 	}
-	v.seg.mu.Unlock()
+	v.seg.mu.Unlock() // the loads below take it word by word
 	info := SegmentInfo{
 		Location: v.seg.loc,
 		Name:     baseName(v.seg.loc),
