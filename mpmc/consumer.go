@@ -46,6 +46,7 @@ type Consumer struct {
 	tombstones          uint64 // tombstones passed: slots of producers that closed or died before committing
 	redelivered         uint64 // messages taken that had been requeued
 	wasRequeued         bool   // the message last taken had been requeued
+	lastRequeued        bool   // the message Peek or PeekWait returned last had been requeued (position.go)
 
 	units *atomic.Uint32 // locked mode: semaphore units this handle may hold (layout.EntryUnits)
 
@@ -340,6 +341,7 @@ func (c *Consumer) peek() ([]byte, error) {
 	}
 	c.held = append(c.held, pos)
 	c.heldBytes += uint64(n)
+	c.lastRequeued = c.wasRequeued
 	return c.q.payload(pos, n), nil
 }
 

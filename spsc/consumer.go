@@ -37,6 +37,7 @@ type Consumer struct {
 
 	peeked              uint64 // messages peeked since the last release
 	peekedBytes         uint64
+	lastPeek            uint64 // record position of the message Peek or PeekWait returned last (position.go)
 	msgs, bytes, stalls uint64 // private copies of the registry counters
 	waker
 }
@@ -80,6 +81,9 @@ func (c *Consumer) Peek() (_ []byte, err error) {
 		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	m, err := c.peek()
+	if err == nil {
+		c.notePeek(m)
+	}
 	return m, opError("Peek", err)
 }
 
@@ -96,6 +100,9 @@ func (c *Consumer) PeekWait(ctx context.Context) (_ []byte, err error) {
 	}
 	for {
 		m, err := c.peek()
+		if err == nil {
+			c.notePeek(m)
+		}
 		if err != ErrEmpty {
 			return m, opError("PeekWait", err)
 		}

@@ -51,14 +51,15 @@ const usageText = `Usage:
         Print a queue's kind, capacity, depth, cursors, creator and its
         registry of attached processes with their counters; for an MPMC
         queue also its mode, slot states (lock-free) or semaphores and
-        mutexes (locked).
+        mutexes (locked). Needs read permission only. NAME may also be a
+        file, as file:PATH or a path containing a slash (as for reap and rm).
   shmq-demo list
         List the queues in /dev/shm with their kind, state (ready,
         initializing, abandoned) and attached processes (alive or dead).
   shmq-demo reap NAME
         Free the registry entries of processes that died attached to NAME.
   shmq-demo rm NAME
-        Remove queue NAME from /dev/shm.
+        Remove queue NAME from /dev/shm; refuses files that are not shmq's.
   shmq-demo help
         Print this text.
 
