@@ -244,7 +244,9 @@ func (c *Conn) ioError(op string, err error, ctx context.Context) error {
 		return io.EOF
 	case errors.Is(err, spsc.ErrClosed):
 		err = net.ErrClosed
-	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+	case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+		// The deadline's context, or a wait slice derived from it that
+		// ran out at the same moment.
 		err = os.ErrDeadlineExceeded
 	}
 	return c.opError(op, err)

@@ -1,6 +1,8 @@
 package shmnet
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -141,4 +143,17 @@ func TestDeadlineChurn(t *testing.T) {
 	if _, err := server.Write([]byte("ok")); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestDeadlineRacesSlice: a Write's wait slice (peerCheckPeriod) can run
+// out at the moment the deadline passes; the error is still a timeout.
+func TestDeadlineRacesSlice(t *testing.T) {
+	client, _ := pair(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the deadline's context, expired
+	slice, stop := context.WithTimeout(ctx, 0)
+	defer stop()
+	<-slice.Done()
+	err := fmt.Errorf("spsc: Send: %w", context.DeadlineExceeded)
+	checkTimeout(t, client.ioError("write", err, ctx))
 }

@@ -48,7 +48,7 @@ func TestNames(t *testing.T) {
 			t.Errorf("Dial(%q): %v", bad, err)
 		}
 	}
-	name := testName(t)
+	name := testName()
 	l, err := Listen("/" + name) // the shm-style slash is accepted
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +112,7 @@ func TestListenerClose(t *testing.T) {
 // TestListenerCloseUnaccepted: a connection set up but never accepted is
 // closed by the listener's Close: its dialer reads io.EOF.
 func TestListenerCloseUnaccepted(t *testing.T) {
-	l, err := Listen(testName(t))
+	l, err := Listen(testName())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,7 +106,7 @@ func startHelper(t *testing.T, mode, name string) *exec.Cmd {
 var nameSeq atomic.Int64
 
 // testName returns a listener name no other test (or test process) uses.
-func testName(t *testing.T) string {
+func testName() string {
 	return fmt.Sprintf("t%d-%d", os.Getpid(), nameSeq.Add(1))
 }
 
@@ -116,7 +116,7 @@ func listen(t *testing.T, lc *ListenConfig) *Listener {
 	if lc == nil {
 		lc = &ListenConfig{}
 	}
-	l, err := lc.Listen(testName(t))
+	l, err := lc.Listen(testName())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 // TestCrossProcessEcho: a connection to a listener in another process
 // carries streams of many sizes both ways.
 func TestCrossProcessEcho(t *testing.T) {
-	name := testName(t)
+	name := testName()
 	startHelper(t, "echo-server", name)
 	for _, d := range []*Dialer{small, {}} {
 		c, err := d.Dial(context.Background(), name)
@@ -69,7 +69,7 @@ func TestPeerKilled(t *testing.T) {
 		}
 	})
 	t.Run("listener", func(t *testing.T) {
-		name := testName(t)
+		name := testName()
 		cmd := startHelper(t, "echo-server", name)
 		c, err := Dial(context.Background(), name)
 		if err != nil {
