@@ -21,7 +21,7 @@ func shmPair(b *testing.B) (net.Conn, net.Conn) {
 	}
 	b.Cleanup(func() { l.Close() })
 	ch := make(chan *Conn, 1)
-	go func() { c, _ := l.AcceptShm(); ch <- c }()
+	go func() { c, _ := l.AcceptConn(); ch <- c }()
 	c, err := Dial(b.Context(), l.Addr().String())
 	if err != nil {
 		b.Fatal(err)

@@ -26,6 +26,21 @@
 // the ring has room, like a write into a socket buffer, and fails with
 // ErrPeerClosed (which matches syscall.EPIPE) once the ring stays full.
 //
+// # gRPC and other users of net.Conn
+//
+// A Listener is a net.Listener and Dialer.DialContext has the shape of
+// grpc.WithContextDialer's argument, so a gRPC service moves to shared
+// memory by changing how it listens and dials:
+//
+//	lis, err := shmnet.Listen("greeter")
+//	...
+//	go grpcServer.Serve(lis)
+//
+//	var d shmnet.Dialer
+//	cc, err := grpc.NewClient("passthrough:///greeter",
+//		grpc.WithContextDialer(d.DialContext),
+//		grpc.WithTransportCredentials(insecure.NewCredentials()))
+//
 // # Rendezvous
 //
 // A listener is known by a name. Listen binds the abstract Unix socket

@@ -94,15 +94,15 @@ func (l *Listener) Addr() net.Addr { return l.addr }
 // Accept waits for the next connection. After Close it returns an error
 // matching net.ErrClosed.
 func (l *Listener) Accept() (net.Conn, error) {
-	c, err := l.AcceptShm()
+	c, err := l.AcceptConn()
 	if err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// AcceptShm is Accept returning the *Conn.
-func (l *Listener) AcceptShm() (*Conn, error) {
+// AcceptConn is Accept returning the *Conn.
+func (l *Listener) AcceptConn() (*Conn, error) {
 	select {
 	case <-l.done:
 	default:

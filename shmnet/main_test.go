@@ -143,7 +143,7 @@ func dialAccept(t *testing.T, l *Listener, d *Dialer) (client, server *Conn) {
 	}
 	ch := make(chan result, 1)
 	go func() {
-		c, err := l.AcceptShm()
+		c, err := l.AcceptConn()
 		ch <- result{c, err}
 	}()
 	client, err := d.Dial(context.Background(), l.Addr().String())

@@ -45,7 +45,7 @@ func TestPeerKilled(t *testing.T) {
 	t.Run("dialer", func(t *testing.T) {
 		l := listen(t, nil)
 		cmd := startHelper(t, "dial-hello", l.Addr().String())
-		c, err := l.AcceptShm()
+		c, err := l.AcceptConn()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +109,7 @@ func TestNoLeaks(t *testing.T) {
 		s.Close()
 	}
 	cmd := startHelper(t, "dial-hello", l.Addr().String())
-	s, err := l.AcceptShm()
+	s, err := l.AcceptConn()
 	if err != nil {
 		t.Fatal(err)
 	}
