@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -331,5 +332,80 @@ func TestReviewGuardClose(t *testing.T) {
 		t.Logf("Guard(Close): %v", err)
 	case <-time.After(time.Second):
 		t.Errorf("Queue.Close inside Queue.Guard deadlocked (the goroutine and the queue are leaked)")
+	}
+}
+
+// TestReviewEndOfStreamStrandsTakenMessage: a consumer that dies holding a
+// message leaves it taken; only a producer reaching its slot a lap later
+// requeues it. A consumer with EndOfStream gets io.EOF once producers are
+// gone, while that message, which the at-least-once guarantee promises to
+// deliver again, sits in the queue: the stream ends without it. The
+// consumer at the dequeue cursor sees the dead consumer's R(p-C, o) there
+// and could requeue it itself (the enqueue cursor is at p), or at least not
+// report the end.
+func TestReviewEndOfStreamStrandsTakenMessage(t *testing.T) {
+	q := newTestQueue(t, Config{Slots: 4, SlotSize: 64})
+	c := mustConsumer(t, q)
+	c.EndOfStream(10 * time.Millisecond)
+	p := mustProducer(t, q)
+	// Another process attaches a consumer, takes the message and dies
+	// before releasing it.
+	q2 := reopen(t, q)
+	dead := mustConsumer(t, q2)
+	if err := p.TrySend([]byte("precious")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := dead.Peek(); err != nil || string(m) != "precious" {
+		t.Fatalf("Peek: %q, %v", m, err)
+	}
+	q2.Segment().Close()
+	dead.g.Close()
+	delete(q2.consumers, dead)
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	buf := make([]byte, 64)
+	n, err := c.Recv(ctx, buf)
+	if err != nil || string(buf[:n]) != "precious" {
+		t.Fatalf("Recv: %q, %v; want the dead consumer's message redelivered before the end of the stream", buf[:n], err)
+	}
+}
+
+// TestReviewEndOfStreamMissedAfterEntryReuse: EndOfStream decides that a
+// producer was "seen" from the registry (a producer entry attached, or
+// attached after the call) or from this consumer's own message count. A
+// producer that attaches, sends and detaches while this consumer is busy
+// elsewhere, and whose entry another consumer then takes (AttachAny takes
+// the first free entry), leaves no trace of itself: the message went to the
+// other consumer, the entry now says consumer. This consumer then never
+// reports the end of the stream; Recv blocks until its context ends. A
+// trace that reuse does not erase (the enqueue cursor moved since
+// EndOfStream) would see it.
+func TestReviewEndOfStreamMissedAfterEntryReuse(t *testing.T) {
+	q := newTestQueue(t, Config{Slots: 4, SlotSize: 64})
+	c := mustConsumer(t, q)
+	c.EndOfStream(10 * time.Millisecond)
+	other := mustConsumer(t, q)
+	p := mustProducer(t, q)
+	if err := p.TrySend([]byte("work")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.TryRecv(make([]byte, 64)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	late := mustConsumer(t, q) // takes the producer's entry
+	if late.Index() != p.Index() {
+		t.Fatalf("the late consumer took entry %d, not the producer's %d", late.Index(), p.Index())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := c.Recv(ctx, make([]byte, 64)); err != io.EOF {
+		t.Fatalf("Recv: %v, want io.EOF (a producer came and went)", err)
 	}
 }
