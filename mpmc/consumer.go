@@ -589,24 +589,37 @@ func (q *Queue) producersAttached() (live, dead int, latest time.Time, err error
 }
 
 // Close releases held messages (they count as consumed) and detaches the
-// consumer. Close may be called from any goroutine: a call blocked in Recv
-// or PeekWait returns ErrClosed, and Close returns after it.
+// consumer. A message it took and had not handed out (kept after
+// ErrShortBuffer or a refusing TryRecvBatch callback) is not lost: it is
+// orphaned, for a producer (or a consumer at that position) to requeue.
+// Close may be called from any goroutine: a call blocked in Recv or
+// PeekWait returns ErrClosed, and Close returns after it.
 func (c *Consumer) Close() (err error) {
 	if c == nil || c.g == nil {
 		return opError("Close", errNilHandle)
 	}
-	if !c.g.Close() {
-		return nil
-	}
+	c.g.Close(func() { err = c.teardown() })
+	return err
+}
+
+// teardown releases and detaches, once no call is in flight, and forgets
+// the handle last (see Producer.teardown).
+func (c *Consumer) teardown() (err error) {
+	defer func() {
+		c.q.mu.Lock()
+		delete(c.q.consumers, c)
+		c.q.mu.Unlock()
+	}()
 	if c.q.guarded {
 		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
-	c.q.mu.Lock()
-	delete(c.q.consumers, c)
-	c.q.mu.Unlock()
 	if c.stashed {
 		c.stashed = false
-		c.free(c.stashPos)
+		pos := c.stashPos
+		seq := c.q.seqs[pos&c.q.mask]
+		if seq.CompareAndSwap(layout.SeqWord(pos, layout.SlotReading, c.me), layout.SeqWord(pos, layout.SlotReading, layout.SeqOwnerOrphan)) {
+			c.q.wake(c.q.producerWake)
+		}
 	}
 	c.release()
 	return opError("Close", c.e.Detach())

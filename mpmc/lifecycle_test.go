@@ -298,7 +298,7 @@ func TestRecoveryNeverTombstonesALaterMessage(t *testing.T) {
 	}
 	deadIndex := dead.Index()
 	q2.Segment().Close() // dies: its entry's lock goes
-	dead.g.Close()
+	dead.g.Close(nil)
 	delete(q2.producers, dead)
 
 	consumerAt, consumerGo := make(chan struct{}), make(chan struct{})

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/notify"
 	"github.com/shmq/shmq/ring"
@@ -266,10 +267,58 @@ func (q *Queue) lock(ctx context.Context, m *sem.Mutex, me int) error {
 		return err
 	}
 	if err != nil {
-		if err := q.recoverUnits(ctx); err != nil {
-			m.Unlock()
+		return q.afterOwnerDeath(m)
+	}
+	return nil
+}
+
+// tryLockWait bounds how long a non-blocking call (TrySend, TryRecv, ...)
+// waits for a mutex that another process holds: critical sections are a
+// few microseconds, so a longer wait means the holder is descheduled or
+// stopped, and the call reports that it would block.
+const tryLockWait = time.Millisecond
+
+// errWouldBlock: a non-blocking call found the mutex held for longer than
+// tryLockWait.
+var errWouldBlock = errors.New("mpmc: the mutex is held")
+
+// lockFor takes mutex m for a blocking call (wait: as long as ctx allows)
+// or a non-blocking one (at most tryLockWait, then errWouldBlock). Either
+// way the wait ends when the handle's gate closes.
+func (q *Queue) lockFor(ctx context.Context, wait bool, g *gate.Gate, m *sem.Mutex, me int) error {
+	if !wait {
+		if ok, err := m.TryLock(); ok {
+			if err != nil && errors.Is(err, sem.ErrOwnerDead) {
+				return q.afterOwnerDeath(m)
+			}
+			return err
+		} else if err != nil {
 			return err
 		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, tryLockWait)
+		defer cancel()
+	}
+	bctx, release := g.Bind(ctx)
+	defer release()
+	err := q.lock(bctx, m, me)
+	switch {
+	case err == nil:
+		return nil
+	case g.Closed():
+		return ErrClosed
+	case !wait && errors.Is(err, context.DeadlineExceeded):
+		return errWouldBlock
+	}
+	return err
+}
+
+// afterOwnerDeath recovers what a mutex owner that died left (its units),
+// for a caller that now holds m.
+func (q *Queue) afterOwnerDeath(m *sem.Mutex) error {
+	if err := q.recoverUnits(context.Background()); err != nil {
+		m.Unlock()
+		return err
 	}
 	return nil
 }
@@ -313,9 +362,12 @@ func (p *Producer) lockedSend(ctx context.Context, wait bool, msgs [][]byte) (in
 			}
 			units = 1
 		}
-		if err := q.lock(ctx, l.pmu, int(p.me)); err != nil {
+		if err := q.lockFor(ctx, wait, p.g, l.pmu, int(p.me)); err != nil {
 			release(l.free, units, q.hdr.Capacity)
 			p.units.Store(0)
+			if err == errWouldBlock {
+				return 0, ErrFull
+			}
 			return 0, err
 		}
 		n, err := p.lockedWrite(msgs[:units])
@@ -417,9 +469,12 @@ func (c *Consumer) lockedRecv(ctx context.Context, wait bool, max int, fn func([
 			}
 			units = 1
 		}
-		if err := q.lock(ctx, l.cmu, int(c.me)); err != nil {
+		if err := q.lockFor(ctx, wait, c.g, l.cmu, int(c.me)); err != nil {
 			release(l.filled, units, q.hdr.Capacity)
 			c.units.Store(0)
+			if err == errWouldBlock {
+				return 0, ErrEmpty
+			}
 			return 0, err
 		}
 		n, avail, err := c.lockedRead(units, fn)

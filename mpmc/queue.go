@@ -353,26 +353,29 @@ func (q *Queue) Close() error {
 	if q == nil || q.g == nil {
 		return opError("Close", errNilHandle)
 	}
-	if !q.g.Close() {
-		return nil
-	}
-	q.mu.Lock()
-	var ps []*Producer
-	var cs []*Consumer
-	for p := range q.producers {
-		ps = append(ps, p)
-	}
-	for c := range q.consumers {
-		cs = append(cs, c)
-	}
-	q.mu.Unlock()
-	for _, c := range cs {
-		c.Close()
-	}
-	for _, p := range ps {
-		p.Close()
-	}
-	return q.seg.Close()
+	var err error
+	q.g.Close(func() {
+		q.mu.Lock()
+		var ps []*Producer
+		var cs []*Consumer
+		for p := range q.producers {
+			ps = append(ps, p)
+		}
+		for c := range q.consumers {
+			cs = append(cs, c)
+		}
+		q.mu.Unlock()
+		// Each Close returns after its handle's teardown, also one that
+		// another goroutine started (handles leave the maps last).
+		for _, c := range cs {
+			c.Close()
+		}
+		for _, p := range ps {
+			p.Close()
+		}
+		err = q.seg.Close()
+	})
+	return err
 }
 
 // Guard runs fn, which may touch slices that Peek or Reserve returned, and

@@ -167,7 +167,7 @@ func recoveryStress(t *testing.T, slots uint64) {
 					}
 				}
 				qd.Segment().Close()
-				p.g.Close()
+				p.g.Close(nil)
 				delete(qd.producers, p)
 			} else {
 				c, err := qd.Consumer()
@@ -204,7 +204,7 @@ func recoveryStress(t *testing.T, slots uint64) {
 					}
 				}
 				qd.Segment().Close()
-				c.g.Close()
+				c.g.Close(nil)
 				delete(qd.consumers, c)
 			}
 			time.Sleep(time.Duration(r.IntN(2000)) * time.Microsecond)

@@ -320,12 +320,16 @@ func (c *Consumer) Close() (err error) {
 	if c == nil || c.g == nil {
 		return opError("Close", errNilHandle)
 	}
-	if !c.g.Close() {
-		return nil
-	}
+	c.g.Close(func() { err = c.teardown() })
+	return err
+}
+
+// teardown detaches the consumer, once no call is in flight, and forgets
+// the handle last (see Producer.teardown).
+func (c *Consumer) teardown() (err error) {
+	defer detach(c.q, &c.q.consumer, c)
 	if c.q.guarded {
 		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
-	detach(c.q, &c.q.consumer, c)
 	return opError("Close", c.e.Detach())
 }

@@ -13,7 +13,7 @@ func TestCloseWaitsForCallsInFlight(t *testing.T) {
 		t.Fatal("Enter on an open gate failed")
 	}
 	closed := make(chan bool)
-	go func() { closed <- g.Close() }()
+	go func() { closed <- g.Close(nil) }()
 	select {
 	case <-closed:
 		t.Fatal("Close returned while a call was in flight")
@@ -26,7 +26,7 @@ func TestCloseWaitsForCallsInFlight(t *testing.T) {
 	if !<-closed {
 		t.Fatal("the first Close did not report closing")
 	}
-	if g.Close() {
+	if g.Close(nil) {
 		t.Fatal("a second Close reported closing")
 	}
 	if !g.Closed() {
@@ -46,7 +46,7 @@ func TestBindEndsAtClose(t *testing.T) {
 		g.Exit()
 	}()
 	done := make(chan struct{})
-	go func() { g.Close(); close(done) }()
+	go func() { g.Close(nil); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
@@ -76,12 +76,32 @@ func TestHammer(t *testing.T) {
 			})
 		}
 		time.Sleep(time.Millisecond)
-		g.Close()
+		g.Close(nil)
 		mu.Lock()
 		if active != 0 {
 			t.Fatalf("%d calls active after Close returned", active)
 		}
 		mu.Unlock()
 		inside.Wait()
+	}
+}
+
+// TestCloseWaitsForTeardown: a Close that loses the race returns only after
+// the winner's teardown has run.
+func TestCloseWaitsForTeardown(t *testing.T) {
+	g := New()
+	inTeardown, release := make(chan struct{}), make(chan struct{})
+	go g.Close(func() { close(inTeardown); <-release })
+	<-inTeardown
+	second := make(chan bool)
+	go func() { second <- g.Close(func() { t.Error("teardown ran twice") }) }()
+	select {
+	case <-second:
+		t.Fatal("the second Close returned during the first one's teardown")
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(release)
+	if <-second {
+		t.Fatal("the second Close reported running the teardown")
 	}
 }
