@@ -1,0 +1,100 @@
+package pubsub
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/shmq/shmq/layout"
+	"github.com/shmq/shmq/ring"
+)
+
+// Stats is a snapshot of a pub/sub queue: its cursors and every subscriber's
+// position and lag. The words are read one at a time, so under traffic they
+// are mutually inconsistent by the messages that moved in between.
+type Stats struct {
+	Capacity   uint64
+	MaxMessage uint32
+	Lossy      bool
+	Tail       uint64 // committed position
+	NextSeq    uint64 // sequence number of the next message, from the ring at the tail
+	Intent     uint64 // lossy: where the publisher may be writing up to
+	Oldest     uint64 // lossy: the oldest record a lapped subscriber resumes at
+	Limit      uint64 // back-pressure: the publisher's limit (see layout.PubLimit)
+	Publisher  ring.EntryInfo
+	// Subscribers lists the subscriber entries that are or were in use
+	// (state not layout.EntryFree), live and dead.
+	Subscribers []SubscriberStats
+}
+
+// SubscriberStats is one subscriber's entry, as it recorded it.
+type SubscriberStats struct {
+	ring.EntryInfo
+	Position uint64 // start of the first record it has not released
+	NextSeq  uint64 // sequence number of the next message it expects
+	Lost     uint64 // messages it lost to overwriting (lossy)
+	// LagBytes is Tail-Position and LagMessages the queue's NextSeq minus
+	// the subscriber's: what it has yet to release. A lapped lossy
+	// subscriber lags by more than the capacity until its next call.
+	LagBytes    uint64
+	LagMessages uint64
+}
+
+// ReadStats reads the statistics of the pub/sub queue in seg without
+// attaching to it, for tools that inspect segments of any kind (seg may
+// come from ring.Open with kind 0). It fails with ErrKind for a segment of
+// another kind. The caller guards the call if the segment can shrink.
+func ReadStats(seg *ring.Segment) (Stats, error) {
+	h := seg.Header()
+	if h.Kind != layout.KindPubSub {
+		return Stats{}, fmt.Errorf("%w: a %v queue, not pubsub", ErrKind, h.Kind)
+	}
+	word := func(off uint64) (uint64, error) {
+		w, err := seg.Uint64(off)
+		if err != nil {
+			return 0, err
+		}
+		return w.Load(), nil
+	}
+	st := Stats{Capacity: h.Capacity, MaxMessage: h.MaxMessage, Lossy: h.Flags&layout.FlagLossy != 0}
+	var err error
+	for _, f := range []struct {
+		p   *uint64
+		off uint64
+	}{{&st.Tail, layout.PubTail}, {&st.Intent, layout.PubIntent}, {&st.Oldest, layout.PubOldest}, {&st.Limit, layout.PubLimit}} {
+		if *f.p, err = word(h.Producer + f.off); err != nil {
+			return Stats{}, err
+		}
+	}
+	data := seg.Data()
+	i := st.Tail&(h.Capacity-1) + layout.PubSubRecordSeq
+	if uint64(len(data)) < h.Capacity || i+8 > uint64(len(data)) {
+		return Stats{}, fmt.Errorf("%w: data region of %d bytes for a %d-byte ring", ErrCorrupt, len(data), h.Capacity)
+	}
+	st.NextSeq = binary.LittleEndian.Uint64(data[i:])
+	if st.Publisher, err = seg.Entry(layout.PubSubPublisherEntry); err != nil {
+		return Stats{}, err
+	}
+	for k := layout.PubSubFirstSubscriber; k < int(h.RegistryCount); k++ {
+		e, err := seg.Entry(k)
+		if err != nil {
+			return Stats{}, err
+		}
+		if e.State == layout.EntryFree {
+			continue
+		}
+		s := SubscriberStats{EntryInfo: e}
+		base := h.Entry(k)
+		for _, f := range []struct {
+			p   *uint64
+			off uint64
+		}{{&s.Position, layout.EntrySubPosition}, {&s.NextSeq, layout.EntrySubSeq}, {&s.Lost, layout.EntrySubLost}} {
+			if *f.p, err = word(base + f.off); err != nil {
+				return Stats{}, err
+			}
+		}
+		s.LagBytes = st.Tail - s.Position
+		s.LagMessages = st.NextSeq - s.NextSeq
+		st.Subscribers = append(st.Subscribers, s)
+	}
+	return st, nil
+}
