@@ -39,13 +39,14 @@ type Publisher struct {
 	// Lossy: the last intent and oldest stored, and the intent's step.
 	intent, oldest, slack uint64
 
-	// Back-pressure: the last limit stored (valid once haveLimit), the
-	// published tail when it was computed, and when subscribers holding the
-	// publisher back were last checked for liveness by a non-blocking call.
-	limit     uint64
-	haveLimit bool
-	scanTail  uint64
-	lastDrop  time.Time
+	// Back-pressure: the last limit stored (valid once haveLimit), two
+	// recent record boundaries that bound the history kept (see mark), and
+	// when subscribers holding the publisher back were last checked for
+	// liveness by a non-blocking call.
+	limit        uint64
+	haveLimit    bool
+	mark0, mark1 uint64
+	lastDrop     time.Time
 
 	pendMsgs, pendBytes uint64 // reserved, not yet committed
 	msgs, bytes, stalls uint64 // private copies of the registry counters
@@ -91,7 +92,7 @@ func (p *Publisher) resume() error {
 	if t%layout.PubSubRecordAlign != 0 {
 		return fmt.Errorf("%w: tail %d is not a multiple of %d", ErrCorrupt, t, layout.PubSubRecordAlign)
 	}
-	p.tail, p.published = t, t
+	p.tail, p.published, p.mark0, p.mark1 = t, t, t, t
 	p.seq = q.seqAt(t)
 	p.pubSeq = p.seq
 	if p.lossy {
@@ -231,6 +232,9 @@ func (p *Publisher) commit() {
 	p.q.putSeq(p.tail, p.seq)
 	p.q.tail.Store(p.tail)
 	p.published, p.pubSeq = p.tail, p.seq
+	if !p.lossy {
+		p.mark()
+	}
 	p.msgs += p.pendMsgs
 	p.bytes += p.pendBytes
 	p.pendMsgs, p.pendBytes = 0, 0

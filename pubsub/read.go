@@ -57,7 +57,9 @@ func (s *Subscriber) peek() ([]byte, error) {
 		n := uint64(length) - layout.PubSubRecordHeaderSize
 		s.peeked++
 		s.peekedBytes += n
-		s.unverified = s.lossy
+		if s.lossy && !s.unverified {
+			s.unverified, s.viewStart = true, at
+		}
 		return q.payload(at, n), nil
 	}
 }
@@ -79,17 +81,13 @@ func (s *Subscriber) loadTail() error {
 }
 
 // verify checks that the publisher of a lossy queue has not overwritten
-// the records from the released position on, which covers every view
-// handed out since the last release and every copy made of them; it
-// returns a *LostError, having resumed at the oldest record, if it has.
+// the records from the first view handed out since the last check on,
+// which covers every view since and every copy made of them; it returns a
+// *LostError, having resumed at the oldest record, if it has.
 func (s *Subscriber) verify() error {
 	s.rf.fence()
-	if s.q.intent.Load()-s.head > s.cap {
-		if err := s.lapped(); err != nil {
-			return err
-		}
-		// Only padding was lost (no message): nothing delivered was wrong.
-		return nil
+	if s.q.intent.Load()-s.viewStart > s.cap {
+		return s.lapped() // at least the view at viewStart is lost
 	}
 	s.unverified = false
 	return nil

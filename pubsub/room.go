@@ -16,11 +16,9 @@ import (
 
 // room makes sure a back-pressure publisher may write need bytes past the
 // published tail, or returns ErrFull. It reads the subscribers' positions
-// only when its limit does not cover need, or when half a ring has been
-// published since it last did (which keeps at least half a ring of history
-// for subscribers that ask for it).
+// only when its limit does not cover need.
 func (p *Publisher) room(need uint64) error {
-	if !p.haveLimit || need > p.limit-p.published || p.published-p.scanTail >= p.cap/2 {
+	if !p.haveLimit || need > p.limit-p.published {
 		p.scan(need)
 		if need <= p.limit-p.published {
 			return nil
@@ -41,24 +39,38 @@ func (p *Publisher) room(need uint64) error {
 	return nil
 }
 
-// scan computes and publishes the limit: the slowest live subscriber's
-// position plus the capacity, but no more than half a ring (or need, if
-// more) past the published tail. It stores the limit, then reads the
-// positions again: a subscriber attaching meanwhile either stored its
-// position before that second read, which sees it and lowers the limit,
-// or loads the limit after it was stored and starts at or after
-// limit - capacity. Either way the publisher never overwrites it
-// (PUBSUB.md, "Back-pressure").
+// scan computes and publishes the limit: a record boundary, the floor,
+// plus the capacity. The floor is the slowest live subscriber's position,
+// or the publisher's mark (a boundary a quarter to a half ring back) if
+// that is earlier, which keeps that much history for subscribers that ask
+// for it, unless the mark leaves no room for need. scan stores the limit,
+// then reads the positions again: a subscriber attaching meanwhile either
+// stored its position before that second read, which sees it and lowers
+// the limit, or loads the limit after it was stored and starts at or after
+// the floor. Either way the publisher never overwrites it (PUBSUB.md,
+// "Back-pressure").
 func (p *Publisher) scan(need uint64) {
 	t := p.published
 	lag := p.slowest(t)
-	d := min(p.cap-lag, max(p.cap/2, need))
-	p.q.limit.Store(t + d)
-	if lag2 := p.slowest(t); lag2 > lag && p.cap-lag2 < d {
-		d = p.cap - lag2
-		p.q.limit.Store(t + d)
+	back := lag
+	if m := t - p.mark0; m > back && m <= p.cap && p.cap-m >= need {
+		back = m
 	}
-	p.limit, p.haveLimit, p.scanTail = t+d, true, t
+	p.q.limit.Store(t + p.cap - back)
+	if lag2 := p.slowest(t); lag2 > back {
+		back = lag2
+		p.q.limit.Store(t + p.cap - back)
+	}
+	p.limit, p.haveLimit = t+p.cap-back, true
+}
+
+// mark moves the publisher's marks after a commit: mark1 is the published
+// tail at most a quarter ring ago, mark0 the one before, so mark0 is a
+// record boundary between a quarter and a half ring (plus a batch) back.
+func (p *Publisher) mark() {
+	if p.published-p.mark1 >= p.cap/4 {
+		p.mark0, p.mark1 = p.mark1, p.published
+	}
 }
 
 // slowest returns how far the slowest attached subscriber is behind

@@ -20,10 +20,11 @@ const (
 	// that attaches to an idle queue receives the last value published.
 	FromLatest Start = iota
 	// FromOldest: at the oldest message still in the ring (history). In a
-	// back-pressure queue that is the slowest live subscriber's position,
-	// or at least half a ring back if the publisher has not looked at the
-	// subscribers since; in a lossy queue, the oldest record the publisher
-	// has not begun to overwrite.
+	// lossy queue, that is the oldest record the publisher has not begun
+	// to overwrite. In a back-pressure queue, it is the oldest one the
+	// publisher has promised not to overwrite (its limit less the
+	// capacity): the slowest live subscriber's position, or a point at
+	// least a quarter of a ring back, whichever is earlier.
 	FromOldest
 	// FromNext: at the first message committed after it attached.
 	FromNext
@@ -69,7 +70,8 @@ type Subscriber struct {
 	tailCache     uint64 // last tail loaded from shared memory
 
 	peeked, peekedBytes uint64 // messages peeked since the last release
-	unverified          bool   // lossy: views handed out that no check has covered yet
+	unverified          bool   // lossy: views handed out that no check has covered yet,
+	viewStart           uint64 // the first of which is at this position
 	lost                uint64
 	msgs, bytes, stalls uint64 // private copies of the registry counters
 	scratch             []byte // lossy TryRecvBatch: the copy handed to fn
@@ -264,7 +266,7 @@ func (s *Subscriber) unpeek(m []byte) {
 	s.seq--
 	s.peeked--
 	s.peekedBytes -= uint64(len(m))
-	s.unverified = s.unverified && s.pos != s.head
+	s.unverified = s.unverified && s.pos != s.viewStart
 }
 
 // TryRecvBatch calls fn with up to max messages, in order, then releases
