@@ -102,6 +102,7 @@ func (s *Subscriber) verify() error {
 // is read, then checked against the intent again.
 func (s *Subscriber) lapped() error {
 	q := s.q
+	var last [3]uint64
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if attempt%64 == 63 {
 			runtime.Gosched()
@@ -110,11 +111,19 @@ func (s *Subscriber) lapped() error {
 		o := q.oldest.Load()
 		t := q.tail.Load()
 		if o%layout.PubSubRecordAlign != 0 || t%layout.PubSubRecordAlign != 0 || t-o > s.cap || in-o > s.cap {
-			continue // moved on between the loads, or garbage: look again
+			// Moved on between the loads, or garbage: look again, unless
+			// nothing moved since the last look.
+			if err := stuck(&last, attempt, in, o, t); err != nil {
+				return err
+			}
+			continue
 		}
 		seq := q.seqAt(o)
 		s.rf.fence()
-		if q.intent.Load()-o > s.cap {
+		if in2 := q.intent.Load(); in2-o > s.cap {
+			if err := stuck(&last, attempt, in2, o, t); err != nil {
+				return err
+			}
 			continue
 		}
 		lost := seq - s.headSeq
@@ -180,6 +189,7 @@ func (s *Subscriber) startPinned(from Start) error {
 // did.
 func (s *Subscriber) startLossy(from Start) error {
 	q := s.q
+	var last [3]uint64
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if attempt%64 == 63 {
 			runtime.Gosched()
@@ -190,7 +200,11 @@ func (s *Subscriber) startLossy(from Start) error {
 			return fmt.Errorf("%w: oldest %d, tail %d", ErrCorrupt, o, t)
 		}
 		if t-o > s.cap {
-			continue // the publisher ran a ring between the loads
+			// The publisher ran a ring between the loads, or garbage.
+			if err := stuck(&last, attempt, q.intent.Load(), o, t); err != nil {
+				return err
+			}
+			continue
 		}
 		pos, base := o, o
 		var err error
@@ -202,8 +216,12 @@ func (s *Subscriber) startLossy(from Start) error {
 		}
 		seq := q.seqAt(pos)
 		s.rf.fence()
-		if q.intent.Load()-base > s.cap {
-			continue // overwritten while it was read
+		if in := q.intent.Load(); in-base > s.cap {
+			// Overwritten while it was read, or garbage.
+			if err := stuck(&last, attempt, in, o, t); err != nil {
+				return err
+			}
+			continue
 		}
 		if err != nil {
 			return err
@@ -245,4 +263,17 @@ func (s *Subscriber) latest(from, t uint64) (uint64, error) {
 		p += size
 	}
 	return last, nil
+}
+
+// stuck is called by a lossy subscriber's retry loop with the intent,
+// oldest and tail it found inconsistent. The publisher moving on explains
+// an inconsistency once; the same values found twice in a row cannot be
+// explained by progress and are corruption.
+func stuck(last *[3]uint64, attempt int, in, o, t uint64) error {
+	cur := [3]uint64{in, o, t}
+	if attempt > 0 && cur == *last {
+		return fmt.Errorf("%w: intent %d, oldest %d and tail %d are inconsistent", ErrCorrupt, in, o, t)
+	}
+	*last = cur
+	return nil
 }
