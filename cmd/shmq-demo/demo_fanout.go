@@ -91,11 +91,14 @@ func (f *fanoutPhase) run(ctx context.Context, env *demoEnv) error {
 		}
 		subs = append(subs, c)
 	}
+	// A subscriber's entry is attached a moment before it has placed
+	// itself at the tail; it counts a stall only once placed, when it
+	// finds no message there. So the publisher starts once every one has.
 	if err := waitAttached(ctx, func() (bool, error) {
 		st, err := q.Stats()
 		n := 0
 		for _, s := range st.Subscribers {
-			if attached(s.EntryInfo) {
+			if attached(s.EntryInfo) && s.Stalls > 0 {
 				n++
 			}
 		}

@@ -12,7 +12,9 @@ import (
 	"github.com/shmq/shmq/ring"
 )
 
-// subscribed waits until n live subscribers are attached to queue name.
+// subscribed waits until n live subscribers are attached to queue name and
+// placed: each has looked for a message and found none (a stall), which a
+// subscriber does only after it has placed itself.
 func subscribed(t *testing.T, name string, n int) {
 	t.Helper()
 	waitFor(t, fmt.Sprintf("%d subscribers on %s", n, name), func() bool {
@@ -24,7 +26,7 @@ func subscribed(t *testing.T, name string, n int) {
 		st, err := q.Stats()
 		live := 0
 		for _, s := range st.Subscribers {
-			if attached(s.EntryInfo) {
+			if attached(s.EntryInfo) && s.Stalls > 0 {
 				live++
 			}
 		}
