@@ -26,7 +26,10 @@ type Stats struct {
 	Subscribers []SubscriberStats
 }
 
-// SubscriberStats is one subscriber's entry, as it recorded it.
+// SubscriberStats is one subscriber's entry, as it recorded it. The entry
+// is attached a moment before the subscriber has placed itself (Position
+// and NextSeq may still be its predecessor's then); one that has counted a
+// stall (found no message) or released a message is placed.
 type SubscriberStats struct {
 	ring.EntryInfo
 	Position uint64 // start of the first record it has not released
