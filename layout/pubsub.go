@@ -85,6 +85,13 @@ const (
 	// positions after it is stored; limit - capacity is a record boundary
 	// that no live subscriber is behind.
 	PubLimit = 24
+	// PubWaitFor (back-pressure): u64 position that the slowest subscriber
+	// must reach for a parked publisher to have room. The publisher stores
+	// it before it registers in WaiterSetProducers; a subscriber wakes the
+	// publisher only if its release moves it from before this position to
+	// at or past it (or when it detaches), so that the parked publisher is
+	// woken by the slowest subscriber, not by every release of every one.
+	PubWaitFor = 32
 )
 
 // Fields of a subscriber's registry entry, past the common fields, written

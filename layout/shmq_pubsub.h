@@ -136,6 +136,7 @@ extern "C" {
 #define SHMQ_PS_PUB_INTENT 8
 #define SHMQ_PS_PUB_OLDEST 16
 #define SHMQ_PS_PUB_LIMIT 24
+#define SHMQ_PS_PUB_WAIT_FOR 32
 
 /* Records (PUBSUB.md P.2). */
 #define SHMQ_PS_RECORD_HEADER_SIZE 16u
@@ -464,9 +465,12 @@ static inline int shmq_ps__publisher_dead(shmq_ps_segment *s)
 /* ---- waking and waiting (LAYOUT.md section 6) -------------------------- */
 
 /* shmq_ps__wake_publisher is the publishing side of the wake protocol on
- * the producer wake line, after a release or a detach; count: advance the
- * entry's wake counter (not once it is detached). */
-static inline void shmq_ps__wake_publisher(shmq_ps_subscriber *sub, int count)
+ * the producer wake line, after a release from position old (any_release:
+ * 0), or after attaching or detaching (any_release: 1); count: advance the
+ * entry's wake counter (not once it is detached). A release wakes the
+ * parked publisher only if it moves this subscriber from before the
+ * position the publisher waits for (PubWaitFor) to at or past it. */
+static inline void shmq_ps__wake_publisher(shmq_ps_subscriber *sub, int any_release, uint64_t old, int count)
 {
 	shmq_ps_segment *s = sub->s;
 	int any = 0;
@@ -474,6 +478,11 @@ static inline void shmq_ps__wake_publisher(shmq_ps_subscriber *sub, int count)
 		any |= atomic_load(shmq_ps__u64(s, s->h.waiters + SHMQ_PS_WAITER_SET_PRODUCERS * SHMQ_PS_LINE_SIZE + 8 * w)) != 0;
 	if (!any)
 		return;
+	if (!any_release) {
+		uint64_t d = atomic_load(shmq_ps__u64(s, s->h.producer + SHMQ_PS_PUB_WAIT_FOR)) - old;
+		if (d == 0 || d > sub->head - old)
+			return;
+	}
 	shmq_ps_u32 *seq = shmq_ps__u32(s, s->h.producer_wake + SHMQ_PS_WAKE_SEQ);
 	atomic_fetch_add(seq, 1);
 	syscall(SYS_futex, (void *)seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
@@ -719,6 +728,7 @@ static inline int shmq_ps_release(shmq_ps_subscriber *sub)
 	}
 	if (sub->pos == sub->head)
 		return SHMQ_PS_OK;
+	uint64_t old = sub->head;
 	sub->head = sub->pos;
 	sub->head_seq = sub->seq;
 	shmq_ps__store_position(sub);
@@ -729,7 +739,7 @@ static inline int shmq_ps_release(shmq_ps_subscriber *sub)
 	atomic_store(shmq_ps__u64(s, base + SHMQ_PS_ENTRY_MESSAGES), sub->msgs);
 	atomic_store(shmq_ps__u64(s, base + SHMQ_PS_ENTRY_BYTES), sub->bytes);
 	if (!sub->lossy)
-		shmq_ps__wake_publisher(sub, 1);
+		shmq_ps__wake_publisher(sub, 0, old, 1);
 	return SHMQ_PS_OK;
 }
 
@@ -932,7 +942,7 @@ static inline int shmq_ps_subscribe(shmq_ps_segment *s, int from, shmq_ps_subscr
 		return err;
 	}
 	if (!sub->lossy)
-		shmq_ps__wake_publisher(sub, 1); /* it may wait on the predecessor's position */
+		shmq_ps__wake_publisher(sub, 1, 0, 1); /* it may wait on the predecessor's position */
 	return SHMQ_PS_OK;
 }
 
@@ -947,7 +957,7 @@ static inline int shmq_ps_unsubscribe(shmq_ps_subscriber *sub)
 	atomic_store(shmq_ps__u32(s, shmq_ps__entry(s, sub->index) + SHMQ_PS_ENTRY_STATE), SHMQ_PS_ENTRY_DETACHED);
 	int err = shmq_ps__lock(s->lockfd, F_OFD_SETLK, F_UNLCK, 1 + sub->index);
 	if (!sub->lossy)
-		shmq_ps__wake_publisher(sub, 0);
+		shmq_ps__wake_publisher(sub, 1, 0, 0);
 	sub->index = -1;
 	return err;
 }

@@ -74,3 +74,59 @@ func TestStreamWakes(t *testing.T) {
 		})
 	}
 }
+
+// TestOnlyTheTargetReleaseWakes: a parked back-pressure publisher is woken
+// by the release that reaches the position it waits for, not by every
+// release of every subscriber.
+func TestOnlyTheTargetReleaseWakes(t *testing.T) {
+	q := testQueue(t, Config{Capacity: 1024})
+	p := mustPublisher(t, q)
+	handle := func() (*Subscriber, notify.Backend) {
+		b := notify.Default()
+		qs, err := Open(context.Background(), ring.FD(q.Segment().Fd()), &Options{Wait: Wait{Backend: b}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { qs.Close() })
+		return mustSubscriber(t, qs, FromNext), b
+	}
+	fast, fastWakes := handle()
+	slow, slowWakes := handle()
+	msg := make([]byte, 100)
+	sent := 0
+	for p.TrySend(msg) == nil {
+		sent++
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Send(context.Background(), msg) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for q.publisherWake.Waiters.Count() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the publisher did not park")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	buf := make([]byte, 128)
+	for range sent {
+		if _, err := fast.TryRecv(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := fastWakes.Stats().WakeSyscalls; n != 1 {
+		t.Fatalf("%d releases of a subscriber that is not the slowest made %d wake calls, want 1 (the one reaching the target)", sent, n)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Send returned %v while the slow subscriber holds the room", err)
+	default:
+	}
+	if _, err := slow.TryRecv(buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := slowWakes.Stats().WakeSyscalls; n != 1 {
+		t.Fatalf("the slowest subscriber's release made %d wake calls, want 1", n)
+	}
+}

@@ -128,6 +128,7 @@ type Queue struct {
 	intent *atomic.Uint64 // lossy
 	oldest *atomic.Uint64 // lossy
 	limit  *atomic.Uint64 // back-pressure
+	target *atomic.Uint64 // back-pressure: PubWaitFor
 	// pubState is the publisher's registry entry state (detached: end of
 	// stream); subs[i] are the words of registry entry i (0 unused).
 	pubState *atomic.Uint32
@@ -284,7 +285,8 @@ func newQueue(seg *ring.Segment, h layout.Header, w Wait) (*Queue, error) {
 	for _, w := range []struct {
 		p   **atomic.Uint64
 		off uint64
-	}{{&q.tail, layout.PubTail}, {&q.intent, layout.PubIntent}, {&q.oldest, layout.PubOldest}, {&q.limit, layout.PubLimit}} {
+	}{{&q.tail, layout.PubTail}, {&q.intent, layout.PubIntent}, {&q.oldest, layout.PubOldest}, {&q.limit, layout.PubLimit},
+		{&q.target, layout.PubWaitFor}} {
 		if *w.p, err = seg.Uint64(h.Producer + w.off); err != nil {
 			return nil, err
 		}

@@ -129,9 +129,12 @@ func (p *Publisher) dropDead(need uint64) int {
 }
 
 // waitRoom waits until a back-pressure publisher has room for a message of
-// n bytes, dropping dead subscribers that hold it back after each park.
+// n bytes, dropping dead subscribers that hold it back after each park. It
+// publishes the position the slowest subscriber must reach first, so that
+// only a release that reaches it wakes the publisher (layout.PubWaitFor).
 func (p *Publisher) waitRoom(ctx context.Context, n int) error {
 	need := p.ahead(layout.PubSubRecordSize(n))
+	p.q.target.Store(p.published + need - p.cap)
 	ready := func() bool { return p.cap-p.slowest(p.published) >= need }
 	check := func() error {
 		p.dropDead(need)

@@ -201,6 +201,7 @@ func (s *Subscriber) release() error {
 	if s.pos == s.head {
 		return nil
 	}
+	old := s.head
 	s.w.pos.Store(s.pos)
 	s.w.seq.Store(s.seq)
 	s.head, s.headSeq = s.pos, s.seq
@@ -210,9 +211,28 @@ func (s *Subscriber) release() error {
 	s.e.Messages.Store(s.msgs)
 	s.e.Bytes.Store(s.bytes)
 	if !s.lossy {
-		s.wakeIfWaiting(s.q, s.q.publisherWake, s.e)
+		s.wakePublisher(old)
 	}
 	return nil
+}
+
+// wakePublisher wakes a parked back-pressure publisher if this release,
+// from position old to s.head, is the one it waits for: the position it
+// needs the slowest subscriber to reach lies after old and at or before
+// the new position. Another subscriber's release, or one that still falls
+// short, would wake it for nothing. The position store comes before the
+// waiter set's load and the publisher stores the position it waits for
+// before it registers, so a release that matters either finds it
+// registered (and its target) or is seen by its check before it parks.
+func (s *Subscriber) wakePublisher(old uint64) {
+	l := s.q.publisherWake
+	if !l.Waiters.Any() {
+		return
+	}
+	if d := s.q.target.Load() - old; d == 0 || d > s.head-old {
+		return
+	}
+	s.wakeIfWaiting(s.q, l, s.e)
 }
 
 // Rewind forgets the messages peeked since the last Release: the next

@@ -97,6 +97,7 @@ static void constants(void)
 	P("PubIntent", SHMQ_PS_PUB_INTENT);
 	P("PubOldest", SHMQ_PS_PUB_OLDEST);
 	P("PubLimit", SHMQ_PS_PUB_LIMIT);
+	P("PubWaitFor", SHMQ_PS_PUB_WAIT_FOR);
 	P("PubSubRecordHeaderSize", SHMQ_PS_RECORD_HEADER_SIZE);
 	P("PubSubRecordAlign", SHMQ_PS_RECORD_ALIGN);
 	P("PubSubRecordSeq", SHMQ_PS_RECORD_SEQ);
