@@ -63,7 +63,7 @@ func TestPubSubConstants(t *testing.T) {
 		"EntryMessages": layout.EntryMessages, "EntryWakes": layout.EntryWakes,
 		"EntrySubPosition": layout.EntrySubPosition, "EntrySubSeq": layout.EntrySubSeq, "EntrySubLost": layout.EntrySubLost,
 		"PubTail": layout.PubTail, "PubIntent": layout.PubIntent, "PubOldest": layout.PubOldest, "PubLimit": layout.PubLimit,
-		"PubWaitFor": layout.PubWaitFor,
+		"PubWaitFor":             layout.PubWaitFor,
 		"PubSubRecordHeaderSize": layout.PubSubRecordHeaderSize, "PubSubRecordAlign": layout.PubSubRecordAlign,
 		"PubSubRecordSeq": layout.PubSubRecordSeq, "TypePadding": uint64(layout.TypePadding),
 		"MinPubSubCapacity": layout.MinPubSubCapacity, "MaxPubSubCapacity": layout.MaxPubSubCapacity,
