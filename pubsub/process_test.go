@@ -203,6 +203,8 @@ func startHelper(t *testing.T, mode, queue string, env ...string) *proc {
 	if mode == "subscribe" {
 		select {
 		case <-subscribed:
+		case err := <-p.done:
+			t.Fatalf("subscriber pid %d exited before attaching: %v: %s", cmd.Process.Pid, err, out.String())
 		case <-time.After(10 * time.Second):
 			t.Fatalf("subscriber pid %d did not attach", cmd.Process.Pid)
 		}
@@ -335,7 +337,9 @@ func TestKillLoop(t *testing.T) {
 				pub := startHelper(t, "publish", name, "SHMQ_BATCH="+strconv.Itoa(round%3*4))
 				victims = append(victims, startHelper(t, "subscribe", name, "SHMQ_START="+strconv.Itoa(round%3)))
 				time.Sleep(time.Duration(5+r.IntN(40)) * time.Millisecond)
-				if len(victims) > 0 && r.IntN(2) == 0 {
+				// Kill one at random now and then, and always once 8 are
+				// alive: the registry has room for 16 subscribers.
+				if len(victims) > 0 && (r.IntN(2) == 0 || len(victims) > 8) {
 					k := r.IntN(len(victims))
 					victims[k].kill()
 					victims = append(victims[:k], victims[k+1:]...)
