@@ -24,7 +24,15 @@ func run() error {
 	jsonPath := flag.String("json", "", "also write one JSON record per mechanism, pattern and size to `FILE`")
 	plotDir := flag.String("plot", "", "also write PNG charts to `DIR`")
 	only := flag.String("only", "", "measure only mechanisms whose name matches `REGEX`")
+	fanout := flag.Bool("fanout", false, "measure fan-out to 1, 2 and 4 subscriber processes instead (fanout.go)")
 	flag.Parse()
+	if *fanout {
+		plan := defaultFanoutPlan
+		if *quick {
+			plan = quickFanoutPlan
+		}
+		return runFanoutPlan(plan, os.Stdout, os.Stderr, *jsonPath)
+	}
 
 	var re *regexp.Regexp
 	if *only != "" {

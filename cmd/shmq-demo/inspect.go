@@ -65,6 +65,14 @@ func (r *report) inspect(v *ring.View, info *ring.SegmentInfo) error {
 		if err := r.mpmc(v, info); err != nil {
 			return err
 		}
+	case layout.KindPubSub:
+		rows, err := pubsubRows(v, info)
+		if err != nil {
+			return err
+		}
+		for _, row := range rows {
+			r.row(row[0], "%s", row[1])
+		}
 	default:
 		depth := tail - head
 		r.row("capacity", "%d slots of %d bytes", h.Capacity, h.SlotSize)
@@ -78,10 +86,10 @@ func (r *report) inspect(v *ring.View, info *ring.SegmentInfo) error {
 	return nil
 }
 
-// registry adds the registry's entries; for an MPMC queue, which has many
-// (64 by default), only those in use.
+// registry adds the registry's entries; for an MPMC or pub/sub queue,
+// which have many (64 by default), only those in use.
 func (r *report) registry(kind layout.Kind, entries []ring.EntryInfo) {
-	listFree := kind != layout.KindMPMC
+	listFree := kind == layout.KindSPSC
 	inUse := 0
 	for _, e := range entries {
 		if e.State != layout.EntryFree {
