@@ -384,6 +384,7 @@ func (q *Queue) Close() error {
 // read or fill zero-copy slices of a queue in a shm or file segment that
 // another process could truncate; a memfd segment is sealed and runs fn
 // directly.
+// fn must not Close the queue: Close waits for fn to return.
 func (q *Queue) Guard(fn func() error) error {
 	if err := q.enter("Guard"); err != nil {
 		return err

