@@ -42,7 +42,7 @@ func TestLockedKilledWaiters(t *testing.T) {
 			// The survivors attach first, so that the dead waiters' entries
 			// are not reused (an attach clears its own entry's bits): only
 			// sweeps can clear them.
-			be := notify.NewFutex()
+			be := notify.Default()
 			qb, err := Open(context.Background(), ring.FD(q.Segment().Fd()), &Options{Wait: Wait{Backend: be}})
 			if err != nil {
 				t.Fatal(err)
