@@ -56,11 +56,11 @@ func init() {
 //     order; nothing is delivered that was not sent.
 //
 // MPMC_LOCKED_KILL_ITERS sets the number of iterations per queue shape (12
-// by default, 6 under -short).
+// by default, 4 under -short, which CI runs with the race detector).
 func TestLockedKillLoop(t *testing.T) {
 	iters := 12
 	if testing.Short() {
-		iters = 6
+		iters = 4
 	}
 	if os.Getenv("MPMC_LOCKED_KILL_ITERS") != "" {
 		iters = envInt("MPMC_LOCKED_KILL_ITERS")
