@@ -192,8 +192,11 @@ func (q *Queue) recoverIdle(own *atomic.Uint32, want int) error {
 // cleared, so that a death in between loses nothing), then the other
 // entries, and then, whether or not anything was recovered, it reconciles
 // the counts with the cursors if no unit is in flight: an attach at a
-// quiescent point finds the counts exact.
+// quiescent point finds the counts exact. It also clears the waiter
+// registrations of dead processes, so that an attach after a crash leaves
+// only live waiters registered even if nobody has operated since.
 func (q *Queue) recoverOwnUnits(i int) error {
+	q.reapWaiters()
 	u, err := q.units(i)
 	if err != nil {
 		return err
@@ -618,9 +621,15 @@ func (p *Producer) lockedBatch(ctx context.Context, wait bool, msgs [][]byte) (i
 func (w *waker) sweepLocked(q *Queue) {
 	if now := time.Now(); now.Sub(w.lastSweep) >= sweepPeriod {
 		w.lastSweep = now
-		for _, s := range q.lk.sets {
-			s.Members(func(i int) { q.seg.ReapWaiter(i) })
-		}
+		q.reapWaiters()
+	}
+}
+
+// reapWaiters clears the registrations of dead processes in locked mode's
+// waiter sets: a load per set word, and a lock attempt per registrant.
+func (q *Queue) reapWaiters() {
+	for _, s := range q.lk.sets {
+		s.Members(func(i int) { q.seg.ReapWaiter(i) })
 	}
 }
 

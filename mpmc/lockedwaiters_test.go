@@ -22,19 +22,21 @@ func init() {
 // mutex) leave registrations behind, which would make every later release
 // and unlock a wake system call. The survivors' operations sweep them out:
 // afterwards the set is empty, a stream of TrySend/TryRecv makes no wake
-// system call at all (counted by the handle's own futex backend), and once
+// system call at all (counted by the handle's own backend), and once
 // everyone detached no set has a member, as `shmq-demo inspect` would show
-// ("0 waiting").
+// ("0 waiting"). An attach, before anyone operates, clears them as well.
 func TestLockedKilledWaiters(t *testing.T) {
 	for _, tc := range []struct {
 		name, role string
 		set        int // index in q.lk.sets
 		env        []string
+		attach     bool // check that a fresh attach clears them, instead of the sweeps
 	}{
-		{"free", "send-park", 0, nil},
-		{"filled", "recv-park", 1, nil},
-		{"mutexP", "lk-lockwait", 2, []string{"MPMC_MUTEX=p"}},
-		{"mutexC", "lk-lockwait", 3, []string{"MPMC_MUTEX=c"}},
+		{"free", "send-park", 0, nil, false},
+		{"filled", "recv-park", 1, nil, false},
+		{"mutexP", "lk-lockwait", 2, []string{"MPMC_MUTEX=p"}, false},
+		{"mutexC", "lk-lockwait", 3, []string{"MPMC_MUTEX=c"}, false},
+		{"attach", "recv-park", 1, nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const n = 3
@@ -86,6 +88,14 @@ func TestLockedKilledWaiters(t *testing.T) {
 			}
 			if set.Count() != n {
 				t.Fatalf("%d registrations left by %d killed waiters: nothing to test", set.Count(), n)
+			}
+			if tc.attach {
+				// An attach, before anyone operates, clears them too.
+				mustProducer(t, reopen(t, q))
+				if set.Any() {
+					t.Fatalf("after an attach: %d left registered", set.Count())
+				}
+				return
 			}
 			wakes := func() uint64 {
 				return be.Stats().WakeSyscalls + qb.lk.free.WakeErrors.Load() + qb.lk.filled.WakeErrors.Load() +
