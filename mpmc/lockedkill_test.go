@@ -55,10 +55,10 @@ func init() {
 //     consumer receives a message twice or a producer's messages out of
 //     order; nothing is delivered that was not sent.
 //
-// MPMC_LOCKED_KILL_ITERS sets the number of iterations per queue shape (12
+// MPMC_LOCKED_KILL_ITERS sets the number of iterations per queue shape (10
 // by default, 4 under -short, which CI runs with the race detector).
 func TestLockedKillLoop(t *testing.T) {
-	iters := 12
+	iters := 10
 	if testing.Short() {
 		iters = 4
 	}
