@@ -63,6 +63,7 @@ type Consumer struct {
 	eofGrace  time.Duration
 	eofFrom   time.Time
 	eofMsgs   uint64
+	eofEnq    uint64 // the enqueue cursor at EndOfStream: if it moved, a producer was here
 	seen      bool
 	idleSince time.Time
 }
@@ -137,7 +138,7 @@ func (c *Consumer) EndOfStream(grace time.Duration) {
 	}
 	defer c.g.Exit()
 	c.eofGrace, c.idleSince = max(grace, 0), time.Time{}
-	c.eofFrom, c.eofMsgs, c.seen = time.Now(), c.msgs, false
+	c.eofFrom, c.eofMsgs, c.eofEnq, c.seen = time.Now(), c.msgs, c.q.enq.Load(), false
 }
 
 // claim takes the next message for this consumer and returns its position
@@ -543,7 +544,7 @@ func (c *Consumer) endOfStream() (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	if live > 0 || latest.After(c.eofFrom) || c.msgs != c.eofMsgs {
+	if live > 0 || latest.After(c.eofFrom) || c.msgs != c.eofMsgs || c.q.enq.Load() != c.eofEnq {
 		c.seen = true
 	}
 	if live > 0 || !c.seen {
@@ -559,6 +560,12 @@ func (c *Consumer) endOfStream() (time.Duration, error) {
 	}
 	if dead > 0 {
 		return 0, fmt.Errorf("%w: %d producer(s) died attached", ErrPeerDead, dead)
+	}
+	// Messages of consumers that died holding them are not past: deliver
+	// them again before the end.
+	if moved, err := c.rescue(); moved > 0 || err != nil {
+		c.idleSince = time.Time{}
+		return 0, err
 	}
 	return 0, io.EOF
 }

@@ -670,7 +670,7 @@ func (p *Producer) lockedBatch(ctx context.Context, wait bool, msgs [][]byte) (i
 	return n, err
 }
 
-// sweep clears, once per sweepPeriod, the registrations of dead waiters in
+// sweepLocked clears, once per sweepPeriod, the registrations of dead waiters in
 // locked mode's waiter sets, which would otherwise make every release and
 // unlock a wake system call.
 func (w *waker) sweepLocked(q *Queue) {

@@ -26,9 +26,10 @@
 //
 // Blocked calls spin briefly and then park on a futex (package notify,
 // tuned by Config.Wait and Options.Wait); a publisher makes a wake system
-// call only when a waiter is registered. A parked waiter returns every few
-// milliseconds to look for a dead claimant, since a dead process wakes no
-// one.
+// call only when a waiter is registered. A parked waiter stopped by a slot
+// that another process claimed returns every 5 ms to look for a dead
+// claimant, since a dead process wakes no one; one waiting on a plainly
+// empty or full queue returns once a second.
 //
 // Lifecycle: Close of a Queue, Producer or Consumer may be called from any
 // goroutine, also while another goroutine is blocked in a call on it: that

@@ -123,7 +123,7 @@ func (l Line) Park(ctx context.Context, p Policy, me int, period time.Duration, 
 		if ready() {
 			return parked, nil
 		}
-		if err := ctx.Err(); err != nil {
+		if err := ended(ctx); err != nil {
 			return parked, err
 		}
 		parked = true
@@ -135,8 +135,8 @@ func (l Line) Park(ctx context.Context, p Policy, me int, period time.Duration, 
 			err = p.Backend.Wait(pctx, l.Seq, seq)
 			cancel()
 		}
-		if ctx.Err() != nil {
-			return parked, ctx.Err()
+		if err := ended(ctx); err != nil {
+			return parked, err
 		}
 		if err != nil && !isTimeout(err) {
 			return parked, fmt.Errorf("notify: wait: %w", err)
@@ -147,6 +147,20 @@ func (l Line) Park(ctx context.Context, p Policy, me int, period time.Duration, 
 			}
 		}
 	}
+}
+
+// ended returns ctx's error once ctx is done, also when its deadline has
+// passed and its timer has not fired yet: otherwise every park bounded by
+// that deadline would return at once, and the loop would spin until the
+// timer ran.
+func ended(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // isTimeout reports whether err is a bounded park ending (the derived

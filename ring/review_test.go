@@ -5,6 +5,9 @@ package ring
 import (
 	"context"
 	"errors"
+	"io"
+	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -64,14 +67,24 @@ func TestReviewReapWaiterSparesOtherHandle(t *testing.T) {
 func TestReviewAttachBesideASweeper(t *testing.T) {
 	loc := tempShm(t)
 	s := create(t, loc)
-	dead, err := Open(context.Background(), loc, 0, nil)
+	// A process attaches entry 0 and is killed: the lock goes, the entry
+	// stays Attached with the dead process's pid.
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SHMQ_RING_HELPER="+loc.name)
+	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := dead.Attach(1, layout.RoleConsumer); err != nil {
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	dead.Close() // dies attached: the lock goes, the entry stays Attached
+	line := make([]byte, 9)
+	if _, err := io.ReadFull(out, line); err != nil || string(line) != "attached\n" {
+		cmd.Process.Kill()
+		t.Fatalf("helper said %q, %v", line, err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
 	sweeper, err := Open(context.Background(), loc, 0, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -80,14 +93,14 @@ func TestReviewAttachBesideASweeper(t *testing.T) {
 	inside := make(chan struct{})
 	swept := make(chan error, 1)
 	go func() {
-		_, err := sweeper.WithDeadEntry(1, func() {
+		_, err := sweeper.WithDeadEntry(0, func() {
 			close(inside)
 			time.Sleep(20 * time.Millisecond) // preempted while holding the lock
 		})
 		swept <- err
 	}()
 	<-inside
-	_, err = s.Attach(1, layout.RoleConsumer)
+	_, err = s.Attach(0, layout.RoleProducer)
 	if err := <-swept; err != nil {
 		t.Fatal(err)
 	}
