@@ -604,7 +604,7 @@ func cOrphansOnReuse(t *testing.T, bin string, env []string) {
 		t.Fatal(err)
 	}
 	out := output(t, mpmcEnv(bin, env, "SHMQ_TIMEOUT_MS=5000")("consume", loc))
-	if !strings.HasPrefix(out, "messages=0 entry=1\n") {
+	if !strings.HasPrefix(out, "messages=0 entry=1 ") {
 		t.Fatalf("C consumer printed %q, want no messages, on entry 1", out)
 	}
 	h := q.Segment().Header()
