@@ -106,9 +106,18 @@ static inline void hang(void)
 			perror("fork");
 			exit(1);
 		}
-		if (pid == 0)
+		if (pid == 0) {
+			/* Off the parent's standard streams, so that whoever waits
+			 * for those to close does not wait for this child. */
+			int null = open("/dev/null", O_RDWR);
+			if (null >= 0) {
+				dup2(null, 0);
+				dup2(null, 1);
+				dup2(null, 2);
+			}
 			for (;;)
 				pause();
+		}
 		printf("hanging child=%d\n", (int)pid);
 	} else {
 		printf("hanging\n");

@@ -157,7 +157,7 @@ static int consume(shmq_segment *seg, int64_t timeout)
 	uint64_t total = 0, hang_at = hang_after();
 	for (;;) {
 		const unsigned char *m;
-		size_t n;
+		size_t n = 0;
 		int peeked = total % 128 >= 64 || total == hang_at;
 		if (peeked) {
 			const void *v;
