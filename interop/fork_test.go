@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -89,13 +90,46 @@ func holderChild(t *testing.T, rest string) int {
 func forkedWorkers(t *testing.T, bin string, env []string) {
 	q, loc := newMPMC(t, mpmc.Config{Slots: 16, SlotSize: 64, Registry: 8})
 	const count = 3000
-	var stdout, stderr bytes.Buffer
+	var stderr bytes.Buffer
 	cmd := mpmcEnv(bin, env)("forkconsume", loc, "2")
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Stderr = &stderr
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	// Both workers attach before any message is sent, so that they hold
+	// their entries at the same time (a worker that finished early would
+	// free its entry for the other, legitimately).
+	workers := map[string][]string{}
+	lines := make(chan string, 64)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	timeout := time.After(20 * time.Second)
+	for n := 0; n < 2; {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				cmd.Wait()
+				t.Fatalf("forked C consumers exited before attaching; stderr: %s", stderr.String())
+			}
+			w, rest, _ := strings.Cut(line, " ")
+			workers[w] = append(workers[w], rest)
+			if strings.HasPrefix(rest, "attached ") {
+				n++
+			}
+		case <-timeout:
+			t.Fatalf("forked C consumers did not attach; stderr: %s", stderr.String())
+		}
+	}
 	p, err := q.Producer()
 	if err != nil {
 		t.Fatal(err)
@@ -114,27 +148,23 @@ func forkedWorkers(t *testing.T, bin string, env []string) {
 			t.Fatal(err)
 		}
 	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("forked C consumers: %v\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
-	}
-	tl := newTally(1, count)
-	workers := map[string][]string{}
-	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
-		w, rest, ok := strings.Cut(line, " ")
-		if !ok {
-			t.Fatalf("worker line %q", line)
-		}
+	for line := range lines {
+		w, rest, _ := strings.Cut(line, " ")
 		workers[w] = append(workers[w], rest)
 	}
-	if len(workers) != 2 {
-		t.Fatalf("output of %d workers, want 2: %q", len(workers), stdout.String())
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("forked C consumers: %v\noutput: %v\nstderr: %s", err, workers, stderr.String())
 	}
+	if len(workers) != 2 {
+		t.Fatalf("output of %d workers, want 2: %v", len(workers), workers)
+	}
+	tl := newTally(1, count)
 	entries := map[int]string{}
 	var total uint64
 	for w, lines := range workers {
-		n, entry := parseCConsumer(t, strings.Join(lines, "\n"), tl)
-		if other, dup := entries[entry]; dup || entry < 0 {
-			t.Fatalf("workers %s and %s both attached registry entry %d", other, w, entry)
+		n, entry := parseCConsumer(t, strings.Join(lines[1:], "\n"), tl)
+		if other, dup := entries[entry]; dup || entry < 0 || lines[0] != fmt.Sprintf("attached entry=%d", entry) {
+			t.Fatalf("workers %s and %s both attached registry entry %d (%q)", other, w, entry, lines[0])
 		}
 		entries[entry] = w
 		total += n

@@ -18,7 +18,8 @@
  * forkconsume opens the queue once, then forks WORKERS children, each of
  * which attaches a consumer through the inherited segment and runs
  * consume, prefixing its lines with "wK " (each line one write, so lines
- * of different workers do not mix). It exits 1 if any worker failed.
+ * of different workers do not mix); a worker first prints "attached
+ * entry=I" once it holds its entry. It exits 1 if any worker failed.
  *
  * Message format (n >= 16 bytes, all little-endian): u64 seq at 0, u32
  * producer id at 8, byte(seq ^ id*13 ^ i*7) at 12 <= i < n-4, and the
@@ -148,6 +149,8 @@ static int consume(shmq_segment *seg, int64_t timeout)
 	int err = shmq_mpmc_consumer_open(seg, &c);
 	if (err)
 		die("attach consumer", err);
+	if (*line_prefix) /* a forked worker: say it holds its entry */
+		out("attached entry=%d\n", c.e.index);
 	size_t cap = seg->hdr.max_message;
 	unsigned char *buf = malloc(cap);
 	size_t nruns = 0, maxruns = 1024;
