@@ -176,6 +176,29 @@ func forkedWorkers(t *testing.T, bin string, env []string) {
 	}
 }
 
+// forkCheck: a C producer reserves a slot and forks; in the child the
+// parent's producer fails with SHMQ_EFORKED and its close touches nothing,
+// and the child's own producer gets an entry of its own (the C program
+// checks these). The Go consumer then gets the child's message and the
+// parent's, committed after the child exited, and no tombstone.
+func forkCheck(t *testing.T, bin string, env []string) {
+	q, loc := newMPMC(t, mpmc.Config{Slots: 8, SlotSize: 64, Registry: 4})
+	if out := output(t, mpmcEnv(bin, env)("forkcheck", loc)); out != "forkcheck ok\n" {
+		t.Fatalf("forkcheck printed %q", out)
+	}
+	c, err := q.Consumer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sameIDs(t, "after the fork", recvIDs(t, ctx, c, 2), []string{"0:0", "1:0"})
+	if c.Skipped() != 0 {
+		t.Fatalf("consumer passed %d tombstones, want none (the child must not tombstone the parent's reservation)", c.Skipped())
+	}
+}
+
 // spscParentDies: a C producer attaches, commits 5 messages, forks a child
 // that keeps every descriptor, and is SIGKILLed. With the fork handler the
 // Go consumer then sees the producer dead (ErrPeerDead); without it the
@@ -285,6 +308,8 @@ func runFork(t *testing.T, cc string, sanitize bool) {
 	produceBare := build(t, cc, t.TempDir(), "shmq_produce", noHandler...)
 	t.Run("ForkedWorkers", func(t *testing.T) { forkedWorkers(t, mpmcBin, env) })
 	t.Run("ForkedWorkersNoHandler", func(t *testing.T) { forkedWorkers(t, mpmcBare, env) })
+	t.Run("ForkCheck", func(t *testing.T) { forkCheck(t, mpmcBin, env) })
+	t.Run("ForkCheckNoHandler", func(t *testing.T) { forkCheck(t, mpmcBare, env) })
 	t.Run("SPSCParentDies", func(t *testing.T) { spscParentDies(t, produce, env, true) })
 	t.Run("SPSCParentDiesNoHandler", func(t *testing.T) { spscParentDies(t, produceBare, env, false) })
 	t.Run("MPMCParentDies", func(t *testing.T) { mpmcParentDies(t, mpmcBin, env, true) })

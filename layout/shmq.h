@@ -36,11 +36,15 @@
  * unless SHMQ_NO_ATFORK is defined), so a child that lives on cannot keep a
  * dead parent's roles alive. In the child, a segment opened before the fork
  * stays usable: the first call that takes or tests a lock opens a new
- * private lock description (any such call also notices a fork by getpid(),
- * for children made without the handlers). Handles attached before the
- * fork (producers, consumers, entries) belong to the parent: in the child
- * every call on them returns SHMQ_EFORKED and their close touches nothing
- * shared. Attach new ones in the child.
+ * private lock description. Handles attached before the fork (producers,
+ * consumers, entries) belong to the parent: in the child every call on
+ * them returns SHMQ_EFORKED and their close touches nothing shared. Attach
+ * new ones in the child. Without the handler (SHMQ_NO_ATFORK, or a child
+ * made by a raw clone), a fork is noticed by getpid() in the calls that
+ * take or test a lock, wait, or close, but not in the non-blocking calls
+ * on a handle (send, reserve, commit, peek, release, recv without
+ * waiting): such a child must not use the parent's handles, and must
+ * shmq_close what it inherited if it lives on.
  *
  * Errors are negative SHMQ_E* values (errno is preserved for SHMQ_ESYS);
  * shmq_strerror names them. Nothing here is thread-safe per handle: one
@@ -915,14 +919,22 @@ static inline void shmq__list_remove(shmq_segment *s)
 	s->prev = s->next = NULL;
 }
 
+/* Notices a fork that the fork handler did not see (SHMQ_NO_ATFORK, or a
+ * raw clone) by the pid: a system call, so only the calls that take or
+ * test locks, wait, or close make it. */
+static inline void shmq__notice_fork(shmq_segment *s)
+{
+	if (s->pid != getpid())
+		shmq__forget_parent(s);
+}
+
 /* The lock description of s for this process. In a forked child whose fork
  * handler did not run (SHMQ_NO_ATFORK, or a raw clone), the inherited one
  * is closed here; then a new private one is opened. Returns the descriptor
  * or SHMQ_ESYS. */
 static inline int shmq__lock_fd(shmq_segment *s)
 {
-	if (s->pid != getpid())
-		shmq__forget_parent(s);
+	shmq__notice_fork(s);
 	if (s->lock_fd < 0 && (s->lock_fd = shmq__reopen(s->fd)) < 0) {
 		s->lock_fd = -1;
 		return SHMQ_ESYS;
@@ -1148,8 +1160,8 @@ typedef struct shmq_entry {
 static inline int shmq__held(const shmq_segment *s, int i) { return (s->held[i / 64] >> (i % 64)) & 1; }
 
 /* 0 if e may be used by this process, SHMQ_EFORKED if it was attached by
- * the parent before a fork. One compare: the fork handler changed the
- * segment's epoch in the child. */
+ * the parent before a fork. One compare: the fork handler (or
+ * shmq__notice_fork) changed the segment's epoch in the child. */
 static inline int shmq__entry_mine(const shmq_entry *e)
 {
 	return e->epoch == e->seg->epoch ? 0 : SHMQ_EFORKED;
@@ -1235,6 +1247,7 @@ static inline int shmq_detach(shmq_entry *e)
 		return 0;
 	e->held = 0;
 	shmq_segment *s = e->seg;
+	shmq__notice_fork(s);
 	if (shmq__entry_mine(e) != 0)
 		return 0;
 	shmq__clear_waiters(s, e->index);

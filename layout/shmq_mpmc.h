@@ -238,6 +238,9 @@ static inline int shmq__mpmc_wait(shmq_wake *w, shmq_entry *own, int64_t deadlin
 	for (int i = 0; i < SHMQ_SPIN_CHECKS; i++)
 		if (ready(arg))
 			return 0;
+	shmq__notice_fork(own->seg);
+	if (shmq__entry_mine(own) != 0)
+		return SHMQ_EFORKED;
 	shmq__register(w, own->index);
 	int err = 0, parked = 0;
 	int64_t start = shmq__now_ns(CLOCK_MONOTONIC);
@@ -527,6 +530,7 @@ static inline int shmq_mpmc_producer_close(shmq_mpmc_producer *p)
 	if (p->closed)
 		return 0;
 	p->closed = 1;
+	shmq__notice_fork(p->q.seg);
 	if (shmq__entry_mine(&p->e) != 0) {
 		p->pending = 0;
 		return shmq_detach(&p->e);
@@ -786,6 +790,7 @@ static inline int shmq_mpmc_consumer_close(shmq_mpmc_consumer *c)
 {
 	if (c->closed)
 		return 0;
+	shmq__notice_fork(c->q.seg);
 	if (shmq__entry_mine(&c->e) == 0)
 		shmq_mpmc_release(c);
 	c->held = c->stashed = 0;

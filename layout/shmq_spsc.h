@@ -91,6 +91,9 @@ static inline int shmq__spsc_wait(shmq_wake *w, shmq_entry *own, int peer, int64
 	for (int i = 0; i < SHMQ_SPIN_CHECKS; i++)
 		if (ready(arg))
 			return 0;
+	shmq__notice_fork(own->seg);
+	if (shmq__entry_mine(own) != 0)
+		return SHMQ_EFORKED;
 	shmq__register(w, own->index);
 	int err = 0, parked = 0;
 	int64_t last_check = shmq__now_ns(CLOCK_MONOTONIC);
@@ -296,9 +299,8 @@ static inline int shmq_spsc_producer_close(shmq_spsc_producer *p)
 	p->closed = 1;
 	p->tail = p->published;
 	p->pend_msgs = p->pend_bytes = 0;
-	int mine = shmq__entry_mine(&p->e) == 0;
-	int err = shmq_detach(&p->e);
-	if (mine)
+	int err = shmq_detach(&p->e); /* notices a fork: then it touches nothing */
+	if (shmq__entry_mine(&p->e) == 0)
 		shmq__publish_wake(p->seg, &p->consumer_wake, NULL, &p->last_sweep);
 	return err;
 }

@@ -2,6 +2,7 @@
  * shmq_mpmc produce LOCATION ID COUNT SIZE
  * shmq_mpmc consume LOCATION
  * shmq_mpmc forkconsume LOCATION WORKERS
+ * shmq_mpmc forkcheck LOCATION
  *
  * A peer for the MPMC interop tests (interop/mpmc_test.go).
  *
@@ -20,6 +21,14 @@
  * consume, prefixing its lines with "wK " (each line one write, so lines
  * of different workers do not mix); a worker first prints "attached
  * entry=I" once it holds its entry. It exits 1 if any worker failed.
+ *
+ * forkcheck attaches a producer (entry 0 of a fresh queue) and reserves a
+ * slot, then forks. The child must get SHMQ_EFORKED from the parent's
+ * producer (with the fork handler), close it without touching the queue
+ * (its first call without the handler), attach a producer of its own
+ * (entry 1) and send message 0 as producer ID 1; then the parent
+ * commits its reservation as message 0 of producer ID 0. It prints
+ * "forkcheck ok", or what went wrong (exit 1).
  *
  * Message format (n >= 16 bytes, all little-endian): u64 seq at 0, u32
  * producer id at 8, byte(seq ^ id*13 ^ i*7) at 12 <= i < n-4, and the
@@ -258,6 +267,66 @@ static int fork_consume(shmq_segment *seg, uint64_t workers, int64_t timeout)
 	return rc;
 }
 
+#define CHECK(cond, ...)                                                                                       \
+	do {                                                                                                   \
+		if (!(cond)) {                                                                                 \
+			fprintf(stderr, __VA_ARGS__);                                                          \
+			exit(1);                                                                               \
+		}                                                                                              \
+	} while (0)
+
+/* forkcheck: handles attached before a fork stay the parent's. */
+static int fork_check(shmq_segment *seg, int64_t timeout)
+{
+	shmq_mpmc_producer p;
+	int err = shmq_mpmc_producer_open(seg, &p);
+	CHECK(err == 0 && p.e.index == 0, "parent attach: %s, entry %d\n", shmq_strerror(err), p.e.index);
+	void *b;
+	if ((err = shmq_mpmc_reserve_wait(&p, 16, &b, timeout)))
+		die("parent reserve", err);
+	make(b, 16, 0, 0);
+	fflush(stdout);
+	pid_t pid = fork();
+	CHECK(pid >= 0, "fork failed\n");
+	if (pid == 0) {
+		unsigned char msg[16];
+		make(msg, sizeof msg, 1, 0);
+#ifndef SHMQ_NO_ATFORK
+		/* The fork handler marked the parent's handles at once. */
+		err = shmq_mpmc_try_send(&p, msg, sizeof msg);
+		CHECK(err == SHMQ_EFORKED, "child, parent's producer: %s\n", shmq_strerror(err));
+		err = shmq_mpmc_commit(&p);
+		CHECK(err == SHMQ_EFORKED, "child, parent's commit: %s\n", shmq_strerror(err));
+#endif
+		/* Without the handler, the close is the first call that notices. */
+		CHECK(shmq_mpmc_producer_close(&p) == 0, "child, close of the parent's producer failed\n");
+		shmq_mpmc_producer mine;
+		err = shmq_mpmc_producer_open(seg, &mine);
+		CHECK(err == 0 && mine.e.index == 1, "child attach: %s, entry %d (the parent holds 0)\n",
+		      shmq_strerror(err), mine.e.index);
+		if ((err = shmq_mpmc_send(&mine, msg, sizeof msg, timeout)))
+			die("child send", err);
+		if ((err = shmq_mpmc_producer_close(&mine)))
+			die("child detach", err);
+		shmq_close(seg);
+		exit(0);
+	}
+	int st;
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child failed\n");
+	/* The child's close left our entry (its state, and its lock, as seen
+	 * through another description) and our reservation alone. */
+	CHECK(atomic_load(p.e.state) == SHMQ_ENTRY_ATTACHED, "parent: entry 0 no longer attached\n");
+	int probe = shmq__reopen(seg->fd);
+	CHECK(probe >= 0 && shmq_ofd_held(probe, SHMQ_ENTRY_LOCK_BYTE(0)) == 1, "parent: entry 0's lock is gone\n");
+	close(probe);
+	if ((err = shmq_mpmc_commit(&p)))
+		die("parent commit", err);
+	if ((err = shmq_mpmc_producer_close(&p)))
+		die("parent detach", err);
+	out("forkcheck ok\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t id = 0, count = 0, workers = 0;
@@ -265,14 +334,16 @@ int main(int argc, char **argv)
 	int prod = argc == 6 && strcmp(argv[1], "produce") == 0;
 	int cons = argc == 3 && strcmp(argv[1], "consume") == 0;
 	int forked = argc == 4 && strcmp(argv[1], "forkconsume") == 0;
-	if (!(prod || cons || forked) ||
+	int check = argc == 3 && strcmp(argv[1], "forkcheck") == 0;
+	if (!(prod || cons || forked || check) ||
 	    (prod && (parse_u64(argv[3], &id) || id >= STOP_ID || parse_u64(argv[4], &count) ||
 		      parse_size_spec(argv[5], &sp) || sp.min < 16)) ||
 	    (forked && parse_u64(argv[3], &workers))) {
 		fprintf(stderr, "usage: %s produce LOCATION ID COUNT SIZE|MIN-MAX (sizes >= 16)\n"
 				"       %s consume LOCATION\n"
-				"       %s forkconsume LOCATION WORKERS\n",
-			argv[0], argv[0], argv[0]);
+				"       %s forkconsume LOCATION WORKERS\n"
+				"       %s forkcheck LOCATION\n",
+			argv[0], argv[0], argv[0], argv[0]);
 		return 2;
 	}
 	int64_t timeout = timeout_ns_from_env();
@@ -286,8 +357,10 @@ int main(int argc, char **argv)
 			seg.hdr.max_message);
 		return 1;
 	}
-	int rc = prod ? produce(&seg, (uint32_t)id, count, &sp, timeout)
-		      : forked ? fork_consume(&seg, workers, timeout) : consume(&seg, timeout);
+	int rc = prod     ? produce(&seg, (uint32_t)id, count, &sp, timeout)
+		 : forked ? fork_consume(&seg, workers, timeout)
+		 : check  ? fork_check(&seg, timeout)
+			  : consume(&seg, timeout);
 	shmq_close(&seg);
 	return rc;
 }
