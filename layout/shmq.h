@@ -824,12 +824,14 @@ static inline int shmq_valid_shm_name(const char *name)
 	return 1;
 }
 
-/* A new open file description of the file open at fd. */
+/* A new open file description of the file open at fd (O_NONBLOCK: a FIFO
+ * handed over as a segment must not block the open; it is refused as not a
+ * regular file right after). */
 static inline int shmq__reopen(int fd)
 {
 	char path[64];
 	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-	return open(path, O_RDWR | O_CLOEXEC);
+	return open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
 }
 
 /* The segments this translation unit has open, so that a forked child can
