@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shmq/shmq/layout"
 )
@@ -25,6 +26,10 @@ func TestHeaderConstants(t *testing.T) {
 		got[k] = n
 	}
 	spsc4096, err := layout.PlanSPSC(4096, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mpmc64, err := layout.PlanMPMC(64, 0, 48, 64)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,10 +66,14 @@ func TestHeaderConstants(t *testing.T) {
 		"OffTabEntrySize":     layout.OffTabEntrySize,
 		"OffTabData":          layout.OffTabData,
 		"OffTabDataSize":      layout.OffTabDataSize,
+		"OffTabWaiters":       layout.OffTabWaiters,
+		"OffTabWaiterSets":    layout.OffTabWaiterSets,
 
 		"CursorPosition":  layout.CursorPosition,
 		"WakeSeq":         layout.WakeSeq,
-		"WakeWaiters":     layout.WakeWaiters,
+		"WakeSemCount":    layout.WakeSemCount,
+		"WakeMutexState":  layout.WakeMutexState,
+		"WakeMutexOwner":  layout.WakeMutexOwner,
 		"EntryState":      layout.EntryState,
 		"EntryRole":       layout.EntryRole,
 		"EntryPID":        layout.EntryPID,
@@ -75,6 +84,23 @@ func TestHeaderConstants(t *testing.T) {
 		"EntryStalls":     layout.EntryStalls,
 		"EntryWaits":      layout.EntryWaits,
 		"EntryWakes":      layout.EntryWakes,
+		"EntryUnits":      layout.EntryUnits,
+
+		"WaiterSetWords":     layout.WaiterSetWords,
+		"WaiterSetBits":      layout.WaiterSetBits,
+		"WaiterSetProducers": layout.WaiterSetProducers,
+		"WaiterSetConsumers": layout.WaiterSetConsumers,
+		"WaiterSetFree":      layout.WaiterSetFree,
+		"WaiterSetFilled":    layout.WaiterSetFilled,
+		"WaiterSetMutexP":    layout.WaiterSetMutexP,
+		"WaiterSetMutexC":    layout.WaiterSetMutexC,
+		"SPSCWaiterSets":     layout.SPSCWaiterSets,
+		"MPMCWaiterSets":     layout.MPMCWaiterSets,
+		"WaiterSetLen1":      uint64(layout.WaiterSetLen(1)),
+		"WaiterSetLen64":     uint64(layout.WaiterSetLen(64)),
+		"WaiterSetLen65":     uint64(layout.WaiterSetLen(65)),
+		"WaiterSetLen1024":   uint64(layout.WaiterSetLen(1024)),
+		"WaiterSetSize":      layout.LineSize,
 
 		"EntryFree":          uint64(layout.EntryFree),
 		"EntryAttached":      uint64(layout.EntryAttached),
@@ -84,6 +110,10 @@ func TestHeaderConstants(t *testing.T) {
 		"InitLockByte":       layout.InitLockByte,
 		"EntryLockByte0":     uint64(layout.EntryLockByte(0)),
 		"EntryLockByte1":     uint64(layout.EntryLockByte(1)),
+		"MutexProducers":     layout.MutexProducers,
+		"MutexConsumers":     layout.MutexConsumers,
+		"MutexLockByteP64":   uint64(layout.MutexLockByte(64, layout.MutexProducers)),
+		"MutexLockByteC64":   uint64(layout.MutexLockByte(64, layout.MutexConsumers)),
 		"SPSCProducerEntry":  layout.SPSCProducerEntry,
 		"SPSCConsumerEntry":  layout.SPSCConsumerEntry,
 		"MaxRegistryEntries": layout.MaxRegistryEntries,
@@ -116,6 +146,7 @@ func TestHeaderConstants(t *testing.T) {
 		"SeqRankShift":    layout.SeqRankShift,
 		"SeqOwnerMask":    layout.SeqOwnerMask,
 		"SeqOwnerOrphan":  layout.SeqOwnerOrphan,
+		"SeqOwnerTomb":    layout.SeqOwnerTomb,
 		"MaxMPMCRegistry": layout.MaxMPMCRegistry,
 		"SeqRankBits":     layout.SeqRankBits,
 		"FlagLocked":      uint64(layout.FlagLocked),
@@ -127,12 +158,23 @@ func TestHeaderConstants(t *testing.T) {
 		"SeqDiffPrevLapR": uint64(layout.SeqDiff(layout.SeqWord(3, layout.SlotReading, 1), 1024+3)),
 		"SeqDiffWrap":     uint64(layout.SeqDiff(layout.SeqWord(2, layout.SlotWriting, 0), 1<<64-2)),
 
-		// The fixed version 1 placement that PlanSPSC writes.
-		"V1ProducerLine":     spsc4096.Producer,
-		"V1ConsumerLine":     spsc4096.Consumer,
-		"V1ProducerWakeLine": spsc4096.ProducerWake,
-		"V1ConsumerWakeLine": spsc4096.ConsumerWake,
-		"V1Registry":         spsc4096.Registry,
+		// The placement that the Go creators write (readers use the table).
+		"PlanProducerLine":     spsc4096.Producer,
+		"PlanConsumerLine":     spsc4096.Consumer,
+		"PlanProducerWakeLine": spsc4096.ProducerWake,
+		"PlanConsumerWakeLine": spsc4096.ConsumerWake,
+		"PlanWaiters":          spsc4096.Waiters,
+		"PlanRegistrySPSC":     spsc4096.Registry,
+		"PlanRegistryMPMC":     mpmc64.Registry,
+
+		// Timing and retry bounds of the Go packages, which LAYOUT.md
+		// makes normative (mpmc/queue.go maxAttempts, mpmc/wait.go,
+		// spsc/wait.go).
+		"MPMCMaxAttempts":  1 << 20,
+		"MPMCSuspectNs":    uint64(2 * time.Millisecond),
+		"MPMCRecheckNs":    uint64(5 * time.Millisecond),
+		"LivenessPeriodNs": uint64(100 * time.Millisecond),
+		"SweepPeriodNs":    uint64(100 * time.Millisecond),
 	}
 	for k, w := range want {
 		g, ok := got[k]

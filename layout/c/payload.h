@@ -11,6 +11,7 @@
 
 #include "../shmq.h"
 
+#include <signal.h>
 #include <stdlib.h>
 
 struct size_spec {
@@ -79,6 +80,51 @@ static inline int64_t timeout_ns_from_env(void)
 	if (t && parse_u64(t, &ms) != 0)
 		ms = 30000;
 	return (int64_t)ms * 1000000;
+}
+
+/* Crash-test hooks, from the environment. SHMQ_HANG_AFTER=K: the peer
+ * stops after K messages (what it then holds is up to the program) and
+ * hang()s. SHMQ_FORK_HOLDER=1: hang() first forks a child that keeps every
+ * descriptor and never calls shmq again, as a program that forks a worker
+ * would, and prints its pid. */
+static inline uint64_t hang_after(void)
+{
+	const char *s = getenv("SHMQ_HANG_AFTER");
+	uint64_t k;
+	if (s && parse_u64(s, &k) == 0)
+		return k;
+	return UINT64_MAX;
+}
+
+static inline void hang(void)
+{
+	const char *h = getenv("SHMQ_FORK_HOLDER");
+	if (h && strcmp(h, "1") == 0) {
+		fflush(stdout);
+		pid_t pid = fork();
+		if (pid < 0) {
+			perror("fork");
+			exit(1);
+		}
+		if (pid == 0) {
+			/* Off the parent's standard streams, so that whoever waits
+			 * for those to close does not wait for this child. */
+			int null = open("/dev/null", O_RDWR);
+			if (null >= 0) {
+				dup2(null, 0);
+				dup2(null, 1);
+				dup2(null, 2);
+			}
+			for (;;)
+				pause();
+		}
+		printf("hanging child=%d\n", (int)pid);
+	} else {
+		printf("hanging\n");
+	}
+	fflush(stdout);
+	for (;;)
+		pause();
 }
 
 static inline void die(const char *what, int err)

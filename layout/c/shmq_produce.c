@@ -5,7 +5,9 @@
  * shm:NAME, file:PATH or fd:N) and sends COUNT messages following the
  * payload convention of payload.h, alternating the copying send with
  * reserve/commit batches. Prints "messages=N bytes=B crc32c=HEX", the
- * CRC-32C of the payloads in order. SHMQ_TIMEOUT_MS bounds every wait.
+ * CRC-32C of the payloads in order. SHMQ_TIMEOUT_MS bounds every wait;
+ * SHMQ_HANG_AFTER and SHMQ_FORK_HOLDER (payload.h) stop it, attached, after
+ * committing that many messages, for the crash tests.
  */
 #include "payload.h"
 
@@ -35,8 +37,10 @@ int main(int argc, char **argv)
 	if (!buf)
 		return 1;
 	uint32_t crc = 0;
-	uint64_t bytes = 0;
+	uint64_t bytes = 0, hang_at = hang_after();
 	for (uint64_t seq = 0; seq < count;) {
+		if (seq >= hang_at)
+			hang(); /* everything before seq is committed */
 		size_t n = size_for(&sp, seq);
 		if ((seq / 64) % 2 == 0) {
 			/* copying send */
@@ -50,7 +54,7 @@ int main(int argc, char **argv)
 		}
 		/* reserve/commit: fill up to 16 records in place, publish once */
 		int batch = 0;
-		while (seq < count && batch < 16) {
+		while (seq < count && seq < hang_at && batch < 16) {
 			n = size_for(&sp, seq);
 			void *b;
 			err = shmq_spsc_reserve(&p, n, &b);
