@@ -39,7 +39,7 @@ const (
 	KindSPSC Kind = 1 // single producer, single consumer, variable-length records
 	KindMPMC Kind = 2 // multi producer, multi consumer, fixed-size slots
 	// KindPubSub: one publisher, many subscribers that each read every
-	// message; variable-length records (pubsub.go, PUBSUB.md).
+	// message; variable-length records (pubsub.go, LAYOUT.md section 18).
 	KindPubSub Kind = 3
 )
 

@@ -7,7 +7,7 @@ import (
 
 // Publish/subscribe queues (KindPubSub). One publisher writes records into
 // a power-of-two byte ring; every subscriber reads every record, each at its
-// own position. PUBSUB.md in this directory is the normative description.
+// own position. LAYOUT.md section 18 in this directory is the normative description.
 //
 // A record is 16-byte aligned and starts with a 16-byte header:
 //

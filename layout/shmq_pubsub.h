@@ -1,6 +1,6 @@
 /*
  * shmq_pubsub.h - header-only C11 subscriber of shmq publish/subscribe
- * queues, layout version 2 (layout/PUBSUB.md, which is normative, and
+ * queues, layout version 2 (layout/LAYOUT.md section 18, which is normative, and
  * LAYOUT.md sections 6-7 for the wake protocol and the registry).
  *
  * It stands alone: it does not need shmq.h, and its names all start with
@@ -15,15 +15,15 @@
  *     does, waiting (bounded) for its creator to publish it;
  *   - shmq_ps_subscribe: take a registry entry (OFD lock on a private lock
  *     description) and start at the latest, oldest or next message, in
- *     either policy (PUBSUB.md P.7);
+ *     either policy (LAYOUT.md 18.7);
  *   - shmq_ps_peek / shmq_ps_release / shmq_ps_try_recv / shmq_ps_recv:
  *     read records with the Go subscriber's validation; in a lossy queue,
  *     detect being overwritten (and torn reads) through the publisher's
  *     intent, resume at the oldest whole record and report the exact number
- *     of messages lost (P.8); blocking with the futex wake protocol (P.9);
+ *     of messages lost (18.8); blocking with the futex wake protocol (18.9);
  *   - shmq_ps_unsubscribe.
  *
- * Not implemented: creating queues, and the publisher (PUBSUB.md P.4-P.6
+ * Not implemented: creating queues, and the publisher (LAYOUT.md 18.4-18.6
  * say what one must do). Errors are negative SHMQ_PS_E* values (errno is
  * preserved for SHMQ_PS_ESYS); shmq_ps_strerror names them. A subscriber
  * belongs to one thread at a time; after fork(2) a child must open the
@@ -109,7 +109,7 @@ extern "C" {
 #define SHMQ_PS_WAITER_SET_CONSUMERS 1
 #define SHMQ_PS_WAITER_SETS 2
 
-/* Registry entries (section 7) and a subscriber's fields (PUBSUB.md P.3). */
+/* Registry entries (section 7) and a subscriber's fields (LAYOUT.md 18.3). */
 #define SHMQ_PS_ENTRY_STATE 0
 #define SHMQ_PS_ENTRY_ROLE 4
 #define SHMQ_PS_ENTRY_PID 8
@@ -131,14 +131,14 @@ extern "C" {
 #define SHMQ_PS_PUBLISHER_ENTRY 0
 #define SHMQ_PS_FIRST_SUBSCRIBER 1
 
-/* Producer line (PUBSUB.md P.3). */
+/* Producer line (LAYOUT.md 18.3). */
 #define SHMQ_PS_PUB_TAIL 0
 #define SHMQ_PS_PUB_INTENT 8
 #define SHMQ_PS_PUB_OLDEST 16
 #define SHMQ_PS_PUB_LIMIT 24
 #define SHMQ_PS_PUB_WAIT_FOR 32
 
-/* Records (PUBSUB.md P.2). */
+/* Records (LAYOUT.md 18.2). */
 #define SHMQ_PS_RECORD_HEADER_SIZE 16u
 #define SHMQ_PS_RECORD_ALIGN 16u
 #define SHMQ_PS_RECORD_LENGTH 0
@@ -265,7 +265,7 @@ static inline void shmq_ps__sleep(int64_t ns)
 	nanosleep(&ts, NULL);
 }
 
-/* ---- header validation (layout.Decode, PUBSUB.md P.1) ----------------- */
+/* ---- header validation (layout.Decode, LAYOUT.md 18.1) ----------------- */
 
 struct shmq_ps__region { uint64_t off, size; };
 
@@ -559,7 +559,7 @@ static inline int shmq_ps_wait_data(shmq_ps_subscriber *sub, int64_t timeout_ns)
 	return err;
 }
 
-/* ---- reading (PUBSUB.md P.8) ------------------------------------------ */
+/* ---- reading (LAYOUT.md 18.8) ------------------------------------------ */
 
 static inline uint64_t shmq_ps__seq_at(const shmq_ps_subscriber *sub, uint64_t pos)
 {
@@ -790,7 +790,7 @@ static inline int shmq_ps_recv(shmq_ps_subscriber *sub, void *buf, size_t cap, s
 	}
 }
 
-/* ---- attaching (PUBSUB.md P.7) ---------------------------------------- */
+/* ---- attaching (LAYOUT.md 18.7) ---------------------------------------- */
 
 /* shmq_ps__walk_latest walks the records from position from to the tail t
  * and returns the last message's position in *out (t if none). */

@@ -41,7 +41,7 @@
 // the segment is validated: a peer that writes garbage makes calls fail with
 // an error wrapping ErrCorrupt, never panic or loop forever.
 //
-// layout/PUBSUB.md describes the format and the protocol.
+// layout/LAYOUT.md section 18 describes the format and the protocol.
 package pubsub
 
 import (

@@ -47,7 +47,7 @@ func (p *Publisher) room(need uint64) error {
 // then reads the positions again: a subscriber attaching meanwhile either
 // stored its position before that second read, which sees it and lowers
 // the limit, or loads the limit after it was stored and starts at or after
-// the floor. Either way the publisher never overwrites it (PUBSUB.md,
+// the floor. Either way the publisher never overwrites it (LAYOUT.md section 18,
 // "Back-pressure").
 func (p *Publisher) scan(need uint64) {
 	t := p.published
