@@ -148,3 +148,19 @@ func WakePrivate(word *atomic.Uint32, n int) (int, error) {
 	}
 	return int(r), nil
 }
+
+// WaitPrivate is Wait for a word in this process's own memory, woken by
+// WakePrivate: a sleep of at most timeout that a wake ends early.
+func WaitPrivate(word *atomic.Uint32, old uint32, timeout time.Duration) error {
+	var tsp unsafe.Pointer
+	if timeout > 0 {
+		ts := unix.NsecToTimespec(int64(timeout))
+		tsp = unsafe.Pointer(&ts)
+	}
+	_, _, errno := unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(word)), opWait|opPrivate,
+		uintptr(old), uintptr(tsp), 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
