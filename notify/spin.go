@@ -15,26 +15,38 @@ import (
 // queue. So each Line keeps a spin budget: it doubles, up to DefaultSpin,
 // each time a spin catches the condition, and halves each time a spin runs
 // out; below minSpinBudget it drops to zero, and waiters park at once.
-// While the budget is zero a waiter spins in full only on a probe, one
-// wait in every probeEvery waits; probeEvery doubles (up to maxProbeEvery)
-// with each probe that fails and starts again from firstProbeEvery when
-// one succeeds. A stream that speeds up is noticed within a few waits, and
-// a slow one pays on average at most DefaultSpin/maxProbeEvery per wait.
+//
+// While the budget is zero a waiter spins only on a probe, one wait in
+// every probeEvery waits, and a probe spins for up to probeSpin, longer
+// than the budget ever is: long enough to cover the peer's own wake-up.
+// Two processes trading messages one at a time (window 1) that both park
+// each wait for the other's wake-up, so neither can see that spinning
+// would pay until one of them waits long enough to catch the answer and
+// then spins while the other comes round. A probe that catches the
+// condition within DefaultSpin restores spinning and probing every
+// firstProbeEvery waits; one that catches it later (a stream with gaps
+// longer than a spin should last, or a peer waking up) restores a budget
+// of DefaultSpin but probes at most every weakProbeEvery waits; one that
+// fails doubles the interval, up to maxProbeEvery. So a stream that speeds
+// up is noticed within a few waits, and a slow one costs on average a
+// small fraction of DefaultSpin per wait.
 //
 // The budget is shared by the goroutines of the process that wait on the
 // same Line value (the handles of one Queue), and updated racily: it is a
 // hint, and a lost update costs at most one spin.
 //
 // Spinning only helps while the peer can run, so at most maxSpinners
-// goroutines of the process spin at once (one fewer than the processors Go
+// goroutines of the process spin at once (as many as the processors Go
 // may use, and none on a single CPU); a waiter that finds them all
 // spinning parks at once, and does not count that as a failed spin.
-// Processes do not coordinate: two processes on a two-CPU machine may each
-// have one spinner.
+// Processes do not coordinate: on a small machine the spinners of several
+// processes can still outnumber the CPUs.
 
 const (
 	minSpinBudget   = time.Microsecond
+	probeSpin       = 50 * time.Microsecond
 	firstProbeEvery = 8
+	weakProbeEvery  = 64
 	maxProbeEvery   = 1024
 )
 
@@ -57,10 +69,14 @@ var sharedSpin = newSpinState()
 // spinners counts the goroutines of this process in an adaptive spin.
 var spinners atomic.Int32
 
-// maxSpinners is how many goroutines may spin at once: one fewer than the
-// processors Go uses (GOMAXPROCS, at most the CPUs), read once.
+// maxSpinners is how many goroutines may spin at once: as many as the
+// processors Go uses (GOMAXPROCS, at most the CPUs), none on one CPU (the
+// peer could not run), read once.
 var maxSpinners = sync.OnceValue(func() int32 {
-	return int32(min(runtime.GOMAXPROCS(0), runtime.NumCPU()) - 1)
+	if n := min(runtime.GOMAXPROCS(0), runtime.NumCPU()); n > 1 {
+		return int32(n)
+	}
+	return 0
 })
 
 // spin checks ready for the adaptive budget and reports whether it became
@@ -79,7 +95,7 @@ func (s *spinState) spin(ready func() bool) bool {
 		if s.waits.Add(1) < every {
 			return false
 		}
-		b = DefaultSpin
+		b = probeSpin
 	}
 	if spinners.Add(1) > maxSpinners() {
 		spinners.Add(-1)
@@ -88,10 +104,14 @@ func (s *spinState) spin(ready func() bool) bool {
 	ok, took := spinFor(b, ready)
 	spinners.Add(-1)
 	switch {
-	case ok && probe:
+	case ok && probe && took <= DefaultSpin:
 		s.waits.Store(0)
 		s.every.Store(0)
 		s.budget.Store(int64(min(max(2*took, minSpinBudget), DefaultSpin)))
+	case ok && probe:
+		s.waits.Store(0)
+		s.every.Store(min(2*max(s.every.Load(), firstProbeEvery/2), weakProbeEvery))
+		s.budget.Store(int64(DefaultSpin))
 	case ok:
 		s.budget.Store(int64(min(max(2*b, minSpinBudget), DefaultSpin)))
 	case probe:

@@ -78,6 +78,39 @@ func TestAdaptiveSpinProbeThatPaysOffRestoresSpinning(t *testing.T) {
 	}
 }
 
+// TestAdaptiveSpinLongProbe: a probe that catches the condition later than
+// DefaultSpin (a peer waking up) restores a full budget but probes less
+// often.
+func TestAdaptiveSpinLongProbe(t *testing.T) {
+	if maxSpinners() < 1 {
+		t.Skip("a single CPU: the adaptive policy never spins")
+	}
+	// The condition comes true 30 µs into the probe; a process preempted
+	// meanwhile may overshoot the probe, so try a few times.
+	for try := 0; ; try++ {
+		s := newSpinState()
+		s.budget.Store(0)
+		s.every.Store(16)
+		s.waits.Store(15)
+		var at time.Time
+		ok := s.spin(func() bool {
+			if at.IsZero() {
+				at = time.Now().Add(DefaultSpin + 10*time.Microsecond)
+			}
+			return time.Now().After(at)
+		})
+		if ok {
+			if b, e := s.budget.Load(), s.every.Load(); b != int64(DefaultSpin) || e != 32 {
+				t.Fatalf("after a late probe: budget %v, interval %d; want %v, 32", time.Duration(b), e, DefaultSpin)
+			}
+			return
+		}
+		if try == 5 {
+			t.Fatal("probe never caught a condition 30 µs away")
+		}
+	}
+}
+
 func TestAdaptiveSpinnersCapped(t *testing.T) {
 	s := newSpinState()
 	var calls int
