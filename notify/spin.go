@@ -23,11 +23,12 @@ import (
 // each wait for the other's wake-up, so neither can see that spinning
 // would pay until one of them waits long enough to catch the answer and
 // then spins while the other comes round. A probe that catches the
-// condition within DefaultSpin restores spinning and probing every
-// firstProbeEvery waits; one that catches it later (a stream with gaps
-// longer than a spin should last, or a peer waking up) restores a budget
-// of DefaultSpin but probes at most every weakProbeEvery waits; one that
-// fails doubles the interval, up to maxProbeEvery. So a stream that speeds
+// condition restores the full budget (a smaller one, fitted to the wait
+// the probe saw, fails on the next bit of jitter and never gets back);
+// within DefaultSpin it also restores probing every firstProbeEvery
+// waits, later (a stream with gaps longer than a spin should last, or a
+// peer waking up) it probes at most every weakProbeEvery waits. A probe
+// that fails doubles the interval, up to maxProbeEvery. So a stream that speeds
 // up is noticed within a few waits, and a slow one costs on average a
 // small fraction of DefaultSpin per wait.
 //
@@ -107,7 +108,7 @@ func (s *spinState) spin(ready func() bool) bool {
 	case ok && probe && took <= DefaultSpin:
 		s.waits.Store(0)
 		s.every.Store(0)
-		s.budget.Store(int64(min(max(2*took, minSpinBudget), DefaultSpin)))
+		s.budget.Store(int64(DefaultSpin))
 	case ok && probe:
 		s.waits.Store(0)
 		s.every.Store(min(2*max(s.every.Load(), firstProbeEvery/2), weakProbeEvery))

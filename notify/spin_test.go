@@ -64,7 +64,7 @@ func TestAdaptiveSpinProbeThatPaysOffRestoresSpinning(t *testing.T) {
 	if !s.spin(later) {
 		t.Fatal("probe missed a condition that came true while it spun")
 	}
-	if s.budget.Load() < int64(minSpinBudget) || s.every.Load() != 0 || s.waits.Load() != 0 {
+	if s.budget.Load() != int64(DefaultSpin) || s.every.Load() != 0 || s.waits.Load() != 0 {
 		t.Fatalf("after a probe that paid off: budget %v, interval %d, waits %d; want spinning again",
 			time.Duration(s.budget.Load()), s.every.Load(), s.waits.Load())
 	}
