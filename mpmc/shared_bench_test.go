@@ -14,17 +14,18 @@ import (
 
 // BenchmarkSharedProducer: G goroutines of this process send b.N 64-byte
 // messages in all to a consumer process, through one SharedProducer (one
-// registry entry), through a pool of 4 Producers in a channel (4 entries;
-// a goroutine waits for a free Producer), or through a sync.Pool of
+// registry entry), through a Producer of their own each (G entries),
+// through a pool of 4 Producers in a channel (4 entries; a goroutine waits
+// for a free Producer), or through a sync.Pool of
 // Producers (as many entries as goroutines sending at once: the pool makes
 // a new Producer whenever every one is in use, and may drop idle ones,
 // which detaches them). ns/op is per message; entries is the registry
 // entries the producers took. With 1024 goroutines the sync.Pool runs out
-// of registry entries (1023 left by the consumer) and the benchmark says
-// so and skips.
+// of registry entries (1023 left by the consumer), as do 1024 Producers
+// of their own, and the benchmark says so and skips.
 func BenchmarkSharedProducer(b *testing.B) {
 	for _, g := range []int{8, 1024} {
-		for _, kind := range []string{"shared", "chan-pool-4", "sync-pool"} {
+		for _, kind := range []string{"shared", "own", "chan-pool-4", "sync-pool"} {
 			b.Run(fmt.Sprintf("g=%d/%s", g, kind), func(b *testing.B) { benchShared(b, g, kind) })
 		}
 	}
@@ -47,8 +48,23 @@ func benchShared(b *testing.B, goroutines int, kind string) {
 	ctx := context.Background()
 	var entries atomic.Int64
 	var send func(msg []byte) error
+	var own chan *Producer // kind "own": each goroutine takes one at its start
 	var closeAll func()
 	switch kind {
+	case "own":
+		own = make(chan *Producer, goroutines)
+		for range goroutines {
+			p, err := q.Producer()
+			if errors.Is(err, ring.ErrRegistryFull) {
+				b.Skipf("%v: a Producer per goroutine", err)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			own <- p
+			entries.Add(1)
+		}
+		closeAll = func() {}
 	case "shared":
 		s, err := q.SharedProducer()
 		if err != nil {
@@ -112,6 +128,12 @@ func benchShared(b *testing.B, goroutines int, kind string) {
 	for range goroutines {
 		wg.Go(func() {
 			msg := make([]byte, benchMsgSize)
+			send := send
+			if own != nil {
+				p := <-own
+				defer func() { own <- p }()
+				send = func(msg []byte) error { return p.Send(ctx, msg) }
+			}
 			for next.Add(1) <= int64(b.N) {
 				if err := send(msg); err != nil {
 					errs <- err
@@ -130,6 +152,11 @@ func benchShared(b *testing.B, goroutines int, kind string) {
 	}
 	end := make([]byte, benchMsgSize)
 	end[0] = 1
+	if own != nil {
+		p := <-own
+		send = func(msg []byte) error { return p.Send(ctx, msg) }
+		defer func() { own <- p }()
+	}
 	if err := send(end); err != nil {
 		b.Fatal(err)
 	}
