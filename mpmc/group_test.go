@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -502,5 +503,62 @@ func TestGroupDeadPeers(t *testing.T) {
 	t.Logf("dead peers handled after %v", time.Since(begin))
 	if c := gq.cons[1].(*Consumer); c.Skipped() != 1 {
 		t.Fatalf("skipped %d slots, want 1", c.Skipped())
+	}
+}
+
+// TestGroupTruncatedMember: a member whose file another process truncates
+// is reported with an error matching ErrTruncated, found before parking or
+// while parked, and the other members go on working.
+func TestGroupTruncatedMember(t *testing.T) {
+	for _, parked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("parked=%v", parked), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "q")
+			sq, err := spsc.Create(ring.File(path), spsc.Config{Capacity: 4096})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sq.Close()
+			sc, err := sq.Consumer()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// An attached producer: the consumer's liveness check reads the
+			// registry between parks.
+			if _, err := sq.Producer(); err != nil {
+				t.Fatal(err)
+			}
+			mq := newTestQueue(t, Config{Slots: 4, MaxMessage: 64})
+			mc := mustConsumer(t, mq)
+			g := notify.NewGroup(notify.GroupConfig{})
+			defer g.Close()
+			for _, c := range []notify.Waitable{sc, mc} {
+				if _, err := g.Add(c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if parked {
+				go func() {
+					time.Sleep(30 * time.Millisecond)
+					os.Truncate(path, 0)
+				}()
+			} else if err := os.Truncate(path, 0); err != nil {
+				t.Fatal(err)
+			}
+			k, err := g.Wait(ctx)
+			if k != 0 || !errors.Is(err, ring.ErrTruncated) {
+				t.Fatalf("Wait = %d, %v; want 0, ErrTruncated", k, err)
+			}
+			if err := g.Remove(0); err != nil {
+				t.Fatal(err)
+			}
+			if err := mustProducer(t, mq).TrySend([]byte("on")); err != nil {
+				t.Fatal(err)
+			}
+			if k, err := g.Wait(ctx); k != 1 || err != nil {
+				t.Fatalf("Wait after removing the truncated member = %d, %v", k, err)
+			}
+		})
 	}
 }
