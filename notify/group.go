@@ -281,11 +281,12 @@ func (g *Group) wake() {
 // the one reported last, so a busy member does not starve the others.
 //
 // Wait also reports, with the member's key, why a member has nothing more
-// to give: io.EOF at the end of an SPSC stream (the producer closed and
-// every message was received; a new producer starts a new stream), an
-// error matching ErrPeerDead when the peer died, or one matching
-// net.ErrClosed when the member's handle was closed. A member stays in the
-// group until Remove, and reports the same again at the next Wait.
+// to give: io.EOF at the end of a stream (an SPSC producer closed and every
+// message was received, and a new producer would start a new stream; or an
+// MPMC consumer's EndOfStream), an error matching the queue package's
+// ErrPeerDead when a peer died, or one matching net.ErrClosed when the
+// member's handle was closed. A member stays in the group until Remove,
+// and reports the same again at the next Wait.
 //
 // Wait returns key -1 and an error wrapping ctx's error when ctx ends,
 // ErrGroupClosed when the group is closed, and ErrGroupEmpty if it has no
