@@ -16,12 +16,14 @@ func le32put(b []byte, v uint32) { binary.LittleEndian.PutUint32(b, v) }
 func le32(b []byte) uint32       { return binary.LittleEndian.Uint32(b) }
 
 // Wait tunes how Send and Recv wait for space or data. The zero value suits
-// a typical service: spin and yield for notify.DefaultSpin, then park on a
-// futex (a polling back-off where there is none), so an idle blocked side
-// uses little CPU and a busy stream makes no system calls. In locked mode
-// only Backend is used (the semaphores and mutexes park on it, and it must
-// serve any word: a futex or polling backend, not an eventfd or socket one);
-// package sem spins by its own rules.
+// a typical service: spin and yield (for at most notify.DefaultSpin, and
+// only while spinning has recently caught the change: see
+// notify.Policy.Spin), then park on a futex (a polling back-off where there
+// is none), so an idle blocked side uses little CPU and a busy stream makes
+// no system calls. In locked mode only Backend is used (the semaphores and
+// mutexes park on it, and it must serve any word: a futex or polling
+// backend, not an eventfd or socket one); package sem spins by its own
+// rules.
 type Wait = notify.Policy
 
 func newWakeLine(seg *ring.Segment, off uint64, set int) (notify.Line, error) {
@@ -33,7 +35,7 @@ func newWakeLine(seg *ring.Segment, off uint64, set int) (notify.Line, error) {
 	if err != nil {
 		return notify.Line{}, err
 	}
-	return notify.Line{Seq: seq, Waiters: notify.NewWaiterSet(words)}, nil
+	return notify.NewLine(seq, notify.NewWaiterSet(words)), nil
 }
 
 // waker is the publishing side's half of the wake protocol, kept by each

@@ -11,9 +11,11 @@ import (
 )
 
 // Wait tunes how Send and Recv wait for space or data. The zero value suits
-// a typical service: spin and yield for notify.DefaultSpin, then park on a
-// futex (a polling back-off where there is none), so an idle blocked side
-// uses no measurable CPU and a busy stream makes no system calls.
+// a typical service: spin and yield (for at most notify.DefaultSpin, and
+// only while spinning has recently caught the change: see
+// notify.Policy.Spin), then park on a futex (a polling back-off where there
+// is none), so an idle blocked side uses no measurable CPU and a busy
+// stream makes no system calls.
 type Wait = notify.Policy
 
 func newWakeLine(seg *ring.Segment, off uint64, set int) (notify.Line, error) {
@@ -25,7 +27,7 @@ func newWakeLine(seg *ring.Segment, off uint64, set int) (notify.Line, error) {
 	if err != nil {
 		return notify.Line{}, err
 	}
-	return notify.Line{Seq: seq, Waiters: notify.NewWaiterSet(words)}, nil
+	return notify.NewLine(seq, notify.NewWaiterSet(words)), nil
 }
 
 // waker is the publishing side's half of the wake protocol, kept by each
