@@ -317,8 +317,8 @@ func (s *SharedProducer) waitFree(ctx context.Context) error {
 	q := s.base.q
 	line := notify.Line{Seq: s.free, Waiters: q.lk.sets[0]}
 	ready := func() bool { return s.free.Load() > 0 }
-	if line.Spin(q.wait, ready) {
-		return nil
+	if ok, err := s.base.g.Spin(ctx, func(r func() bool) bool { return line.Spin(q.wait, r) }, ready); ok || err != nil {
+		return closedOr(s.base.g.Closed(), err)
 	}
 	bctx, release := s.base.g.Bind(ctx)
 	defer release()
@@ -327,7 +327,7 @@ func (s *SharedProducer) waitFree(ctx context.Context) error {
 		period = lockedRecheck
 	}
 	_, err := line.Park(bctx, q.wait, int(s.base.me), period, ready, func() error {
-		if err := q.recoverUnits(bctx); err != nil {
+		if err := q.recoverIdle(s.base.units, 0); err != nil {
 			return err
 		}
 		return errRecheck

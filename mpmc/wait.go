@@ -110,7 +110,7 @@ const suspectAfter = 2 * time.Millisecond
 // side's registry entry, whose wait counter it advances when it parked.
 // limit, if positive, shortens the park (an end-of-stream grace period).
 func (q *Queue) waitFor(ctx context.Context, g *gate.Gate, l notify.Line, own *ring.Entry, w uint64, limit time.Duration, ready func() bool) error {
-	if ok, err := g.Spin(ctx, l, q.wait, ready); ok || err != nil {
+	if ok, err := g.Spin(ctx, func(r func() bool) bool { return l.Spin(q.wait, r) }, ready); ok || err != nil {
 		return closedOr(g.Closed(), err)
 	}
 	bctx, release := g.Bind(ctx)

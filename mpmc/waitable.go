@@ -112,7 +112,7 @@ func (w *consumerWaiter) Check() (bool, time.Duration, error) {
 		return d
 	}
 	if q.lk != nil {
-		if err := q.recoverUnits(context.Background()); err != nil {
+		if err := q.recoverUnits(c.units); err != nil {
 			return false, 0, opError("Wait", err)
 		}
 		if q.lk.pmu.Held() {

@@ -248,16 +248,15 @@ func (g *Group) Close() error {
 	}
 	// Closing the gate ends the context a Wait in progress bound, which
 	// wakes it.
-	if !g.g.Close() {
-		return nil
-	}
-	for k, m := range g.members {
-		if m != nil {
-			m.unbind()
-			g.members[k] = nil
+	g.g.Close(func() {
+		for k, m := range g.members {
+			if m != nil {
+				m.unbind()
+				g.members[k] = nil
+			}
 		}
-	}
-	g.count = 0
+		g.count = 0
+	})
 	return nil
 }
 

@@ -270,7 +270,7 @@ func TestGroupMemberCloseUnblocksWait(t *testing.T) {
 		g := newTestGroup(t, GroupConfig{}, ms...)
 		ch := waitIn(context.Background(), g)
 		time.Sleep(parkDelay)
-		within(t, 5*time.Second, func() bool { return ms[1].g.Close() })
+		within(t, 5*time.Second, func() bool { return ms[1].g.Close(nil) })
 		r := await(t, ch, 5*time.Second)
 		if r.key != 1 || !errors.Is(r.err, net.ErrClosed) {
 			t.Fatalf("Wait = %d, %v; want 1, net.ErrClosed", r.key, r.err)
@@ -372,7 +372,7 @@ func TestGroupArguments(t *testing.T) {
 	if k, err := g.Add(m); k != 0 || err != nil {
 		t.Fatalf("Add after Remove(0) = %d, %v; want key 0 again", k, err)
 	}
-	m.g.Close()
+	m.g.Close(nil)
 	if _, err := NewGroup(GroupConfig{}).Add(m); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Add of a closed handle: %v", err)
 	}

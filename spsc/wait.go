@@ -66,7 +66,7 @@ const livenessPeriod = 100 * time.Millisecond
 // entry peer died without detaching. own is the waiting side's registry
 // entry, whose wait counter it advances.
 func (q *Queue) waitFor(ctx context.Context, g *gate.Gate, l notify.Line, own *ring.Entry, peer int, ready func() bool) error {
-	if ok, err := g.Spin(ctx, l, q.wait, ready); ok || err != nil {
+	if ok, err := g.Spin(ctx, func(r func() bool) bool { return l.Spin(q.wait, r) }, ready); ok || err != nil {
 		return closedOr(g.Closed(), err)
 	}
 	bctx, release := g.Bind(ctx)

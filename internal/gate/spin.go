@@ -1,21 +1,18 @@
 package gate
 
-import (
-	"context"
+import "context"
 
-	"github.com/shmq/shmq/notify"
-)
-
-// Spin runs the spin phase of a wait on l for a call admitted by g: it
-// checks ready as l.Spin does under policy p, but also ends when ctx does
-// or g closes (a long Spin policy would otherwise outlast both), looking
-// at them every 64 checks. It reports whether ready became true, or the
-// reason the wait must end (closed, or ctx's error); (false, nil) means
-// the spin ran out and the caller parks.
-func (g *Gate) Spin(ctx context.Context, l notify.Line, p notify.Policy, ready func() bool) (bool, error) {
+// Spin runs the spin phase of a wait for a call admitted by g: spin (such
+// as a notify.Line's Spin under a policy) checks ready until it gives up,
+// and Spin makes it also end when ctx does or g closes (a long spin policy
+// would otherwise outlast both), looking at them every 64 checks. It
+// reports whether ready became true, or the reason the wait must end
+// (closed, or ctx's error); (false, nil) means the spin ran out and the
+// caller parks.
+func (g *Gate) Spin(ctx context.Context, spin func(ready func() bool) bool, ready func() bool) (bool, error) {
 	n := 0
 	stopped := false
-	ok := l.Spin(p, func() bool {
+	ok := spin(func() bool {
 		if ready() {
 			return true
 		}
