@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shmq/shmq/mpmc"
+	"github.com/shmq/shmq/notify"
 	"github.com/shmq/shmq/ring"
 )
 
@@ -125,4 +126,57 @@ func ExampleConsumer_PeekWait() {
 	q.Guard(func() error { fmt.Printf("%s\n", m); return nil })
 	c.Release() // only now is the job done
 	// Output: process me
+}
+
+// Many goroutines, one registry entry: a SharedProducer is safe for
+// concurrent use, and each goroutine's messages stay in its order.
+func ExampleSharedProducer() {
+	ctx := context.Background()
+	q, _ := mpmc.Create(ring.Memfd("front"), mpmc.Config{Slots: 1024, SlotSize: 64})
+	defer q.Close()
+	sp, _ := q.SharedProducer()
+	defer sp.Close()
+	done := make(chan struct{})
+	for g := range 100 { // request handlers
+		go func() {
+			sp.Send(ctx, []byte(fmt.Sprint("request ", g)))
+			done <- struct{}{}
+		}()
+	}
+	for range 100 {
+		<-done
+	}
+	st, _ := q.Stats()
+	fmt.Println(st.Used, "messages from 100 goroutines,", len(st.Entries), "registry entry")
+	// Output: 100 messages from 100 goroutines, 1 registry entry
+}
+
+// One goroutine waits on many queues at once (a notify.Group parks on all
+// their wake words with futex_waitv), with no goroutine per queue.
+func Example_waitGroup() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var results []*mpmc.Consumer
+	g := notify.NewGroup(notify.GroupConfig{})
+	defer g.Close()
+	var producers []*mpmc.Producer
+	for i := range 3 { // a result queue per worker
+		q, _ := mpmc.Create(ring.Memfd(fmt.Sprint("results-", i)), mpmc.Config{Slots: 8, SlotSize: 64})
+		defer q.Close()
+		c, _ := q.Consumer()
+		p, _ := q.Producer()
+		results = append(results, c)
+		producers = append(producers, p)
+		g.Add(c) // key i
+	}
+	go producers[2].Send(ctx, []byte("result from worker 2"))
+	k, err := g.Wait(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	buf := make([]byte, 64)
+	n, _ := results[k].TryRecv(buf)
+	fmt.Printf("queue %d: %s\n", k, buf[:n])
+	// Output: queue 2: result from worker 2
 }
