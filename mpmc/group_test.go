@@ -274,10 +274,10 @@ func TestGroupNoWakePerMessage(t *testing.T) {
 	const count = 100000
 	gq := newGroupQueues(t, 2, 2, Config{Slots: 256, MaxMessage: 64})
 	g := gq.groupWith(t, notify.GroupConfig{Spin: time.Second})
-	var wakes []*notify.Futex
+	var wakes []notify.Backend
 	var send []func(context.Context, []byte) error
 	for _, q := range gq.spsc {
-		f := notify.NewFutex()
+		f := notify.Default()
 		wakes = append(wakes, f)
 		q2, err := spsc.Open(context.Background(), ring.FD(q.Segment().Fd()), &spsc.Options{Wait: spsc.Wait{Backend: f}})
 		if err != nil {
@@ -291,7 +291,7 @@ func TestGroupNoWakePerMessage(t *testing.T) {
 		send = append(send, p.Send)
 	}
 	for _, q := range gq.mpmc {
-		f := notify.NewFutex()
+		f := notify.Default()
 		wakes = append(wakes, f)
 		q2, err := Open(context.Background(), ring.FD(q.Segment().Fd()), &Options{Wait: Wait{Backend: f}})
 		if err != nil {

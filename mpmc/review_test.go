@@ -26,14 +26,14 @@ func memfdLoc() ring.Location { return ring.Memfd(fmt.Sprintf("mpmc-review-%d", 
 // the test lets it go: a way to hold a goroutine at a chosen point of a
 // publishing path (Backend is public configuration, Wait.Backend).
 type stallWake struct {
-	*notify.Futex
+	notify.Backend
 	armed   atomic.Bool
 	at      chan struct{} // closed when the armed Wake is reached
 	release chan struct{} // closed by the test to let it go on
 }
 
 func newStallWake() *stallWake {
-	return &stallWake{Futex: notify.NewFutex(), at: make(chan struct{}), release: make(chan struct{})}
+	return &stallWake{Backend: notify.Default(), at: make(chan struct{}), release: make(chan struct{})}
 }
 
 func (s *stallWake) Wake(w *atomic.Uint32, n int) error {
@@ -41,7 +41,7 @@ func (s *stallWake) Wake(w *atomic.Uint32, n int) error {
 		close(s.at)
 		<-s.release
 	}
-	return s.Futex.Wake(w, n)
+	return s.Backend.Wake(w, n)
 }
 
 // inChild runs body in a child process (the test binary re-run for this

@@ -172,7 +172,7 @@ func sharedStress(t *testing.T, locked bool, goroutines, per int) {
 func TestSharedProducerOneWaiter(t *testing.T) {
 	for _, locked := range []bool{false, true} {
 		t.Run(fmt.Sprintf("locked=%v", locked), func(t *testing.T) {
-			f := notify.NewFutex()
+			f := notify.Default()
 			q := newTestQueue(t, Config{Slots: 4, MaxMessage: 8, Locked: locked, Wait: Wait{Backend: f}})
 			s, err := q.SharedProducer()
 			if err != nil {
