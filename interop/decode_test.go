@@ -14,7 +14,8 @@ import (
 )
 
 // TestDecodeAgrees runs shmq_decode (shmq.h's header validation) and
-// layout.Decode over the same spoiled headers, SPSC and MPMC, and requires
+// layout.Decode over the same spoiled headers, SPSC, MPMC and pub/sub (both
+// policies), and requires
 // the same verdict: accepted, or rejected with the same class of error
 // (LAYOUT.md section 10 fixes the order of the checks, so the first
 // failing one decides).
@@ -26,6 +27,14 @@ func TestDecodeAgrees(t *testing.T) {
 		t.Fatal(err)
 	}
 	mpmc, err := layout.PlanMPMC(4, 64, 0, 70)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsub, err := layout.PlanPubSub(4096, 0, 4, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lossy, err := layout.PlanPubSub(1<<16, 1000, 70, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +53,17 @@ func TestDecodeAgrees(t *testing.T) {
 		{"version 3", layout.OffVersion, 4, 3},
 		{"kind unknown", layout.OffKind, 4, 9},
 		{"kind swapped", layout.OffKind, 4, uint64(layout.KindMPMC)},
+		{"kind pubsub", layout.OffKind, 4, uint64(layout.KindPubSub)},
+		{"kind spsc", layout.OffKind, 4, uint64(layout.KindSPSC)},
 		{"flags locked", layout.OffFlags, 4, uint64(layout.FlagLocked)},
+		{"flags lossy", layout.OffFlags, 4, uint64(layout.FlagLossy)},
+		{"flags none", layout.OffFlags, 4, 0},
+		{"capacity 32", layout.OffCapacity, 8, 32},
+		{"capacity 64", layout.OffCapacity, 8, 64},
+		{"max message 2032", layout.OffMaxMessage, 4, 2032},
+		{"max message 2033", layout.OffMaxMessage, 4, 2033},
+		{"slot size 16", layout.OffSlotSize, 4, 16},
+		{"data size 4096", layout.OffTabDataSize, 8, 4096},
 		{"flags unknown", layout.OffFlags, 4, 4},
 		{"line size", layout.OffLineSize, 4, 64},
 		{"total size", layout.OffTotalSize, 8, 1 << 40},
@@ -58,6 +77,8 @@ func TestDecodeAgrees(t *testing.T) {
 		{"consumer overlaps producer", layout.OffTabConsumer, 8, 2 * layout.LineSize},
 		{"wake line inside header", layout.OffTabProducerWake, 8, 0},
 		{"registry count zero", layout.OffTabRegistryCount, 4, 0},
+		{"registry count one", layout.OffTabRegistryCount, 4, 1},
+		{"registry count two", layout.OffTabRegistryCount, 4, 2},
 		{"registry count 1024", layout.OffTabRegistryCount, 4, 1024},
 		{"registry count 1025", layout.OffTabRegistryCount, 4, 1025},
 		{"registry count three", layout.OffTabRegistryCount, 4, 3},
@@ -81,7 +102,7 @@ func TestDecodeAgrees(t *testing.T) {
 	for _, base := range []struct {
 		name string
 		h    layout.Header
-	}{{"spsc", spsc}, {"mpmc", mpmc}} {
+	}{{"spsc", spsc}, {"mpmc", mpmc}, {"pubsub", pubsub}, {"pubsub-lossy", lossy}} {
 		for _, sp := range spoils {
 			b := make([]byte, base.h.TotalSize)
 			layout.Encode(b, &base.h)

@@ -33,6 +33,10 @@ func TestHeaderConstants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pubsub4096, err := layout.PlanPubSub(4096, 0, 8, false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := map[string]uint64{
 		"Magic":      layout.Magic,
 		"Version":    uint64(layout.Version),
@@ -158,6 +162,35 @@ func TestHeaderConstants(t *testing.T) {
 		"SeqDiffPrevLapR": uint64(layout.SeqDiff(layout.SeqWord(3, layout.SlotReading, 1), 1024+3)),
 		"SeqDiffWrap":     uint64(layout.SeqDiff(layout.SeqWord(2, layout.SlotWriting, 0), 1<<64-2)),
 
+		"KindPubSub":             uint64(layout.KindPubSub),
+		"FlagLossy":              uint64(layout.FlagLossy),
+		"PubSubWaiterSets":       layout.PubSubWaiterSets,
+		"PubSubRecordHeaderSize": layout.PubSubRecordHeaderSize,
+		"PubSubRecordAlign":      layout.PubSubRecordAlign,
+		"PubSubRecordLength":     layout.PubSubRecordLength,
+		"PubSubRecordType":       layout.PubSubRecordType,
+		"PubSubRecordSeq":        layout.PubSubRecordSeq,
+		"MinPubSubCapacity":      layout.MinPubSubCapacity,
+		"MaxPubSubCapacity":      layout.MaxPubSubCapacity,
+		"PubSubPublisherEntry":   layout.PubSubPublisherEntry,
+		"PubSubFirstSubscriber":  layout.PubSubFirstSubscriber,
+		"MaxPubSubSubscribers":   layout.MaxPubSubSubscribers,
+		"PubTail":                layout.PubTail,
+		"PubIntent":              layout.PubIntent,
+		"PubOldest":              layout.PubOldest,
+		"PubLimit":               layout.PubLimit,
+		"PubWaitFor":             layout.PubWaitFor,
+		"EntrySubPosition":       layout.EntrySubPosition,
+		"EntrySubSeq":            layout.EntrySubSeq,
+		"EntrySubLost":           layout.EntrySubLost,
+		"PubSubMaxMessage4096":   uint64(layout.PubSubMaxMessage(4096)),
+		"PubSubMaxMessage8G":     uint64(layout.PubSubMaxMessage(1 << 33)),
+		"PubSubRecordSize1":      layout.PubSubRecordSize(1),
+		"PubSubRecordSize16":     layout.PubSubRecordSize(16),
+		"PubSubRecordSize17":     layout.PubSubRecordSize(17),
+		"PubSubSlack64":          layout.PubSubSlack(64),
+		"PubSubSlack4096":        layout.PubSubSlack(4096),
+
 		// The placement that the Go creators write (readers use the table).
 		"PlanProducerLine":     spsc4096.Producer,
 		"PlanConsumerLine":     spsc4096.Consumer,
@@ -166,6 +199,7 @@ func TestHeaderConstants(t *testing.T) {
 		"PlanWaiters":          spsc4096.Waiters,
 		"PlanRegistrySPSC":     spsc4096.Registry,
 		"PlanRegistryMPMC":     mpmc64.Registry,
+		"PlanRegistryPubSub":   pubsub4096.Registry,
 
 		// Timing and retry bounds of the Go packages, which LAYOUT.md
 		// makes normative (mpmc/queue.go maxAttempts, mpmc/wait.go,
@@ -175,6 +209,11 @@ func TestHeaderConstants(t *testing.T) {
 		"MPMCRecheckNs":    uint64(5 * time.Millisecond),
 		"LivenessPeriodNs": uint64(100 * time.Millisecond),
 		"SweepPeriodNs":    uint64(100 * time.Millisecond),
+		// pubsub/queue.go maxAttempts, pubsub/wait.go livenessPeriod,
+		// pubsub/publisher.go dropEvery.
+		"PubSubMaxAttempts": 1 << 20,
+		"PubSubLivenessNs":  uint64(50 * time.Millisecond),
+		"PubSubDropNs":      uint64(10 * time.Millisecond),
 	}
 	for k, w := range want {
 		g, ok := got[k]

@@ -1,12 +1,14 @@
 package interop
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,13 +19,21 @@ import (
 	"github.com/shmq/shmq/ring"
 )
 
-// The C subscriber of layout/shmq_pubsub.h (layout/c/shmq_subscribe.c)
-// against the Go publisher of package pubsub. The header is written
-// against layout version 2 as the Go layout package defines it.
+// The C publisher and subscriber of layout/shmq_pubsub.h
+// (layout/c/shmq_publish.c, layout/c/shmq_subscribe.c) against the Go
+// publisher and subscribers of package pubsub, in both policies. (The
+// header's pub/sub constants are checked by TestHeaderConstants, its header
+// validation by TestDecodeAgrees.)
 
-// buildSubscriber compiles the C subscriber, with the sanitizers if asked
-// (skipping if they are unavailable, outside CI).
-func buildSubscriber(t *testing.T, sanitize bool) (string, []string) {
+// pubsubPrograms is one build of the C pub/sub peers.
+type pubsubPrograms struct {
+	subscribe, publish string
+	env                []string
+}
+
+// buildPubSub compiles the C publisher and subscriber, with the sanitizers
+// if asked (skipping if they are unavailable, outside CI).
+func buildPubSub(t *testing.T, sanitize bool) pubsubPrograms {
 	t.Helper()
 	cc := compiler(t)
 	env := append(os.Environ(), "SHMQ_TIMEOUT_MS=20000")
@@ -38,44 +48,11 @@ func buildSubscriber(t *testing.T, sanitize bool) (string, []string) {
 		extra = sanitizeFlags
 		env = append(sanitizerEnv(), "SHMQ_TIMEOUT_MS=20000")
 	}
-	return build(t, cc, t.TempDir(), "shmq_subscribe", extra...), env
-}
-
-// TestPubSubConstants compares the constants of shmq_pubsub.h with the Go
-// layout package.
-func TestPubSubConstants(t *testing.T) {
-	bin, _ := buildSubscriber(t, false)
-	got := map[string]uint64{}
-	for _, line := range strings.Split(strings.TrimSpace(output(t, exec.Command(bin, "--constants"))), "\n") {
-		k, v, ok := strings.Cut(line, "=")
-		n, err := strconv.ParseUint(v, 10, 64)
-		if !ok || err != nil {
-			t.Fatalf("bad line %q", line)
-		}
-		got[k] = n
-	}
-	want := map[string]uint64{
-		"Magic": layout.Magic, "Version": uint64(layout.Version), "KindPubSub": uint64(layout.KindPubSub),
-		"FlagLossy": uint64(layout.FlagLossy), "LineSize": layout.LineSize, "StateReady": uint64(layout.StateReady),
-		"OffTabWaiters": layout.OffTabWaiters, "OffTabWaiterSets": layout.OffTabWaiterSets,
-		"PubSubWaiterSets": layout.PubSubWaiterSets, "WaiterSetProducers": layout.WaiterSetProducers,
-		"WaiterSetConsumers": layout.WaiterSetConsumers, "EntryState": layout.EntryState, "EntryPID": layout.EntryPID,
-		"EntryMessages": layout.EntryMessages, "EntryWakes": layout.EntryWakes,
-		"EntrySubPosition": layout.EntrySubPosition, "EntrySubSeq": layout.EntrySubSeq, "EntrySubLost": layout.EntrySubLost,
-		"PubTail": layout.PubTail, "PubIntent": layout.PubIntent, "PubOldest": layout.PubOldest, "PubLimit": layout.PubLimit,
-		"PubWaitFor":             layout.PubWaitFor,
-		"PubSubRecordHeaderSize": layout.PubSubRecordHeaderSize, "PubSubRecordAlign": layout.PubSubRecordAlign,
-		"PubSubRecordSeq": layout.PubSubRecordSeq, "TypePadding": uint64(layout.TypePadding),
-		"MinPubSubCapacity": layout.MinPubSubCapacity, "MaxPubSubCapacity": layout.MaxPubSubCapacity,
-		"PubSubFirstSubscriber": layout.PubSubFirstSubscriber,
-	}
-	for k, v := range want {
-		if g, ok := got[k]; !ok || g != v {
-			t.Errorf("%s: C has %d (present %v), Go %d", k, g, ok, v)
-		}
-	}
-	if len(got) != len(want) {
-		t.Errorf("C prints %d constants, the test knows %d", len(got), len(want))
+	dir := t.TempDir()
+	return pubsubPrograms{
+		subscribe: build(t, cc, dir, "shmq_subscribe", extra...),
+		publish:   build(t, cc, dir, "shmq_publish", extra...),
+		env:       env,
 	}
 }
 
@@ -250,18 +227,18 @@ func goPublishToC(t *testing.T, bin string, env []string, tc pubsubCase) {
 }
 
 func TestPubSubGoToC(t *testing.T) {
-	bin, env := buildSubscriber(t, false)
+	progs := buildPubSub(t, false)
 	for _, tc := range pubsubCases() {
-		t.Run(tc.name, func(t *testing.T) { goPublishToC(t, bin, env, tc) })
+		t.Run(tc.name, func(t *testing.T) { goPublishToC(t, progs.subscribe, progs.env, tc) })
 	}
 }
 
 // TestPubSubGoToCSanitized runs the same cases with the C subscriber built
 // with the address and undefined-behaviour sanitizers.
 func TestPubSubGoToCSanitized(t *testing.T) {
-	bin, env := buildSubscriber(t, true)
+	progs := buildPubSub(t, true)
 	for _, tc := range pubsubCases() {
-		t.Run(tc.name, func(t *testing.T) { goPublishToC(t, bin, env, tc) })
+		t.Run(tc.name, func(t *testing.T) { goPublishToC(t, progs.subscribe, progs.env, tc) })
 	}
 }
 
@@ -269,7 +246,8 @@ func TestPubSubGoToCSanitized(t *testing.T) {
 // holds a back-pressure publisher back is dropped; the publisher goes on,
 // and a live C subscriber still receives every message.
 func TestPubSubDeadCSubscriber(t *testing.T) {
-	bin, env := buildSubscriber(t, false)
+	progs := buildPubSub(t, false)
+	bin, env := progs.subscribe, progs.env
 	tc := pubsubCase{cfg: pubsub.Config{Capacity: 1 << 12}, count: 3000, sizes: sizeSpec{100, 100}}
 	q, loc, _ := newPubSub(t, tc)
 	p, err := q.Publisher()
@@ -300,5 +278,355 @@ func TestPubSubDeadCSubscriber(t *testing.T) {
 	p.Close()
 	if r := parseReport(t, wait()); r.summary != summary(tc.count, 100*tc.count, crc) {
 		t.Fatalf("live C subscriber printed %+v", r)
+	}
+}
+
+// goTally is what a Go subscriber received of a stream.
+type goTally struct {
+	first, next           uint64 // sequence numbers of its first message and of the next one
+	messages, bytes, lost uint64
+	crc                   uint32
+	ended                 bool // io.EOF: the publisher closed and everything was received
+}
+
+// goReceive receives from s until count messages arrived or were lost, or
+// the stream ended, and checks every message against payload.h's
+// convention by its sequence number. A loss must move s on by exactly the
+// count it reports. With slow set it sleeps now and then, so that a lossy
+// publisher overwrites it.
+func goReceive(ctx context.Context, s *pubsub.Subscriber, sizes sizeSpec, count uint64, slow bool) (goTally, error) {
+	r := goTally{first: s.Seq()}
+	buf := make([]byte, sizes.max)
+	for i := 0; r.messages+r.lost < count; i++ {
+		if slow && i%256 == 255 {
+			time.Sleep(time.Millisecond)
+		}
+		want := s.Seq()
+		n, err := s.Recv(ctx, buf)
+		var lost *pubsub.LostError
+		switch {
+		case errors.As(err, &lost):
+			if s.Seq() != want+lost.Count {
+				return r, fmt.Errorf("lost %d after %d, resumes at %d", lost.Count, want, s.Seq())
+			}
+			r.lost += lost.Count
+			continue
+		case err == io.EOF:
+			r.ended = true
+			r.next = s.Seq()
+			return r, nil
+		case err != nil:
+			return r, fmt.Errorf("after %d messages: %w", r.messages, err)
+		}
+		if s.Seq() != want+1 {
+			return r, fmt.Errorf("received message %d, next is %d", want, s.Seq())
+		}
+		if err := verify(buf[:n], want, sizes.size(want)); err != nil {
+			return r, err
+		}
+		r.crc = crc32.Update(r.crc, castagnoli, buf[:n])
+		r.bytes += uint64(n)
+		r.messages++
+	}
+	r.next = s.Seq()
+	return r, nil
+}
+
+// parsePublisher parses the C publisher's two lines: its summary, and the
+// sequence numbers of its first message and of the one after its last.
+func parsePublisher(t *testing.T, out string) (summary string, first, next uint64) {
+	t.Helper()
+	lines := strings.Split(out, "\n")
+	if len(lines) != 2 {
+		t.Fatalf("C publisher printed %q", out)
+	}
+	if n, err := fmt.Sscanf(lines[1], "first=%d next=%d", &first, &next); n != 2 || err != nil {
+		t.Fatalf("C publisher's second line %q: %v", lines[1], err)
+	}
+	return lines[0], first, next
+}
+
+type cPublishCase struct {
+	name   string
+	memfd  bool
+	cfg    pubsub.Config
+	count  uint64
+	sizes  sizeSpec
+	starts []pubsub.Start // one Go subscriber per entry
+	slow   []bool         // per Go subscriber: sleep now and then (lossy: to be overwritten)
+	cSubs  []string       // C subscribers beside them: next, latest or oldest
+	pause  bool           // the C publisher pauses now and then, so that subscribers park
+}
+
+func cPublishCases() []cPublishCase {
+	all := []pubsub.Start{pubsub.FromNext, pubsub.FromLatest, pubsub.FromOldest}
+	return []cPublishCase{
+		{name: "back-pressure/shm/wrap-2^64", count: 20000, sizes: sizeSpec{1, 1000}, starts: all, cSubs: []string{"oldest"},
+			cfg: pubsub.Config{Capacity: 1 << 14, StartPosition: 1<<64 - 1<<16, StartSeq: 1<<64 - 5000}},
+		{name: "back-pressure/memfd/parked", memfd: true, count: 600, sizes: sizeSpec{8, 200}, pause: true,
+			starts: []pubsub.Start{pubsub.FromNext, pubsub.FromNext}, cfg: pubsub.Config{Capacity: 1 << 12}},
+		{name: "back-pressure/shm/slow", count: 5000, sizes: sizeSpec{8, 120}, starts: all, slow: []bool{false, true, false},
+			cfg: pubsub.Config{Capacity: 1 << 12}},
+		{name: "lossy/shm/small-ring", count: 50000, sizes: sizeSpec{8, 120}, starts: all, slow: []bool{false, true, true},
+			cSubs: []string{"next"}, cfg: pubsub.Config{Capacity: 1 << 12, Lossy: true}},
+		{name: "lossy/memfd/wrap-2^64", memfd: true, count: 20000, sizes: sizeSpec{1, 300}, starts: all, slow: []bool{true, false, true},
+			cfg: pubsub.Config{Capacity: 1 << 12, Lossy: true, StartPosition: 1<<64 - 1<<13, StartSeq: 1<<64 - 3000}},
+	}
+}
+
+// cPublishToGo runs one case: Go (and C) subscribers attach, the C
+// publisher sends, every subscriber checks every message it receives.
+func cPublishToGo(t *testing.T, progs pubsubPrograms, tc cPublishCase) {
+	q, loc, files := newPubSub(t, pubsubCase{memfd: tc.memfd, cfg: tc.cfg})
+	startSeq := tc.cfg.StartSeq
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	type result struct {
+		r   goTally
+		err error
+	}
+	results := make([]chan result, len(tc.starts))
+	for i, from := range tc.starts {
+		s, err := q.Subscriber(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slow := i < len(tc.slow) && tc.slow[i]
+		results[i] = make(chan result, 1)
+		go func() {
+			r, err := goReceive(ctx, s, tc.sizes, tc.count, slow)
+			results[i] <- result{r, err}
+		}()
+	}
+	var cWaits []func() string
+	for _, from := range tc.cSubs {
+		cmd := exec.Command(progs.subscribe, loc, fmt.Sprint(tc.count), tc.sizes.String(), from)
+		cmd.Env, cmd.ExtraFiles = progs.env, files
+		if tc.cfg.Lossy {
+			cmd.Env = append(cmd.Env, "SHMQ_SLOW=1")
+		}
+		_, wait := start(t, cmd)
+		cWaits = append(cWaits, wait)
+	}
+	waitSubscribers(t, q, len(tc.starts)+len(tc.cSubs))
+	pub := exec.Command(progs.publish, loc, fmt.Sprint(tc.count), tc.sizes.String())
+	pub.Env, pub.ExtraFiles = progs.env, files
+	if tc.pause {
+		pub.Env = append(pub.Env, "SHMQ_PAUSE=1")
+	}
+	_, wait := start(t, pub)
+	want, first, next := parsePublisher(t, wait())
+	if first != startSeq || next != startSeq+tc.count {
+		t.Errorf("C publisher sent %d to %d, want %d to %d", first, next, startSeq, startSeq+tc.count)
+	}
+	check := func(who string, got string, r goTally) {
+		if r.first != startSeq {
+			t.Errorf("%s started at %d, want %d", who, r.first, startSeq)
+		}
+		if tc.cfg.Lossy {
+			if r.messages+r.lost != tc.count || r.next != startSeq+tc.count {
+				t.Errorf("lossy %s: %+v, want received + lost = %d", who, r, tc.count)
+			}
+		} else if got != want || r.lost != 0 || r.next != startSeq+tc.count {
+			t.Errorf("%s: %q, %+v; want %q and no loss", who, got, r, want)
+		}
+		t.Logf("%s: %+v", who, r)
+	}
+	for i, ch := range results {
+		res := <-ch
+		if res.err != nil {
+			t.Errorf("Go subscriber %d (%v): %v", i, tc.starts[i], res.err)
+			continue
+		}
+		check(fmt.Sprintf("Go subscriber %d (%v)", i, tc.starts[i]), summary(res.r.messages, res.r.bytes, res.r.crc), res.r)
+	}
+	for i, wait := range cWaits {
+		r := parseReport(t, wait())
+		check(fmt.Sprintf("C subscriber %d (%s)", i, tc.cSubs[i]), r.summary,
+			goTally{first: r.first, next: r.next, messages: r.messages, lost: r.lost})
+	}
+	// The Go side reads what the C publisher recorded in its entry.
+	st, err := q.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Publisher.Messages != tc.count || st.Publisher.State != layout.EntryDetached {
+		t.Errorf("C publisher's entry: %+v, want %d messages and detached", st.Publisher, tc.count)
+	}
+}
+
+func runCPublish(t *testing.T, sanitize bool) {
+	progs := buildPubSub(t, sanitize)
+	for _, tc := range cPublishCases() {
+		t.Run(tc.name, func(t *testing.T) { cPublishToGo(t, progs, tc) })
+	}
+	for _, lossy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("takeover/lossy=%v", lossy), func(t *testing.T) { takeover(t, progs, lossy) })
+	}
+	for _, holder := range []bool{false, true} {
+		t.Run(fmt.Sprintf("dead-subscriber/fork-holder=%v", holder), func(t *testing.T) { deadSubscriber(t, progs, holder) })
+	}
+}
+
+// TestPubSubCToGo: the C publisher to Go subscribers (and C ones), in both
+// policies, and publishers of either language taking over from each other.
+func TestPubSubCToGo(t *testing.T) { runCPublish(t, false) }
+
+// TestPubSubCToGoSanitized repeats TestPubSubCToGo with the C built under
+// -fsanitize=address,undefined.
+func TestPubSubCToGoSanitized(t *testing.T) { runCPublish(t, true) }
+
+// takeover: a C publisher dies attached after 300 messages; a Go subscriber
+// receives them and then ErrPeerDead; a Go publisher takes the role over
+// and continues the sequence numbers where the C one committed (the
+// next-number word past the tail), sends 100 and closes (io.EOF); then a
+// new C publisher continues after the Go one. The subscriber receives
+// every message once, in order, with no gap in the numbers.
+func takeover(t *testing.T, progs pubsubPrograms, lossy bool) {
+	// The ring holds the 300 messages unread: the dead publisher is
+	// neither held back nor has it overwritten anything.
+	cfg := pubsub.Config{Capacity: 1 << 16, Lossy: lossy, StartPosition: 1<<64 - 1<<12, StartSeq: 1<<64 - 200}
+	q, loc, _ := newPubSub(t, pubsubCase{cfg: cfg})
+	s, err := q.Subscriber(pubsub.FromNext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := sizeSpec{8, 100}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dead := exec.Command(progs.publish, loc, "1000", sizes.String())
+	dead.Env = append(progs.env, "SHMQ_HANG_AFTER=300")
+	awaitLine(t, dead, "hanging")
+	if r, err := goReceive(ctx, s, sizes, 300, false); err != nil || r.messages != 300 || r.next != cfg.StartSeq+300 {
+		t.Fatalf("from the C publisher: %+v, %v", r, err)
+	}
+	kill(dead)
+	if _, err := s.Recv(ctx, make([]byte, sizes.max)); !errors.Is(err, pubsub.ErrPeerDead) {
+		t.Fatalf("Recv after the C publisher died: %v, want ErrPeerDead", err)
+	}
+	p, err := q.Publisher()
+	if err != nil {
+		t.Fatalf("Go publisher taking over from a dead C one: %v", err)
+	}
+	if p.Seq() != cfg.StartSeq+300 {
+		t.Fatalf("Go publisher continues at %d, want %d", p.Seq(), cfg.StartSeq+300)
+	}
+	buf := make([]byte, sizes.max)
+	for range 100 {
+		m := buf[:sizes.size(p.Seq())]
+		fill(m, p.Seq())
+		if err := p.Send(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Close()
+	if r, err := goReceive(ctx, s, sizes, 1000, false); err != nil || r.messages != 100 || !r.ended {
+		t.Fatalf("from the Go publisher: %+v, %v; want 100 and the end of the stream", r, err)
+	}
+	next := exec.Command(progs.publish, loc, "100", sizes.String())
+	next.Env = progs.env
+	_, wait := start(t, next)
+	// Until it commits, the stream is over (io.EOF).
+	for {
+		st, err := q.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.NextSeq != cfg.StartSeq+400 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the second C publisher committed nothing")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	r, err := goReceive(ctx, s, sizes, 1000, false)
+	if err != nil || r.messages != 100 || !r.ended || r.lost != 0 {
+		t.Fatalf("from the second C publisher: %+v, %v; want 100 and the end of the stream", r, err)
+	}
+	got, first, last := parsePublisher(t, wait())
+	if first != cfg.StartSeq+400 || last != cfg.StartSeq+500 || got != summary(r.messages, r.bytes, r.crc) {
+		t.Errorf("second C publisher: %q, %d to %d; the subscriber got %+v from %d", got, first, last, r, cfg.StartSeq+400)
+	}
+}
+
+// deadSubscriber: a C subscriber stops reading after 100 messages, holding
+// the back-pressure C publisher back, and is killed (with holder, after
+// forking a child that keeps its descriptors and lives on, which must not
+// keep its entry alive). The C publisher drops it and goes on; a Go
+// subscriber receives every message.
+func deadSubscriber(t *testing.T, progs pubsubPrograms, holder bool) {
+	const count = 3000
+	sizes := sizeSpec{100, 100}
+	q, loc, _ := newPubSub(t, pubsubCase{cfg: pubsub.Config{Capacity: 1 << 12}})
+	s, err := q.Subscriber(pubsub.FromNext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	type result struct {
+		r   goTally
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := goReceive(ctx, s, sizes, count, false)
+		done <- result{r, err}
+	}()
+	victim := exec.Command(progs.subscribe, loc, "1000000", sizes.String(), "next")
+	victim.Env = append(progs.env, "SHMQ_HANG_AFTER=100")
+	if holder {
+		victim.Env = append(victim.Env, "SHMQ_FORK_HOLDER=1")
+	}
+	out, err := victim.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim.WaitDelay = time.Second // the forked holder keeps the pipe
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kill(victim) })
+	hanging := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "hanging"); ok {
+				hanging <- strings.TrimSpace(rest)
+				return
+			}
+		}
+		close(hanging)
+	}()
+	waitSubscribers(t, q, 2)
+	pub := exec.Command(progs.publish, loc, fmt.Sprint(count), sizes.String())
+	pub.Env = progs.env
+	_, wait := start(t, pub)
+	select {
+	case rest, ok := <-hanging:
+		if !ok {
+			t.Fatal("the C subscriber exited before it stopped")
+		}
+		if holder {
+			holderChild(t, rest)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the C subscriber did not stop after 100 messages")
+	}
+	time.Sleep(100 * time.Millisecond) // the publisher parks, held back
+	kill(victim)
+	want, _, _ := parsePublisher(t, wait())
+	res := <-done
+	if res.err != nil || summary(res.r.messages, res.r.bytes, res.r.crc) != want {
+		t.Fatalf("Go subscriber: %+v, %v; the C publisher sent %q", res.r, res.err, want)
+	}
+	st, err := q.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Publisher.Waits == 0 || len(st.Subscribers) != 1 {
+		t.Errorf("the C publisher waited %d times; subscriber entries in use: %+v (want the Go one only: the dead one dropped)",
+			st.Publisher.Waits, st.Subscribers)
 	}
 }

@@ -20,7 +20,9 @@
  *   - shmq_spsc.h: the SPSC producer (reserve/commit, try_send, send) and
  *     consumer (peek/release, try_recv, recv), sections 11-13;
  *   - shmq_mpmc.h: the MPMC producer and consumer of the lock-free slot
- *     protocol with its crash recovery, section 14.
+ *     protocol with its crash recovery, section 14;
+ *   - shmq_pubsub.h: the pub/sub publisher (both policies: back-pressure
+ *     and lossy) and subscriber, section 18.
  *
  * Not implemented: creating segments, and MPMC locked mode (FlagLocked):
  * the MPMC calls refuse such a segment with SHMQ_ENOTIMPL, never touching
@@ -106,12 +108,16 @@ extern "C" {
 #define SHMQ_PAGE_SIZE   4096u
 #define SHMQ_HEADER_SIZE 256u /* descriptor line + offset table line */
 
-#define SHMQ_KIND_SPSC 1u
-#define SHMQ_KIND_MPMC 2u
+#define SHMQ_KIND_SPSC   1u
+#define SHMQ_KIND_MPMC   2u
+#define SHMQ_KIND_PUBSUB 3u
 
-/* Flags (must-understand). FlagLocked: an MPMC queue in locked mode, which
- * this header decodes but does not implement (SHMQ_ENOTIMPL). */
+/* Flags (must-understand), each known for one kind only. FlagLocked: an
+ * MPMC queue in locked mode, which this header decodes but does not
+ * implement (SHMQ_ENOTIMPL). FlagLossy: a pub/sub queue whose publisher
+ * overwrites what subscribers have not read instead of waiting. */
 #define SHMQ_FLAG_LOCKED 1u
+#define SHMQ_FLAG_LOSSY  2u
 
 #define SHMQ_STATE_INIT  0u
 #define SHMQ_STATE_READY 0x59444552u /* "REDY" */
@@ -165,6 +171,7 @@ extern "C" {
 #define SHMQ_WAITER_SET_MUTEX_C   5 /* MPMC locked mode: consumers' mutex */
 #define SHMQ_SPSC_WAITER_SETS 2u
 #define SHMQ_MPMC_WAITER_SETS 6u
+#define SHMQ_PUBSUB_WAITER_SETS 2u
 /* WaiterSetLen: the words of a set that a registry of count entries uses. */
 #define SHMQ_WAITER_SET_LEN(count) (((uint32_t)(count) + 63u) / 64u)
 
@@ -239,6 +246,31 @@ extern "C" {
  * producer of the next lap claims straight from it. */
 #define SHMQ_SEQ_OWNER_TOMB   0xFFFEu
 #define SHMQ_MAX_MPMC_REGISTRY SHMQ_WAITER_SET_BITS
+
+/* Pub/sub queues (layout/pubsub.go; LAYOUT.md section 18). Records: a
+ * 16-byte header (length, type as in SPSC, then the message's sequence
+ * number) and 16-byte alignment. */
+#define SHMQ_PUBSUB_RECORD_HEADER_SIZE 16u
+#define SHMQ_PUBSUB_RECORD_ALIGN       16u
+#define SHMQ_PUBSUB_RECORD_LENGTH      0 /* u32 header + payload length, unaligned */
+#define SHMQ_PUBSUB_RECORD_TYPE        4 /* u32 SHMQ_TYPE_MESSAGE or SHMQ_TYPE_PADDING */
+#define SHMQ_PUBSUB_RECORD_SEQ         8 /* u64 sequence number (padding: of the next message) */
+#define SHMQ_MIN_PUBSUB_CAPACITY UINT64_C(64)
+#define SHMQ_MAX_PUBSUB_CAPACITY (UINT64_C(1) << 40)
+/* Registry: entry 0 is the publisher's, 1 and up the subscribers'. */
+#define SHMQ_PUBSUB_PUBLISHER_ENTRY  0
+#define SHMQ_PUBSUB_FIRST_SUBSCRIBER 1
+#define SHMQ_MAX_PUBSUB_SUBSCRIBERS  (SHMQ_MAX_REGISTRY_ENTRIES - 1)
+/* Producer line, written by the publisher only. */
+#define SHMQ_PUB_TAIL     0  /* u64 committed position (= SHMQ_CURSOR_POSITION) */
+#define SHMQ_PUB_INTENT   8  /* u64 lossy: position up to which the publisher may be writing */
+#define SHMQ_PUB_OLDEST   16 /* u64 lossy: oldest record boundary at or after intent - capacity */
+#define SHMQ_PUB_LIMIT    24 /* u64 back-pressure: the publisher writes below it */
+#define SHMQ_PUB_WAIT_FOR 32 /* u64 back-pressure: where the slowest subscriber must get to */
+/* A subscriber's registry entry, past the common fields. */
+#define SHMQ_ENTRY_SUB_POSITION 72 /* u64 first record not released */
+#define SHMQ_ENTRY_SUB_SEQ      80 /* u64 sequence number expected there */
+#define SHMQ_ENTRY_SUB_LOST     88 /* u64 messages lost to overwriting, in total */
 
 /* Where Go creators (layout.planLines) put the lines; readers use the
  * offset table. The registry follows the waiter sets. */
@@ -348,6 +380,21 @@ struct shmq_slot_header {
 	uint32_t producer;
 };
 
+struct shmq_pubsub_record_header {
+	uint32_t length;
+	uint32_t type;
+	uint64_t seq;
+};
+
+struct shmq_pubsub_producer_line {
+	uint64_t tail;
+	uint64_t intent;
+	uint64_t oldest;
+	uint64_t limit;
+	uint64_t wait_for;
+	uint8_t reserved[SHMQ_LINE_SIZE - 40];
+};
+
 #define SHMQ__CHECK(s, f, off) _Static_assert(offsetof(struct s, f) == (off), #s "." #f)
 SHMQ__CHECK(shmq_segment_header, desc.magic, SHMQ_OFF_MAGIC);
 SHMQ__CHECK(shmq_segment_header, desc.state, SHMQ_OFF_STATE);
@@ -394,6 +441,16 @@ SHMQ__CHECK(shmq_record_header, type, SHMQ_RECORD_TYPE);
 SHMQ__CHECK(shmq_slot_header, seq, SHMQ_SLOT_SEQ);
 SHMQ__CHECK(shmq_slot_header, length, SHMQ_SLOT_LENGTH);
 SHMQ__CHECK(shmq_slot_header, producer, SHMQ_SLOT_PRODUCER);
+SHMQ__CHECK(shmq_pubsub_record_header, length, SHMQ_PUBSUB_RECORD_LENGTH);
+SHMQ__CHECK(shmq_pubsub_record_header, type, SHMQ_PUBSUB_RECORD_TYPE);
+SHMQ__CHECK(shmq_pubsub_record_header, seq, SHMQ_PUBSUB_RECORD_SEQ);
+SHMQ__CHECK(shmq_pubsub_producer_line, tail, SHMQ_PUB_TAIL);
+SHMQ__CHECK(shmq_pubsub_producer_line, intent, SHMQ_PUB_INTENT);
+SHMQ__CHECK(shmq_pubsub_producer_line, oldest, SHMQ_PUB_OLDEST);
+SHMQ__CHECK(shmq_pubsub_producer_line, limit, SHMQ_PUB_LIMIT);
+SHMQ__CHECK(shmq_pubsub_producer_line, wait_for, SHMQ_PUB_WAIT_FOR);
+_Static_assert(sizeof(struct shmq_pubsub_record_header) == SHMQ_PUBSUB_RECORD_HEADER_SIZE, "pub/sub record header");
+_Static_assert(sizeof(struct shmq_pubsub_producer_line) == SHMQ_LINE_SIZE, "pub/sub producer line");
 _Static_assert(sizeof(struct shmq_slot_header) == SHMQ_SLOT_HEADER_SIZE, "slot header");
 _Static_assert(sizeof(struct shmq_segment_header) == SHMQ_HEADER_SIZE, "header size");
 _Static_assert(sizeof(struct shmq_cursor_line) == SHMQ_LINE_SIZE, "cursor line");
@@ -430,7 +487,8 @@ enum {
 	SHMQ_ENOTIMPL = -20,      /* segment uses a flag this header does not implement (MPMC locked mode) */
 	SHMQ_EREGISTRYFULL = -21, /* every registry entry is held by a live process */
 	SHMQ_EFORKED = -22,       /* handle attached by the parent, before this process forked from it */
-	SHMQ_EEOF = -23           /* SPSC: the producer closed and every message it committed was received */
+	SHMQ_EEOF = -23,          /* SPSC, pub/sub: the producer closed and every message it committed was received */
+	SHMQ_ELOST = -24          /* pub/sub, lossy: messages were overwritten before they were read */
 };
 
 static inline const char *shmq_strerror(int err)
@@ -460,6 +518,7 @@ static inline const char *shmq_strerror(int err)
 	case SHMQ_EREGISTRYFULL: return "registry full: every entry is held by a live process";
 	case SHMQ_EFORKED: return "handle belongs to the parent process (attached before fork)";
 	case SHMQ_EEOF: return "end of stream: the producer closed";
+	case SHMQ_ELOST: return "messages lost to overwriting";
 	}
 	return "unknown error";
 }
@@ -611,13 +670,21 @@ static inline uint64_t shmq_header_waiter_set(const shmq_header *h, int k)
 	return h->waiters + (uint64_t)k * SHMQ_LINE_SIZE;
 }
 
-/* SPSCMaxMessage: min(capacity/2, 2^30) - 8. */
-static inline uint32_t shmq_spsc_max_message(uint64_t capacity)
+/* The largest payload of a byte ring of the given capacity whose records
+ * have header-byte headers: a record of at most capacity/2 (and 2^30)
+ * bytes, so that one always fits once the ring is empty. */
+static inline uint32_t shmq__max_payload(uint64_t capacity, uint32_t header)
 {
 	uint64_t r = capacity / 2;
 	if (r > SHMQ_MAX_RECORD_LENGTH)
 		r = SHMQ_MAX_RECORD_LENGTH;
-	return (uint32_t)(r - SHMQ_RECORD_HEADER_SIZE);
+	return (uint32_t)(r - header);
+}
+
+/* SPSCMaxMessage: min(capacity/2, 2^30) - 8. */
+static inline uint32_t shmq_spsc_max_message(uint64_t capacity)
+{
+	return shmq__max_payload(capacity, SHMQ_RECORD_HEADER_SIZE);
 }
 
 static inline uint64_t shmq_record_size(uint64_t n)
@@ -677,12 +744,56 @@ static inline int shmq__validate_mpmc(const shmq_header *h)
 	return 0;
 }
 
+/* PubSubMaxMessage: min(capacity/2, 2^30) - 16. */
+static inline uint32_t shmq_pubsub_max_message(uint64_t capacity)
+{
+	return shmq__max_payload(capacity, SHMQ_PUBSUB_RECORD_HEADER_SIZE);
+}
+
+/* PubSubRecordSize: the ring bytes a message of n payload bytes takes. */
+static inline uint64_t shmq_pubsub_record_size(uint64_t n)
+{
+	return shmq__align_up(n + SHMQ_PUBSUB_RECORD_HEADER_SIZE, SHMQ_PUBSUB_RECORD_ALIGN);
+}
+
+/* PubSubSlack: the step of a lossy publisher's intent, max(capacity/8, 16). */
+static inline uint64_t shmq_pubsub_slack(uint64_t capacity)
+{
+	return capacity / 8 > SHMQ_PUBSUB_RECORD_ALIGN ? capacity / 8 : SHMQ_PUBSUB_RECORD_ALIGN;
+}
+
+/* validatePubSub (layout/pubsub.go). */
+static inline int shmq__validate_pubsub(const shmq_header *h)
+{
+	uint64_t c = h->capacity;
+	if (c < SHMQ_MIN_PUBSUB_CAPACITY || c > SHMQ_MAX_PUBSUB_CAPACITY || !shmq__pow2(c))
+		return SHMQ_ECORRUPT;
+	if (h->data_size != c || h->slot_size != SHMQ_PUBSUB_RECORD_ALIGN)
+		return SHMQ_ECORRUPT;
+	if (h->max_message == 0 || h->max_message > shmq_pubsub_max_message(c))
+		return SHMQ_ECORRUPT;
+	if (h->registry_count < 2) /* a publisher and a subscriber at least */
+		return SHMQ_ECORRUPT;
+	return 0;
+}
+
 /* kindWaiterSets: the waiter sets a queue of kind k has; 0 if unknown. */
 static inline uint32_t shmq__kind_waiter_sets(uint32_t kind)
 {
 	switch (kind) {
 	case SHMQ_KIND_SPSC: return SHMQ_SPSC_WAITER_SETS;
 	case SHMQ_KIND_MPMC: return SHMQ_MPMC_WAITER_SETS;
+	case SHMQ_KIND_PUBSUB: return SHMQ_PUBSUB_WAITER_SETS;
+	}
+	return 0;
+}
+
+/* The flags a queue of kind k may carry (Header.validate's known). */
+static inline uint32_t shmq__kind_flags(uint32_t kind)
+{
+	switch (kind) {
+	case SHMQ_KIND_MPMC: return SHMQ_FLAG_LOCKED;
+	case SHMQ_KIND_PUBSUB: return SHMQ_FLAG_LOSSY;
 	}
 	return 0;
 }
@@ -732,9 +843,9 @@ static inline int shmq_decode(const void *memv, uint64_t size, shmq_header *h)
 
 	int err = SHMQ_ECORRUPT;
 	/* Flags are must-understand; as layout.Decode, FlagLocked is known for
-	 * MPMC (the MPMC calls then refuse it with SHMQ_ENOTIMPL), anything
-	 * else is an unsupported version. */
-	if ((h->flags & ~(h->kind == SHMQ_KIND_MPMC ? SHMQ_FLAG_LOCKED : 0u)) != 0) {
+	 * MPMC (the MPMC calls then refuse it with SHMQ_ENOTIMPL) and
+	 * FlagLossy for pub/sub; anything else is an unsupported version. */
+	if ((h->flags & ~shmq__kind_flags(h->kind)) != 0) {
 		err = SHMQ_EVERSION;
 		goto bad;
 	}
@@ -766,6 +877,9 @@ static inline int shmq_decode(const void *memv, uint64_t size, shmq_header *h)
 		break;
 	case SHMQ_KIND_MPMC:
 		err = shmq__validate_mpmc(h);
+		break;
+	case SHMQ_KIND_PUBSUB:
+		err = shmq__validate_pubsub(h);
 		break;
 	default:
 		err = SHMQ_EKIND;
@@ -1181,13 +1295,13 @@ static inline void shmq__clear_waiters(shmq_segment *s, int i)
 	}
 }
 
-/* lockEntry: the lock of entry i, tried a few times, because a process
- * that found a dead holder's entry holds its lock for a few system calls
- * while it clears the dead waiter's registrations. */
-static inline int shmq__lock_entry(int fd, int i)
+/* lockEntry: the lock of entry i, tried a few times if patient, because a
+ * process that found a dead holder's entry holds its lock for a few system
+ * calls while it clears the dead waiter's registrations. */
+static inline int shmq__lock_entry(int fd, int i, int patient)
 {
 	int err = 0;
-	for (int try = 0; try < 4; try++) {
+	for (int try = 0; try < (patient ? 4 : 1); try++) {
 		if (try > 0)
 			shmq__sleep_ns(try * INT64_C(100000));
 		err = shmq_ofd_trylock(fd, SHMQ_ENTRY_LOCK_BYTE(i));
@@ -1197,10 +1311,7 @@ static inline int shmq__lock_entry(int fd, int i)
 	return err;
 }
 
-/* Attach takes registry entry i for role (LAYOUT.md section 7). A dead
- * holder's entry is taken over: its waiter-set bits are cleared and its
- * counters start again at zero. */
-static inline int shmq_attach(shmq_segment *s, int i, uint32_t role, shmq_entry *e)
+static inline int shmq__attach(shmq_segment *s, int i, uint32_t role, shmq_entry *e, int patient)
 {
 	memset(e, 0, sizeof *e);
 	if (i < 0 || (uint32_t)i >= s->hdr.registry_count)
@@ -1210,7 +1321,7 @@ static inline int shmq_attach(shmq_segment *s, int i, uint32_t role, shmq_entry 
 		return fd;
 	if (shmq__held(s, i))
 		return SHMQ_EROLETAKEN; /* held through this very description */
-	int err = shmq__lock_entry(fd, i);
+	int err = shmq__lock_entry(fd, i, patient);
 	if (err != 0)
 		return err;
 	s->held[i / 64] |= UINT64_C(1) << (i % 64);
@@ -1238,6 +1349,30 @@ static inline int shmq_attach(shmq_segment *s, int i, uint32_t role, shmq_entry 
 	atomic_store_explicit(e->state, SHMQ_ENTRY_ATTACHED, memory_order_seq_cst);
 	e->held = 1;
 	return 0;
+}
+
+/* Attach takes registry entry i for role (LAYOUT.md section 7). A dead
+ * holder's entry is taken over: its waiter-set bits are cleared and its
+ * counters start again at zero. */
+static inline int shmq_attach(shmq_segment *s, int i, uint32_t role, shmq_entry *e)
+{
+	return shmq__attach(s, i, role, e, 1);
+}
+
+/* AttachAny takes the first entry from first on whose lock is free:
+ * one quick pass, then a patient one, since an entry whose lock a process
+ * repairing it holds for a moment is worth waiting for only if no other
+ * is free. SHMQ_EREGISTRYFULL if live processes hold them all. */
+static inline int shmq_attach_any(shmq_segment *s, int first, uint32_t role, shmq_entry *e)
+{
+	for (int patient = 0; patient < 2; patient++)
+		for (int i = first < 0 ? 0 : first; (uint32_t)i < s->hdr.registry_count; i++) {
+			int err = shmq__attach(s, i, role, e, patient);
+			if (err != SHMQ_EROLETAKEN)
+				return err;
+		}
+	memset(e, 0, sizeof *e);
+	return SHMQ_EREGISTRYFULL;
 }
 
 /* Detach clears the entry's waiter-set bits, marks it cleanly closed and
@@ -1284,11 +1419,12 @@ static inline int shmq_entry_dead(shmq_segment *s, int i)
 	return !held;
 }
 
-/* ReapWaiter: removes entry i from every waiter set if no live process
- * holds the entry, taking its lock meanwhile, so it never touches the
- * registration of a live holder (nor of one that attaches meanwhile).
- * Returns 1 if it did, 0 if the entry is held, SHMQ_ESYS on error. */
-static inline int shmq_reap_waiter(shmq_segment *s, int i)
+/* WithDeadEntry runs fn(s, i, arg) while it holds the lock of entry i, if
+ * no live process (this one included) holds the entry: how a process
+ * repairs, exactly once and without racing a new holder, what a dead
+ * holder left. Returns 1 if fn ran, 0 if the entry is held, SHMQ_ESYS on
+ * error. */
+static inline int shmq_with_dead_entry(shmq_segment *s, int i, void (*fn)(shmq_segment *, int, void *), void *arg)
 {
 	if (i < 0 || (uint32_t)i >= s->hdr.registry_count)
 		return 0;
@@ -1302,8 +1438,23 @@ static inline int shmq_reap_waiter(shmq_segment *s, int i)
 		return 0;
 	if (err != 0)
 		return err;
-	shmq__clear_waiters(s, i);
+	fn(s, i, arg);
 	return shmq_ofd_unlock(fd, SHMQ_ENTRY_LOCK_BYTE(i)) == 0 ? 1 : SHMQ_ESYS;
+}
+
+static inline void shmq__clear_waiters_fn(shmq_segment *s, int i, void *arg)
+{
+	(void)arg;
+	shmq__clear_waiters(s, i);
+}
+
+/* ReapWaiter: removes entry i from every waiter set if no live process
+ * holds the entry, taking its lock meanwhile, so it never touches the
+ * registration of a live holder (nor of one that attaches meanwhile).
+ * Returns 1 if it did, 0 if the entry is held, SHMQ_ESYS on error. */
+static inline int shmq_reap_waiter(shmq_segment *s, int i)
+{
+	return shmq_with_dead_entry(s, i, shmq__clear_waiters_fn, NULL);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1324,6 +1475,15 @@ static inline shmq_wake shmq__wake_at(shmq_segment *s, uint64_t line, int set)
 	return w;
 }
 
+/* Whether any entry is registered in w's waiter set. */
+static inline int shmq__waiting(shmq_wake *w)
+{
+	for (int k = 0; k < w->nwords; k++)
+		if (atomic_load_explicit(&w->set[k], memory_order_seq_cst) != 0)
+			return 1;
+	return 0;
+}
+
 /* The publisher's half, after the store that publishes: if any entry is
  * registered, bump the sequence word and wake as many as are registered.
  * Returns that number (0 without a system call when the set is empty). The
@@ -1333,10 +1493,7 @@ static inline shmq_wake shmq__wake_at(shmq_segment *s, uint64_t line, int set)
 static inline int shmq__wake_if_waiting(shmq_wake *w)
 {
 	atomic_thread_fence(memory_order_seq_cst);
-	int any = 0;
-	for (int k = 0; k < w->nwords && !any; k++)
-		any = atomic_load_explicit(&w->set[k], memory_order_seq_cst) != 0;
-	if (!any)
+	if (!shmq__waiting(w))
 		return 0;
 	atomic_fetch_add_explicit(w->seq, 1, memory_order_seq_cst);
 	int n = 0;
@@ -1399,6 +1556,54 @@ static inline int64_t shmq__deadline(int64_t timeout_ns)
 	return timeout_ns < 0 ? -1 : shmq__now_ns(CLOCK_MONOTONIC) + timeout_ns;
 }
 
+/* The waiter's side of the protocol on wake line w, as registry entry own:
+ * spins SHMQ_SPIN_CHECKS checks of ready(arg), then registers and parks on
+ * the futex, at most SHMQ_PARK_MAX_NS at a time (a Go peer with a
+ * non-futex notifier bumps the sequence word without FUTEX_WAKE), until
+ * ready(arg) or the deadline (CLOCK_MONOTONIC ns, < 0: none). Every
+ * period_ns it calls check(arg) if not NULL, since a dead peer wakes no
+ * one: 0 goes on, anything else ends the wait with that value. Returns 0,
+ * SHMQ_ETIMEDOUT, SHMQ_EFORKED or check's value. Counts one wait in own's
+ * Waits if it parked. */
+static inline int shmq__wait(shmq_wake *w, shmq_entry *own, int64_t deadline_ns, int64_t period_ns,
+			     int (*ready)(void *), int (*check)(void *), void *arg)
+{
+	for (int i = 0; i < SHMQ_SPIN_CHECKS; i++)
+		if (ready(arg))
+			return 0;
+	shmq__notice_fork(own->seg);
+	if (shmq__entry_mine(own) != 0)
+		return SHMQ_EFORKED;
+	shmq__register(w, own->index);
+	int err = 0, parked = 0;
+	int64_t last_check = shmq__now_ns(CLOCK_MONOTONIC);
+	for (;;) {
+		uint32_t seq = atomic_load_explicit(w->seq, memory_order_seq_cst);
+		if (ready(arg))
+			break;
+		int64_t now = shmq__now_ns(CLOCK_MONOTONIC);
+		if (deadline_ns >= 0 && now >= deadline_ns) {
+			err = SHMQ_ETIMEDOUT;
+			break;
+		}
+		if (check && now - last_check >= period_ns) {
+			last_check = now;
+			if ((err = check(arg)) != 0)
+				break;
+			continue; /* check may have changed what ready sees */
+		}
+		int64_t park = SHMQ_PARK_MAX_NS;
+		if (deadline_ns >= 0 && deadline_ns - now < park)
+			park = deadline_ns - now;
+		parked = 1;
+		shmq__futex_wait(w->seq, seq, park);
+	}
+	shmq__unregister(w, own->index);
+	if (parked)
+		shmq__count_wait(own);
+	return err;
+}
+
 /* ---------------------------------------------------------------------- */
 /* CRC-32C (Castagnoli), reflected, as Go's crc32.Update with Castagnoli:   */
 /* crc = shmq_crc32c(crc, p, n) chains like crc32.Update.                  */
@@ -1434,3 +1639,4 @@ static inline uint32_t shmq_crc32c(uint32_t crc, const void *buf, size_t n)
  * (which includes this file) still gets the other. */
 #include "shmq_spsc.h"
 #include "shmq_mpmc.h"
+#include "shmq_pubsub.h"

@@ -136,4 +136,37 @@ static inline void die(const char *what, int err)
 	exit(1);
 }
 
+/* Opens the queue of the given kind at loc (shmq_open's spelling), waiting
+ * up to timeout_ns for its creator, for a peer whose messages are at most
+ * max bytes; exits with a message if it cannot. */
+static inline void open_queue(const char *loc, uint32_t kind, int64_t timeout_ns, uint64_t max, shmq_segment *seg)
+{
+	shmq_open_options opts = { timeout_ns, 0 };
+	int err = shmq_open(loc, kind, &opts, seg);
+	if (err)
+		die("open", err);
+	if (max > seg->hdr.max_message) {
+		fprintf(stderr, "size %llu exceeds the queue's max message %u\n", (unsigned long long)max,
+			seg->hdr.max_message);
+		exit(1);
+	}
+}
+
+/* Exits with a message unless m (n bytes) is message seq of the size spec
+ * sp, by the convention above. */
+static inline void check_message(const unsigned char *m, size_t n, uint64_t seq, const struct size_spec *sp)
+{
+	size_t want = size_for(sp, seq);
+	if (n != want) {
+		fprintf(stderr, "message %llu: %zu bytes, want %zu\n", (unsigned long long)seq, n, want);
+		exit(1);
+	}
+	long bad = verify(m, n, seq);
+	if (bad >= 0) {
+		fprintf(stderr, "message %llu: byte %ld is %#x (torn, lost, duplicated, reordered or corrupted)\n",
+			(unsigned long long)seq, bad, m[bad]);
+		exit(1);
+	}
+}
+
 #endif

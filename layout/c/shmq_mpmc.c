@@ -347,16 +347,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	int64_t timeout = timeout_ns_from_env();
-	shmq_open_options opts = { timeout, 0 };
 	shmq_segment seg;
-	int err = shmq_open(argv[2], SHMQ_KIND_MPMC, &opts, &seg);
-	if (err)
-		die("open", err);
-	if (sp.max > seg.hdr.max_message) {
-		fprintf(stderr, "size %llu exceeds the queue's max message %u\n", (unsigned long long)sp.max,
-			seg.hdr.max_message);
-		return 1;
-	}
+	open_queue(argv[2], SHMQ_KIND_MPMC, timeout, sp.max, &seg);
 	int rc = prod     ? produce(&seg, (uint32_t)id, count, &sp, timeout)
 		 : forked ? fork_consume(&seg, workers, timeout)
 		 : check  ? fork_check(&seg, timeout)

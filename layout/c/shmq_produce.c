@@ -20,18 +20,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	int64_t timeout = timeout_ns_from_env();
-	shmq_open_options opts = { timeout, 0 };
 	shmq_segment seg;
-	int err = shmq_open(argv[1], SHMQ_KIND_SPSC, &opts, &seg);
-	if (err)
-		die("open", err);
-	if (sp.max > seg.hdr.max_message) {
-		fprintf(stderr, "size %llu exceeds the queue's max message %u\n", (unsigned long long)sp.max,
-			seg.hdr.max_message);
-		return 1;
-	}
+	open_queue(argv[1], SHMQ_KIND_SPSC, timeout, sp.max, &seg);
 	shmq_spsc_producer p;
-	if ((err = shmq_spsc_producer_open(&seg, &p)))
+	int err = shmq_spsc_producer_open(&seg, &p);
+	if (err)
 		die("attach producer", err);
 	unsigned char *buf = malloc(sp.max);
 	if (!buf)
