@@ -17,7 +17,7 @@ import (
 	"time"
 	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"github.com/shmq/shmq/internal/unix"
 )
 
 // Size is the size of a shared test file.
@@ -168,14 +168,6 @@ func CheckIdleRecv(t testing.TB, recv func(ctx context.Context) error) {
 	if cpu > idle/25 {
 		t.Fatalf("blocked consumer used %v of CPU in %v", cpu, idle)
 	}
-}
-
-func cpuTime() time.Duration {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		panic(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // CheckStreamWakes sends count 64-byte messages through send while a
