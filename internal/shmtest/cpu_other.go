@@ -2,11 +2,10 @@
 
 package shmtest
 
-import (
-	"runtime"
-	"time"
-)
+import "time"
 
-// cpuTime cannot be measured here; the queues whose idle cost it measures
-// do not exist here either.
-func cpuTime() time.Duration { panic("shmtest: no getrusage on " + runtime.GOOS) }
+// haveCPUTime: no getrusage here, so CheckIdleRecv skips (the queues whose
+// idle cost it measures do not exist here either).
+const haveCPUTime = false
+
+func cpuTime() time.Duration { return 0 }

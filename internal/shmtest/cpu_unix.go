@@ -8,6 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// haveCPUTime: cpuTime measures.
+const haveCPUTime = true
+
 // cpuTime is the CPU time this process has used, user and system.
 func cpuTime() time.Duration {
 	var ru unix.Rusage

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -156,6 +157,9 @@ func IdlePeriod() time.Duration {
 // far more; a parked waiter that wakes once a second, far less).
 func CheckIdleRecv(t testing.TB, recv func(ctx context.Context) error) {
 	t.Helper()
+	if !haveCPUTime {
+		t.Skip("no process CPU time on " + runtime.GOOS)
+	}
 	idle := IdlePeriod()
 	before := cpuTime()
 	ctx, cancel := context.WithTimeout(context.Background(), idle)

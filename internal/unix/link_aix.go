@@ -2,6 +2,8 @@ package unix
 
 import "syscall"
 
-// Link is link(2); golang.org/x/sys/unix has no Link for AIX, the standard
-// library's syscall package has.
+// golang.org/x/sys/unix has neither Link nor Rename for AIX; the standard
+// library's syscall package has both.
+
 func Link(oldpath, newpath string) error { return syscall.Link(oldpath, newpath) }
+func Rename(from, to string) error       { return syscall.Rename(from, to) }

@@ -37,6 +37,9 @@ type Stat_t struct {
 	Size int64
 }
 
+// Signal is a signal number, as for kill(2).
+type Signal int
+
 // Flock_t is a byte-range lock request, as for fcntl(2).
 type Flock_t struct {
 	Type   int16
@@ -86,6 +89,8 @@ func Lstat(string, *Stat_t) error                    { return errUnsupported }
 func Fchmod(int, uint32) error                       { return errUnsupported }
 func Ftruncate(int, int64) error                     { return errUnsupported }
 func Unlink(string) error                            { return errUnsupported }
+func Rename(string, string) error                    { return errUnsupported }
+func Kill(int, Signal) error                         { return errUnsupported }
 func Link(string, string) error                      { return errUnsupported }
 func FcntlFlock(uintptr, int, *Flock_t) error        { return errUnsupported }
 func Mmap(int, int64, int, int, int) ([]byte, error) { return nil, errUnsupported }

@@ -7,6 +7,7 @@ import "golang.org/x/sys/unix"
 type (
 	Stat_t  = unix.Stat_t
 	Flock_t = unix.Flock_t
+	Signal  = unix.Signal
 )
 
 const (
@@ -48,6 +49,7 @@ func Lstat(path string, st *Stat_t) error                  { return unix.Lstat(p
 func Fchmod(fd int, mode uint32) error                     { return unix.Fchmod(fd, mode) }
 func Ftruncate(fd int, length int64) error                 { return unix.Ftruncate(fd, length) }
 func Unlink(path string) error                             { return unix.Unlink(path) }
+func Kill(pid int, sig Signal) error                       { return unix.Kill(pid, sig) }
 
 func FcntlFlock(fd uintptr, cmd int, lk *Flock_t) error { return unix.FcntlFlock(fd, cmd, lk) }
 
