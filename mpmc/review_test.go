@@ -7,7 +7,6 @@ package mpmc
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -17,10 +16,7 @@ import (
 	"time"
 
 	"github.com/shmq/shmq/notify"
-	"github.com/shmq/shmq/ring"
 )
-
-func memfdLoc() ring.Location { return ring.Memfd(fmt.Sprintf("mpmc-review-%d", memfdSeq.Add(1))) }
 
 // stallWake is a futex backend whose next Wake, once armed, stops until
 // the test lets it go: a way to hold a goroutine at a chosen point of a
