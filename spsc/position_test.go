@@ -98,7 +98,9 @@ func TestLastPosition(t *testing.T) {
 
 	// PeekWait notes the position of the message it waited for.
 	want = want[:0]
+	sent := make(chan struct{})
 	go func() {
+		defer close(sent)
 		time.Sleep(10 * time.Millisecond)
 		p.TrySend([]byte("late"))
 	}()
@@ -111,6 +113,7 @@ func TestLastPosition(t *testing.T) {
 	if m, err := c.PeekWait(ctx); err != nil || string(m) != "late" {
 		t.Fatalf("PeekWait: %q, %v", m, err)
 	}
+	<-sent // the producer belongs to one goroutine at a time
 	if pos, ok := c.LastPosition(); !ok || pos != late {
 		t.Fatalf("after PeekWait: %#x, %v; want %#x", pos, ok, late)
 	}
