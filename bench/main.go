@@ -13,6 +13,7 @@ import (
 
 func main() {
 	maybeRunChild()
+	maybeRunShape()
 	if err := run(); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
@@ -24,6 +25,7 @@ func run() error {
 	jsonPath := flag.String("json", "", "also write one JSON record per mechanism, pattern and size to `FILE`")
 	plotDir := flag.String("plot", "", "also write PNG charts to `DIR`")
 	only := flag.String("only", "", "measure only mechanisms whose name matches `REGEX`")
+	guard := flag.Bool("guard", true, "check the regression guard's ratios (guard.go) and fail if one misses")
 	flag.Parse()
 
 	var re *regexp.Regexp
@@ -44,6 +46,7 @@ func run() error {
 
 	started := time.Now()
 	records, failures := runPlan(mechs, plan, os.Stderr)
+	attachFloors(records)
 	fmt.Fprintf(os.Stderr, "done in %v\n", time.Since(started).Round(time.Millisecond))
 
 	writeMarkdown(os.Stdout, records, failures)
@@ -60,5 +63,22 @@ func run() error {
 	if len(failures) > 0 {
 		return fmt.Errorf("%d runs failed", len(failures))
 	}
+	if *guard {
+		return runGuards(os.Stderr, records, func(row guardRow) (Record, error) { return measureRow(plan, row) })
+	}
 	return nil
+}
+
+// measureRow measures one row of the plan again, for the guard.
+func measureRow(p plan, row guardRow) (Record, error) {
+	m, err := lookupMechanism(row.mech)
+	if err != nil {
+		return Record{}, err
+	}
+	for _, spec := range p.runs(m) {
+		if spec.Pattern == row.pattern && spec.Size == row.size && spec.Producers == row.p && spec.Consumers == row.c {
+			return runMechanism(m, spec)
+		}
+	}
+	return Record{}, fmt.Errorf("the plan does not measure %v", row)
 }

@@ -24,7 +24,7 @@ func TestQuickPlanPeerPaths(t *testing.T) {
 			continue
 		}
 		t.Run(m.Name(), func(t *testing.T) {
-			for _, spec := range quickPlan.runs() {
+			for _, spec := range quickPlan.runs(m) {
 				rec, err := runMechanism(m, spec)
 				if err != nil {
 					t.Errorf("%s %s: %v", spec.Pattern, formatSize(spec.Size), err)
