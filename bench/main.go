@@ -26,6 +26,7 @@ func run() error {
 	plotDir := flag.String("plot", "", "also write PNG charts to `DIR`")
 	only := flag.String("only", "", "measure only mechanisms whose name matches `REGEX`")
 	guard := flag.Bool("guard", true, "check the regression guard's ratios (guard.go) and fail if one misses")
+	size := flag.Int("size", 0, "measure only messages of `BYTES` (every pattern)")
 	flag.Parse()
 
 	var re *regexp.Regexp
@@ -42,6 +43,9 @@ func run() error {
 	plan := defaultPlan
 	if *quick {
 		plan = quickPlan
+	}
+	if *size > 0 {
+		plan = plan.only(*size)
 	}
 
 	started := time.Now()

@@ -55,12 +55,25 @@ var (
 		PingPongRounds: 10_000,
 		PingPongWarmup: 1_000,
 		TimeoutPerRun:  30 * time.Second,
-		Shapes:         [][2]int{{1, 1}},
+		Shapes:         [][2]int{{1, 1}, {2, 2}},
 		ShapeSize:      64,
 		ShapeMsgs:      200_000,
 		FloorRuns:      3,
 	}
 )
+
+// only restricts the plan to messages of size bytes.
+func (p plan) only(size int) plan {
+	keep := func(sizes []int) []int {
+		if len(sizes) == 0 {
+			return nil
+		}
+		return []int{size}
+	}
+	p.StreamSizes, p.PingPongSizes, p.ScalingSizes = keep(p.StreamSizes), keep(p.PingPongSizes), keep(p.ScalingSizes)
+	p.ShapeSize = size
+	return p
+}
 
 // runs lists what the plan measures for mechanism m.
 func (p plan) runs(m Mechanism) []runSpec {

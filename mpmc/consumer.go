@@ -241,7 +241,9 @@ func (c *Consumer) free(pos uint64) error {
 func (c *Consumer) wakeProducers() {
 	if c.freed {
 		c.freed = false
-		c.wakeIfWaiting(c.q, c.q.producerWake, c.e)
+		if c.q.producerWake.Waiters.Any() { // inlined: no call while no one waits
+			c.wakeIfWaiting(c.q, c.q.producerWake, c.e)
+		}
 	}
 }
 

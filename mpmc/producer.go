@@ -376,7 +376,9 @@ func (p *Producer) trySend(msg []byte) error {
 	}
 	p.ctr.Messages.Set(p.msgs)
 	p.ctr.Bytes.Set(p.bytes)
-	p.wakeIfWaiting(p.q, p.q.consumerWake, p.e)
+	if p.q.consumerWake.Waiters.Any() { // inlined: no call while no one waits
+		p.wakeIfWaiting(p.q, p.q.consumerWake, p.e)
+	}
 	return nil
 }
 

@@ -55,6 +55,11 @@ func (w *waker) wakeIfWaiting(q *Queue, l notify.Line, e *ring.Entry) {
 	}
 }
 
+// preSpin is how many times a waiter checks its condition before Spin,
+// which reads the clock to bound itself: about a microsecond of checks, the
+// time a peer spinning on the other side takes to answer.
+const preSpin = 512
+
 // livenessPeriod bounds each park, because a dead peer wakes no one: after
 // it the waiter checks whether the peer's registry entry is dead.
 const livenessPeriod = 100 * time.Millisecond
@@ -64,6 +69,15 @@ const livenessPeriod = 100 * time.Millisecond
 // entry peer died without detaching. own is the waiting side's registry
 // entry, whose wait counter it advances.
 func (q *Queue) waitFor(ctx context.Context, g *gate.Gate, l notify.Line, own *ring.Entry, peer int, ready func() bool) error {
+	if q.wait.Spin > 0 {
+		// Catch a peer that is about to publish before Spin reads the
+		// clock: time.Now costs as much as a round trip on some VMs.
+		for range preSpin {
+			if ready() {
+				return nil
+			}
+		}
+	}
 	if l.Spin(q.wait, ready) {
 		return nil
 	}
