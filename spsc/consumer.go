@@ -205,6 +205,9 @@ func (c *Consumer) TryRecv(buf []byte) (_ int, err error) {
 	if c.q.guarded {
 		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
+	if n, ok := c.recvFast(buf); ok {
+		return n, nil
+	}
 	n, err := c.tryRecv(buf)
 	return n, opError("TryRecv", err)
 }
@@ -313,6 +316,9 @@ func (c *Consumer) Recv(ctx context.Context, buf []byte) (_ int, err error) {
 	defer c.g.Exit()
 	if c.q.guarded {
 		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	}
+	if n, ok := c.recvFast(buf); ok {
+		return n, nil
 	}
 	for {
 		n, err := c.tryRecv(buf)

@@ -195,6 +195,9 @@ func (p *Producer) TrySend(msg []byte) (err error) {
 	if p.q.guarded {
 		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
+	if p.sendFast(msg) {
+		return nil
+	}
 	return opError("TrySend", p.trySend(msg))
 }
 
@@ -280,6 +283,9 @@ func (p *Producer) Send(ctx context.Context, msg []byte) (err error) {
 	defer p.g.Exit()
 	if p.q.guarded {
 		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	}
+	if p.sendFast(msg) {
+		return nil
 	}
 	return opError("Send", p.send(ctx, msg))
 }
