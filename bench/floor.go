@@ -62,7 +62,7 @@ var (
 	floorMemcpy = floorMechanism{name: "floor-memcpy", mode: "memcpy", patterns: []string{patternStream}, scales: true,
 		what: "memcpy of each message into a ring-sized buffer, one process: the copy a queue cannot avoid, once"}
 	floorSpin = floorMechanism{name: "floor-spin", mode: "spin", patterns: []string{patternPingPong},
-		what: "ping-pong over two such C rings, both processes spinning (pause, a yield every 64 checks)"}
+		what: "ping-pong over two such C rings, both processes spinning with pause and never yielding, as shmq-spsc-spin"}
 	floorFutex = floorMechanism{name: "floor-futex", mode: "futex", patterns: []string{patternPingPong},
 		what: "ping-pong parking at once: the message in a shared buffer, a futex word per direction, FUTEX_WAKE every message"}
 	floorVyukov = floorMechanism{name: "floor-vyukov", mode: "vyukov", patterns: []string{patternStream, patternShape},

@@ -24,7 +24,11 @@
  * calibrated against CLOCK_MONOTONIC, as the Go side times them.
  *
  * A waiting side spins with a pause instruction and yields the processor
- * every 64 checks, so that more processes than CPUs still make progress.
+ * every 64 checks, so that a stream or more processes than CPUs still make
+ * progress when two of them share a CPU. The spin ping-pong never yields:
+ * on a loaded machine a yield hands the CPU to a neighbour for a whole time
+ * slice, which is not the round trip this floor is about (shmq-spsc-spin
+ * does not yield either).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -80,9 +84,12 @@ static int64_t cpu_ns(void)
 	       ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
 }
 
+/* yield_every: checks between sched_yield calls while waiting; 0: never. */
+static unsigned yield_every = 64;
+
 static inline void relax(unsigned *spins)
 {
-	if (++*spins % 64 == 0) {
+	if (yield_every && ++*spins % yield_every == 0) {
 		sched_yield();
 		return;
 	}
@@ -349,6 +356,7 @@ static void report_pingpong(uint64_t *rtt, long count, double secs, int64_t cpu)
 
 static int mode_spin(size_t size, long count, long warmup)
 {
+	yield_every = 0;
 	struct ring *ping = ring_new(capacity(size)), *pong = ring_new(capacity(size));
 	struct control *c = shared(sizeof *c);
 	pid_t pid = fork();
