@@ -333,14 +333,34 @@ func (c *Consumer) Recv(ctx context.Context, buf []byte) (_ int, err error) {
 
 // waitData waits, after a peek found the ring empty, until the tail moves
 // or the stream ends (io.EOF).
+//
+// The producer's state word shares a cache line with the counters that
+// the producer writes at every commit, so a consumer that loaded it at
+// every check of its spin would pull that line away from the producer
+// once per message: while spinning it looks at the state only every
+// stateEvery checks, and at every check once parked.
 func (c *Consumer) waitData(ctx context.Context) error {
-	if c.ended() {
+	checks := 0
+	spin := func() bool {
+		if c.q.tail.Load() != c.pos {
+			return true
+		}
+		checks++
+		return checks%stateEvery == 0 && c.q.prodState.Load() == layout.EntryDetached
+	}
+	err := c.q.waitFor(ctx, c.g, c.q.consumerWake, c.e, layout.SPSCProducerEntry, func() bool {
+		return c.q.tail.Load() != c.pos || c.q.prodState.Load() == layout.EntryDetached
+	}, spin)
+	if err == nil && c.q.tail.Load() == c.pos && c.ended() {
 		return io.EOF
 	}
-	return c.q.waitFor(ctx, c.g, c.q.consumerWake, c.e, layout.SPSCProducerEntry, func() bool {
-		return c.q.tail.Load() != c.pos || c.q.prodState.Load() == layout.EntryDetached
-	})
+	return err
 }
+
+// stateEvery is how many spinning checks of a waiting consumer go by
+// between its looks at the producer's state (end of stream): about a
+// microsecond.
+const stateEvery = 1024
 
 // ended reports the end of the stream: the producer detached cleanly and
 // everything it committed has been peeked. The producer stores its last

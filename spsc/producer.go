@@ -307,7 +307,7 @@ func (p *Producer) waitRoom(ctx context.Context, n int) error {
 	need := p.need(layout.RecordSize(n))
 	return p.q.waitFor(ctx, p.g, p.q.producerWake, p.e, layout.SPSCConsumerEntry, func() bool {
 		return p.cap-(p.tail-p.q.head.Load()) >= need
-	})
+	}, nil)
 }
 
 // SendBatch sends every message of msgs, committing as many at a time as

@@ -67,18 +67,23 @@ const livenessPeriod = 100 * time.Millisecond
 // waitFor returns nil once ready reports true, ErrClosed when g closes, the
 // context's error when ctx ends, or ErrPeerDead when the peer at registry
 // entry peer died without detaching. own is the waiting side's registry
-// entry, whose wait counter it advances.
-func (q *Queue) waitFor(ctx context.Context, g *gate.Gate, l notify.Line, own *ring.Entry, peer int, ready func() bool) error {
+// entry, whose wait counter it advances. spin, if not nil, stands in for
+// ready while spinning: a cheaper check that may see what ready sees some
+// checks late.
+func (q *Queue) waitFor(ctx context.Context, g *gate.Gate, l notify.Line, own *ring.Entry, peer int, ready, spin func() bool) error {
+	if spin == nil {
+		spin = ready
+	}
 	if q.wait.Spin > 0 {
 		// Catch a peer that is about to publish before Spin reads the
 		// clock: time.Now costs as much as a round trip on some VMs.
 		for range preSpin {
-			if ready() {
+			if spin() {
 				return nil
 			}
 		}
 	}
-	if l.Spin(q.wait, ready) {
+	if l.Spin(q.wait, spin) {
 		return nil
 	}
 	bctx, release := g.Bind(ctx)
