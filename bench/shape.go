@@ -226,7 +226,10 @@ func checkShapeRegistry(q *mpmc.Queue, np, nc, per, size int) (string, error) {
 		return "", err
 	}
 	var prods, stoppers, consumed, cons int
+	var waits, wakes uint64
 	for _, e := range es {
+		waits += e.Waits
+		wakes += e.Wakes
 		switch {
 		case e.Role == layout.RoleProducer && e.Messages == uint64(per):
 			prods++
@@ -246,7 +249,9 @@ func checkShapeRegistry(q *mpmc.Queue, np, nc, per, size int) (string, error) {
 		c.failf("registry: %d producers with %d messages each (want %d), %d stopper, %d consumers with %d messages (want %d)",
 			prods, per, np, stoppers, cons, consumed, np*per+nc)
 	}
-	return fmt.Sprintf("registry counts agree: %d+%d processes", np, nc), c.err()
+	total := np*per + nc
+	return fmt.Sprintf("registry counts agree: %d+%d processes, %s parks and %s futex wakes/msg",
+		np, nc, perMessage(int64(waits), total), perMessage(int64(wakes), total)), c.err()
 }
 
 // maybeRunShape runs this process as part of a shape run, and exits, if it
