@@ -4,6 +4,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -64,13 +65,14 @@ func run() error {
 			return err
 		}
 	}
+	var errs []error
 	if len(failures) > 0 {
-		return fmt.Errorf("%d runs failed", len(failures))
+		errs = append(errs, fmt.Errorf("%d runs failed", len(failures)))
 	}
 	if *guard {
-		return runGuards(os.Stderr, records, func(row guardRow) (Record, error) { return measureRow(plan, row) })
+		errs = append(errs, runGuards(os.Stderr, records, func(row guardRow) (Record, error) { return measureRow(plan, row) }))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // measureRow measures one row of the plan again, for the guard.
