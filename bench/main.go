@@ -28,7 +28,15 @@ func run() error {
 	only := flag.String("only", "", "measure only mechanisms whose name matches `REGEX`")
 	guard := flag.Bool("guard", true, "check the regression guard's ratios (guard.go) and fail if one misses")
 	size := flag.Int("size", 0, "measure only messages of `BYTES` (every pattern)")
+	fanout := flag.Bool("fanout", false, "measure fan-out to 1, 2 and 4 subscriber processes instead (fanout.go)")
 	flag.Parse()
+	if *fanout {
+		plan := defaultFanoutPlan
+		if *quick {
+			plan = quickFanoutPlan
+		}
+		return runFanoutPlan(plan, os.Stdout, os.Stderr, *jsonPath)
+	}
 
 	var re *regexp.Regexp
 	if *only != "" {

@@ -137,10 +137,11 @@ func goConsume(ctx context.Context, c *mpmc.Consumer, tl *tally, pause bool) (ui
 	}
 }
 
-// parseCConsumer reads shmq_mpmc consume's output into tl.
-func parseCConsumer(t *testing.T, out string, tl *tally) uint64 {
+// parseCConsumer reads shmq_mpmc consume's output into tl and returns the
+// message count and the registry entry it printed.
+func parseCConsumer(t *testing.T, out string, tl *tally) (msgs uint64, entry int) {
 	t.Helper()
-	var msgs uint64
+	entry = -1
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		var id uint32
@@ -151,12 +152,11 @@ func parseCConsumer(t *testing.T, out string, tl *tally) uint64 {
 			}
 			continue
 		}
-		var entry int
 		if _, err := fmt.Sscanf(sc.Text(), "messages=%d entry=%d", &msgs, &entry); err != nil {
 			t.Fatalf("C consumer printed %q", sc.Text())
 		}
 	}
-	return msgs
+	return msgs, entry
 }
 
 func mpmcEnv(bin string, env []string, extra ...string) func(args ...string) *exec.Cmd {
@@ -286,7 +286,8 @@ func mixed(t *testing.T, bin string, env []string, tc mpmcCase) {
 	sp.Close()
 	var cGot uint64
 	for _, wait := range cCons {
-		cGot += parseCConsumer(t, wait(), tl)
+		n, _ := parseCConsumer(t, wait(), tl)
+		cGot += n
 	}
 	wg.Wait()
 	if err, _ := goErr.Load().(error); err != nil {
@@ -604,7 +605,7 @@ func cOrphansOnReuse(t *testing.T, bin string, env []string) {
 		t.Fatal(err)
 	}
 	out := output(t, mpmcEnv(bin, env, "SHMQ_TIMEOUT_MS=5000")("consume", loc))
-	if !strings.HasPrefix(out, "messages=0 entry=1\n") {
+	if !strings.HasPrefix(out, "messages=0 entry=1 ") {
 		t.Fatalf("C consumer printed %q, want no messages, on entry 1", out)
 	}
 	h := q.Segment().Header()

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shmq/shmq/layout"
 )
@@ -25,6 +26,14 @@ func TestHeaderConstants(t *testing.T) {
 		got[k] = n
 	}
 	spsc4096, err := layout.PlanSPSC(4096, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mpmc64, err := layout.PlanMPMC(64, 0, 48, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubsub4096, err := layout.PlanPubSub(4096, 0, 8, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,10 +70,14 @@ func TestHeaderConstants(t *testing.T) {
 		"OffTabEntrySize":     layout.OffTabEntrySize,
 		"OffTabData":          layout.OffTabData,
 		"OffTabDataSize":      layout.OffTabDataSize,
+		"OffTabWaiters":       layout.OffTabWaiters,
+		"OffTabWaiterSets":    layout.OffTabWaiterSets,
 
 		"CursorPosition":  layout.CursorPosition,
 		"WakeSeq":         layout.WakeSeq,
-		"WakeWaiters":     layout.WakeWaiters,
+		"WakeSemCount":    layout.WakeSemCount,
+		"WakeMutexState":  layout.WakeMutexState,
+		"WakeMutexOwner":  layout.WakeMutexOwner,
 		"EntryState":      layout.EntryState,
 		"EntryRole":       layout.EntryRole,
 		"EntryPID":        layout.EntryPID,
@@ -75,6 +88,23 @@ func TestHeaderConstants(t *testing.T) {
 		"EntryStalls":     layout.EntryStalls,
 		"EntryWaits":      layout.EntryWaits,
 		"EntryWakes":      layout.EntryWakes,
+		"EntryUnits":      layout.EntryUnits,
+
+		"WaiterSetWords":     layout.WaiterSetWords,
+		"WaiterSetBits":      layout.WaiterSetBits,
+		"WaiterSetProducers": layout.WaiterSetProducers,
+		"WaiterSetConsumers": layout.WaiterSetConsumers,
+		"WaiterSetFree":      layout.WaiterSetFree,
+		"WaiterSetFilled":    layout.WaiterSetFilled,
+		"WaiterSetMutexP":    layout.WaiterSetMutexP,
+		"WaiterSetMutexC":    layout.WaiterSetMutexC,
+		"SPSCWaiterSets":     layout.SPSCWaiterSets,
+		"MPMCWaiterSets":     layout.MPMCWaiterSets,
+		"WaiterSetLen1":      uint64(layout.WaiterSetLen(1)),
+		"WaiterSetLen64":     uint64(layout.WaiterSetLen(64)),
+		"WaiterSetLen65":     uint64(layout.WaiterSetLen(65)),
+		"WaiterSetLen1024":   uint64(layout.WaiterSetLen(1024)),
+		"WaiterSetSize":      layout.LineSize,
 
 		"EntryFree":          uint64(layout.EntryFree),
 		"EntryAttached":      uint64(layout.EntryAttached),
@@ -84,6 +114,10 @@ func TestHeaderConstants(t *testing.T) {
 		"InitLockByte":       layout.InitLockByte,
 		"EntryLockByte0":     uint64(layout.EntryLockByte(0)),
 		"EntryLockByte1":     uint64(layout.EntryLockByte(1)),
+		"MutexProducers":     layout.MutexProducers,
+		"MutexConsumers":     layout.MutexConsumers,
+		"MutexLockByteP64":   uint64(layout.MutexLockByte(64, layout.MutexProducers)),
+		"MutexLockByteC64":   uint64(layout.MutexLockByte(64, layout.MutexConsumers)),
 		"SPSCProducerEntry":  layout.SPSCProducerEntry,
 		"SPSCConsumerEntry":  layout.SPSCConsumerEntry,
 		"MaxRegistryEntries": layout.MaxRegistryEntries,
@@ -116,6 +150,7 @@ func TestHeaderConstants(t *testing.T) {
 		"SeqRankShift":    layout.SeqRankShift,
 		"SeqOwnerMask":    layout.SeqOwnerMask,
 		"SeqOwnerOrphan":  layout.SeqOwnerOrphan,
+		"SeqOwnerTomb":    layout.SeqOwnerTomb,
 		"MaxMPMCRegistry": layout.MaxMPMCRegistry,
 		"SeqRankBits":     layout.SeqRankBits,
 		"FlagLocked":      uint64(layout.FlagLocked),
@@ -127,12 +162,58 @@ func TestHeaderConstants(t *testing.T) {
 		"SeqDiffPrevLapR": uint64(layout.SeqDiff(layout.SeqWord(3, layout.SlotReading, 1), 1024+3)),
 		"SeqDiffWrap":     uint64(layout.SeqDiff(layout.SeqWord(2, layout.SlotWriting, 0), 1<<64-2)),
 
-		// The fixed version 1 placement that PlanSPSC writes.
-		"V1ProducerLine":     spsc4096.Producer,
-		"V1ConsumerLine":     spsc4096.Consumer,
-		"V1ProducerWakeLine": spsc4096.ProducerWake,
-		"V1ConsumerWakeLine": spsc4096.ConsumerWake,
-		"V1Registry":         spsc4096.Registry,
+		"KindPubSub":             uint64(layout.KindPubSub),
+		"FlagLossy":              uint64(layout.FlagLossy),
+		"PubSubWaiterSets":       layout.PubSubWaiterSets,
+		"PubSubRecordHeaderSize": layout.PubSubRecordHeaderSize,
+		"PubSubRecordAlign":      layout.PubSubRecordAlign,
+		"PubSubRecordLength":     layout.PubSubRecordLength,
+		"PubSubRecordType":       layout.PubSubRecordType,
+		"PubSubRecordSeq":        layout.PubSubRecordSeq,
+		"MinPubSubCapacity":      layout.MinPubSubCapacity,
+		"MaxPubSubCapacity":      layout.MaxPubSubCapacity,
+		"PubSubPublisherEntry":   layout.PubSubPublisherEntry,
+		"PubSubFirstSubscriber":  layout.PubSubFirstSubscriber,
+		"MaxPubSubSubscribers":   layout.MaxPubSubSubscribers,
+		"PubTail":                layout.PubTail,
+		"PubIntent":              layout.PubIntent,
+		"PubOldest":              layout.PubOldest,
+		"PubLimit":               layout.PubLimit,
+		"PubWaitFor":             layout.PubWaitFor,
+		"EntrySubPosition":       layout.EntrySubPosition,
+		"EntrySubSeq":            layout.EntrySubSeq,
+		"EntrySubLost":           layout.EntrySubLost,
+		"PubSubMaxMessage4096":   uint64(layout.PubSubMaxMessage(4096)),
+		"PubSubMaxMessage8G":     uint64(layout.PubSubMaxMessage(1 << 33)),
+		"PubSubRecordSize1":      layout.PubSubRecordSize(1),
+		"PubSubRecordSize16":     layout.PubSubRecordSize(16),
+		"PubSubRecordSize17":     layout.PubSubRecordSize(17),
+		"PubSubSlack64":          layout.PubSubSlack(64),
+		"PubSubSlack4096":        layout.PubSubSlack(4096),
+
+		// The placement that the Go creators write (readers use the table).
+		"PlanProducerLine":     spsc4096.Producer,
+		"PlanConsumerLine":     spsc4096.Consumer,
+		"PlanProducerWakeLine": spsc4096.ProducerWake,
+		"PlanConsumerWakeLine": spsc4096.ConsumerWake,
+		"PlanWaiters":          spsc4096.Waiters,
+		"PlanRegistrySPSC":     spsc4096.Registry,
+		"PlanRegistryMPMC":     mpmc64.Registry,
+		"PlanRegistryPubSub":   pubsub4096.Registry,
+
+		// Timing and retry bounds of the Go packages, which LAYOUT.md
+		// makes normative (mpmc/queue.go maxAttempts, mpmc/wait.go,
+		// spsc/wait.go).
+		"MPMCMaxAttempts":  1 << 20,
+		"MPMCSuspectNs":    uint64(2 * time.Millisecond),
+		"MPMCRecheckNs":    uint64(5 * time.Millisecond),
+		"LivenessPeriodNs": uint64(100 * time.Millisecond),
+		"SweepPeriodNs":    uint64(100 * time.Millisecond),
+		// pubsub/queue.go maxAttempts, pubsub/wait.go livenessPeriod,
+		// pubsub/publisher.go dropEvery.
+		"PubSubMaxAttempts": 1 << 20,
+		"PubSubLivenessNs":  uint64(50 * time.Millisecond),
+		"PubSubDropNs":      uint64(10 * time.Millisecond),
 	}
 	for k, w := range want {
 		g, ok := got[k]

@@ -85,8 +85,11 @@ func Decode(b []byte, size uint64) (Header, error) {
 
 func (h *Header) validate(size uint64) error {
 	known := uint32(0)
-	if h.Kind == KindMPMC {
+	switch h.Kind {
+	case KindMPMC:
 		known = FlagLocked
+	case KindPubSub:
+		known = FlagLossy
 	}
 	if h.Flags&^known != 0 {
 		return fmt.Errorf("%w: unknown flags %#x", ErrVersion, h.Flags)
@@ -121,6 +124,8 @@ func (h *Header) validate(size uint64) error {
 		return validateSPSC(h)
 	case KindMPMC:
 		return validateMPMC(h)
+	case KindPubSub:
+		return validatePubSub(h)
 	}
 	return fmt.Errorf("%w: kind %d", ErrKind, uint32(h.Kind))
 }
@@ -133,6 +138,8 @@ func kindWaiterSets(k Kind) uint32 {
 		return SPSCWaiterSets
 	case KindMPMC:
 		return MPMCWaiterSets
+	case KindPubSub:
+		return PubSubWaiterSets
 	}
 	return 0
 }

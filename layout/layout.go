@@ -38,6 +38,9 @@ type Kind uint32
 const (
 	KindSPSC Kind = 1 // single producer, single consumer, variable-length records
 	KindMPMC Kind = 2 // multi producer, multi consumer, fixed-size slots
+	// KindPubSub: one publisher, many subscribers that each read every
+	// message; variable-length records (pubsub.go, LAYOUT.md section 18).
+	KindPubSub Kind = 3
 )
 
 func (k Kind) String() string {
@@ -46,6 +49,8 @@ func (k Kind) String() string {
 		return "spsc"
 	case KindMPMC:
 		return "mpmc"
+	case KindPubSub:
+		return "pubsub"
 	}
 	return "unknown"
 }
@@ -56,6 +61,7 @@ const (
 	// buffer guarded by semaphores and robust mutexes whose words live in
 	// the wake lines (WakeSem*, WakeMutex*). Chosen at creation.
 	FlagLocked uint32 = 1
+	// FlagLossy (pub/sub only) is in pubsub.go.
 )
 
 // Initialization states of the state word. A zero-filled segment reads as

@@ -66,6 +66,10 @@ func hammer(t *testing.T, slots uint64, np, nc, per int) {
 			for received.Load() < total {
 				n, err := c.TryRecv(buf)
 				if err == ErrEmpty {
+					if ctx.Err() != nil { // a producer failed, or the machine is too slow: report, do not hang
+						errs <- fmt.Errorf("consumer gave up after %d of %d messages: %w", received.Load(), total, ctx.Err())
+						return
+					}
 					continue
 				}
 				if err != nil || n != 12 {

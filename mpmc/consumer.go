@@ -48,6 +48,7 @@ type Consumer struct {
 	tombstones          uint64        // tombstones passed: slots of producers that closed or died before committing
 	redelivered         uint64        // messages taken that had been requeued
 	wasRequeued         bool          // the message last taken had been requeued
+	lastRequeued        bool          // the message Peek or PeekWait returned last had been requeued (position.go)
 
 	units *atomic.Uint32 // locked mode: semaphore units this handle may hold (layout.EntryUnits)
 
@@ -57,10 +58,15 @@ type Consumer struct {
 	freed    bool // a slot was freed since the last wake of producers
 	waker
 
-	// End of stream (EndOfStream): eofGrace > 0 enables it; idleSince is
-	// when this consumer first found no producer attached, zero while one
-	// is.
+	// End of stream (EndOfStream): eofGrace > 0 enables it; eofFrom is
+	// when it was enabled; seen is set once a producer was attached since
+	// then (or a message arrived); idleSince is when this consumer first
+	// found no producer attached, zero while one is.
 	eofGrace  time.Duration
+	eofFrom   time.Time
+	eofMsgs   uint64
+	eofEnq    uint64 // the enqueue cursor at EndOfStream: if it moved, a producer was here
+	seen      bool
 	idleSince time.Time
 }
 
@@ -116,20 +122,23 @@ func (c *Consumer) Skipped() uint64 { return c.tombstones }
 // requeued: deliveries that may duplicate one the dead consumer acted on.
 func (c *Consumer) Redelivered() uint64 { return c.redelivered }
 
-// EndOfStream opts this consumer in to an end of stream: once the queue is
-// empty and no producer has been attached (in any process) for grace, Recv
-// and PeekWait return io.EOF. The grace lets producers come and go: one
-// that detaches while another is about to attach does not end the stream.
-// If a producer died without detaching (and its entry has not been taken
-// over or reaped), they return ErrPeerDead instead: a crash is not an end.
-// A grace of 0 turns the end of stream off again (the default: an MPMC
-// queue has no natural end, producers may attach at any time).
+// EndOfStream opts this consumer in to an end of stream: once a producer
+// has been attached (in any process) or a message has arrived since this
+// call, and then the queue is empty and no producer has been attached for
+// grace, Recv and PeekWait return io.EOF. So consumers may start before
+// the producers, and the grace lets producers come and go: one that
+// detaches while another is about to attach does not end the stream. If a
+// producer died without detaching (and its entry has not been taken over
+// or reaped), they return ErrPeerDead instead: a crash is not an end. A
+// grace of 0 turns the end of stream off again (the default: an MPMC queue
+// has no natural end, producers may attach at any time).
 func (c *Consumer) EndOfStream(grace time.Duration) {
 	if c.enter("EndOfStream") != nil {
 		return
 	}
 	defer c.g.Exit()
 	c.eofGrace, c.idleSince = max(grace, 0), time.Time{}
+	c.eofFrom, c.eofMsgs, c.eofEnq, c.seen = time.Now(), c.msgs, c.q.enq.Load(), false
 }
 
 // claim takes the next message for this consumer and returns its position
@@ -335,6 +344,7 @@ func (c *Consumer) peek() ([]byte, error) {
 	}
 	c.held = append(c.held, pos)
 	c.heldBytes += uint64(n)
+	c.lastRequeued = c.wasRequeued
 	return c.q.payload(pos, n), nil
 }
 
@@ -532,11 +542,14 @@ func (c *Consumer) endOfStream() (time.Duration, error) {
 	if c.eofGrace <= 0 {
 		return 0, nil
 	}
-	live, dead, err := c.q.producersAttached()
+	live, dead, latest, err := c.q.producersAttached()
 	if err != nil {
 		return 0, err
 	}
-	if live > 0 {
+	if live > 0 || latest.After(c.eofFrom) || c.msgs != c.eofMsgs || c.q.enq.Load() != c.eofEnq {
+		c.seen = true
+	}
+	if live > 0 || !c.seen {
 		c.idleSince = time.Time{}
 		return 0, nil
 	}
@@ -550,19 +563,29 @@ func (c *Consumer) endOfStream() (time.Duration, error) {
 	if dead > 0 {
 		return 0, fmt.Errorf("%w: %d producer(s) died attached", ErrPeerDead, dead)
 	}
+	// Messages of consumers that died holding them are not past: deliver
+	// them again before the end.
+	if moved, err := c.rescue(); moved > 0 || err != nil {
+		c.idleSince = time.Time{}
+		return 0, err
+	}
 	return 0, io.EOF
 }
 
 // producersAttached counts the registry entries of producers held by a live
-// process, and those of producers that died attached.
-func (q *Queue) producersAttached() (live, dead int, err error) {
+// process, and those of producers that died attached, and returns the
+// latest time a producer attached.
+func (q *Queue) producersAttached() (live, dead int, latest time.Time, err error) {
 	es, err := q.seg.Entries()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, time.Time{}, err
 	}
 	for _, e := range es {
 		if e.Role != layout.RoleProducer || e.State == layout.EntryFree {
 			continue
+		}
+		if e.AttachedAt.After(latest) {
+			latest = e.AttachedAt
 		}
 		switch {
 		case e.Alive:
@@ -571,28 +594,41 @@ func (q *Queue) producersAttached() (live, dead int, err error) {
 			dead++
 		}
 	}
-	return live, dead, nil
+	return live, dead, latest, nil
 }
 
 // Close releases held messages (they count as consumed) and detaches the
-// consumer. Close may be called from any goroutine: a call blocked in Recv
-// or PeekWait returns ErrClosed, and Close returns after it.
+// consumer. A message it took and had not handed out (kept after
+// ErrShortBuffer or a refusing TryRecvBatch callback) is not lost: it is
+// orphaned, for a producer (or a consumer at that position) to requeue.
+// Close may be called from any goroutine: a call blocked in Recv or
+// PeekWait returns ErrClosed, and Close returns after it.
 func (c *Consumer) Close() (err error) {
 	if c == nil || c.g == nil {
 		return opError("Close", errNilHandle)
 	}
-	if !c.g.Close() {
-		return nil
-	}
+	c.g.Close(func() { err = c.teardown() })
+	return err
+}
+
+// teardown releases and detaches, once no call is in flight, and forgets
+// the handle last (see Producer.teardown).
+func (c *Consumer) teardown() (err error) {
+	defer func() {
+		c.q.mu.Lock()
+		delete(c.q.consumers, c)
+		c.q.mu.Unlock()
+	}()
 	if c.q.guarded {
 		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
-	c.q.mu.Lock()
-	delete(c.q.consumers, c)
-	c.q.mu.Unlock()
 	if c.stashed {
 		c.stashed = false
-		c.free(c.stashPos)
+		pos := c.stashPos
+		seq := c.q.seqs[pos&c.q.mask]
+		if seq.CompareAndSwap(layout.SeqWord(pos, layout.SlotReading, c.me), layout.SeqWord(pos, layout.SlotReading, layout.SeqOwnerOrphan)) {
+			c.q.wake(c.q.producerWake)
+		}
 	}
 	c.release()
 	return opError("Close", c.e.Detach())

@@ -312,7 +312,7 @@ func TestAbandonedHandle(t *testing.T) {
 		t.Fatal(err)
 	}
 	q2.Segment().Close() // "dies" holding the reservation
-	p2.g.Close()         // its memory is gone: keep Close from touching it
+	p2.g.Close(nil)      // its memory is gone: keep Close from touching it
 	delete(q2.producers, p2)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -209,6 +209,16 @@ func TestEndOfStream(t *testing.T) {
 			}
 		})
 	}
+	// A consumer that starts before any producer waits for one, however
+	// long the grace has run.
+	qf := newTestQueue(t, Config{Slots: 2, SlotSize: 64})
+	cf := mustConsumer(t, qf)
+	cf.EndOfStream(10 * time.Millisecond)
+	early, ecancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer ecancel()
+	if _, err := cf.Recv(early, make([]byte, 64)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Recv before any producer: %v, want a deadline (not io.EOF)", err)
+	}
 	// A producer killed while attached.
 	q := newTestQueue(t, Config{Slots: 2, SlotSize: 64})
 	c := mustConsumer(t, q)
@@ -288,7 +298,7 @@ func TestRecoveryNeverTombstonesALaterMessage(t *testing.T) {
 	}
 	deadIndex := dead.Index()
 	q2.Segment().Close() // dies: its entry's lock goes
-	dead.g.Close()
+	dead.g.Close(nil)
 	delete(q2.producers, dead)
 
 	consumerAt, consumerGo := make(chan struct{}), make(chan struct{})

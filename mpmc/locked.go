@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/notify"
 	"github.com/shmq/shmq/ring"
@@ -48,6 +49,7 @@ type lockedQueue struct {
 	free, filled *sem.Semaphore // on the producers' and consumers' wake lines
 	pmu, cmu     *sem.Mutex     // producers' and consumers' mutexes
 	sets         []notify.WaiterSet
+	lastTry      atomic.Int64 // UnixNano of this handle's last tryRecover
 }
 
 func newLocked(seg *ring.Segment, h layout.Header, w Wait) (*lockedQueue, error) {
@@ -118,24 +120,43 @@ func (q *Queue) units(i int) (*atomic.Uint32, error) {
 	return q.seg.Uint32(q.hdr.Entry(i) + layout.EntryUnits)
 }
 
+// releaseBoth releases n recorded units (at most Slots) to both
+// semaphores: the recoverer cannot tell which side they are owed to.
+func (q *Queue) releaseBoth(n uint32) error {
+	k := int(min(uint64(n), q.hdr.Capacity))
+	if err := release(q.lk.free, k, q.hdr.Capacity); err != nil {
+		return err
+	}
+	return release(q.lk.filled, k, q.hdr.Capacity)
+}
+
 // recoverUnits looks for registry entries whose holder died (or detached)
 // with units recorded, releases that many units of both semaphores for
 // each, and then reconciles the counts with the cursors if it can. It is
 // cheap when nothing is recorded: a load per entry. Any process may call it
-// at any time.
-func (q *Queue) recoverUnits(ctx context.Context) error {
-	l := q.lk
+// at any time; own is the EntryUnits word of the caller's entry.
+//
+// A dead entry's units move into own (under the dead entry's lock, added
+// to own before they leave the dead entry) for as long as they are being
+// released: a recoverer killed in between leaves them recorded in its own
+// entry, for the next recoverer, instead of losing them.
+func (q *Queue) recoverUnits(own *atomic.Uint32) error {
 	found := false
 	for i := 0; i < int(q.hdr.RegistryCount); i++ {
 		u, err := q.units(i)
 		if err != nil {
 			return err
 		}
-		if u.Load() == 0 {
+		if u == own || u.Load() == 0 {
 			continue
 		}
 		var n uint32
-		ok, err := q.seg.WithDeadEntry(i, func() { n = u.Swap(0) })
+		ok, err := q.seg.WithDeadEntry(i, func() {
+			if n = u.Load(); n != 0 {
+				own.Add(n)
+				u.Store(0)
+			}
+		})
 		if err != nil {
 			return err
 		}
@@ -143,11 +164,10 @@ func (q *Queue) recoverUnits(ctx context.Context) error {
 			continue // held by a live process, or recovered by another
 		}
 		found = true
-		k := int(min(uint64(n), q.hdr.Capacity))
-		if err := release(l.free, k, q.hdr.Capacity); err != nil {
-			return err
-		}
-		if err := release(l.filled, k, q.hdr.Capacity); err != nil {
+		testHook("locked-recover", uint64(i))
+		err = q.releaseBoth(n)
+		own.Add(-n)
+		if err != nil {
 			return err
 		}
 	}
@@ -157,26 +177,56 @@ func (q *Queue) recoverUnits(ctx context.Context) error {
 	return nil
 }
 
+// recoverIdle is recoverUnits for a caller that records want units and
+// holds none (a blocking call between parks, a try that found no unit):
+// its own record is cleared meanwhile, so that its reconcile is not
+// stopped by it, and restored before it takes units again.
+func (q *Queue) recoverIdle(own *atomic.Uint32, want int) error {
+	own.Store(0)
+	err := q.recoverUnits(own)
+	own.Store(uint32(want))
+	return err
+}
+
 // recoverOwnUnits is recoverUnits for entry i, just taken by this process:
-// what its dead predecessor recorded, then the other entries.
+// what its dead predecessor recorded (released before the record is
+// cleared, so that a death in between loses nothing), then the other
+// entries, and then, whether or not anything was recovered, it reconciles
+// the counts with the cursors if no unit is in flight: an attach at a
+// quiescent point finds the counts exact. It also clears the waiter
+// registrations of dead processes, so that an attach after a crash leaves
+// only live waiters registered even if nobody has operated since.
 func (q *Queue) recoverOwnUnits(i int) error {
+	q.reapWaiters()
 	u, err := q.units(i)
 	if err != nil {
 		return err
 	}
-	if n := u.Swap(0); n != 0 {
-		k := int(min(uint64(n), q.hdr.Capacity))
-		if err := release(q.lk.free, k, q.hdr.Capacity); err != nil {
+	if n := u.Load(); n != 0 {
+		testHook("locked-recover-own", uint64(i))
+		if err := q.releaseBoth(n); err != nil {
 			return err
 		}
-		if err := release(q.lk.filled, k, q.hdr.Capacity); err != nil {
-			return err
-		}
-		if err := q.reconcile(); err != nil {
-			return err
-		}
+		u.Store(0)
 	}
-	return q.recoverUnits(context.Background())
+	if err := q.recoverUnits(u); err != nil {
+		return err
+	}
+	return q.reconcile()
+}
+
+// tryRecover is recoverIdle for a try (TrySend, TryRecv) that found no
+// unit while the cursors say there was one to take: units of a dead
+// process, which only blocking calls and attaches would otherwise recover.
+// It runs at most once per lockedRecheck per handle, since a live process
+// taking a unit also makes the count and the cursors disagree for a moment.
+func (q *Queue) tryRecover(own *atomic.Uint32, want int) (bool, error) {
+	now := time.Now().UnixNano()
+	last := q.lk.lastTry.Load()
+	if now-last < int64(lockedRecheck) || !q.lk.lastTry.CompareAndSwap(last, now) {
+		return false, nil
+	}
+	return true, q.recoverIdle(own, want)
 }
 
 // reconcile sets the semaphore counts to what the cursors imply, if it can
@@ -227,8 +277,9 @@ const (
 )
 
 // acquire takes a unit of s (free for producers, filled for consumers),
-// waiting until ctx ends, as registry entry me. Between parks it recovers
-// the units of dead processes (see recoverUnits), and calls idle, which may
+// waiting until ctx ends, as registry entry me, whose record says 1 unit.
+// Between parks it recovers the units of dead processes (see recoverIdle),
+// and calls idle, which may
 // end the wait with an error (io.EOF for a consumer's end of stream).
 // other is the other side's mutex.
 func (q *Queue) acquire(ctx context.Context, s *sem.Semaphore, other *sem.Mutex, me int, idle func() (time.Duration, error)) error {
@@ -252,7 +303,11 @@ func (q *Queue) acquire(ctx context.Context, s *sem.Semaphore, other *sem.Mutex,
 		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
 			return err
 		}
-		if err := q.recoverUnits(ctx); err != nil {
+		own, err := q.units(me)
+		if err != nil {
+			return err
+		}
+		if err := q.recoverIdle(own, 1); err != nil {
 			return err
 		}
 	}
@@ -266,10 +321,62 @@ func (q *Queue) lock(ctx context.Context, m *sem.Mutex, me int) error {
 		return err
 	}
 	if err != nil {
-		if err := q.recoverUnits(ctx); err != nil {
-			m.Unlock()
+		return q.afterOwnerDeath(m, me)
+	}
+	return nil
+}
+
+// tryLockWait bounds how long a non-blocking call (TrySend, TryRecv, ...)
+// waits for a mutex that another process holds: critical sections are a
+// few microseconds, so a longer wait means the holder is descheduled or
+// stopped, and the call reports that it would block.
+const tryLockWait = time.Millisecond
+
+// errWouldBlock: a non-blocking call found the mutex held for longer than
+// tryLockWait.
+var errWouldBlock = errors.New("mpmc: the mutex is held")
+
+// lockFor takes mutex m for a blocking call (wait: as long as ctx allows)
+// or a non-blocking one (at most tryLockWait, then errWouldBlock). Either
+// way the wait ends when the handle's gate closes.
+func (q *Queue) lockFor(ctx context.Context, wait bool, g *gate.Gate, m *sem.Mutex, me int) error {
+	if !wait {
+		if ok, err := m.TryLock(); ok {
+			if err != nil && errors.Is(err, sem.ErrOwnerDead) {
+				return q.afterOwnerDeath(m, me)
+			}
+			return err
+		} else if err != nil {
 			return err
 		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, tryLockWait)
+		defer cancel()
+	}
+	bctx, release := g.Bind(ctx)
+	defer release()
+	err := q.lock(bctx, m, me)
+	switch {
+	case err == nil:
+		return nil
+	case g.Closed():
+		return ErrClosed
+	case !wait && errors.Is(err, context.DeadlineExceeded):
+		return errWouldBlock
+	}
+	return err
+}
+
+// afterOwnerDeath recovers what a mutex owner that died left (its units),
+// for registry entry me, which now holds m.
+func (q *Queue) afterOwnerDeath(m *sem.Mutex, me int) error {
+	own, err := q.units(me)
+	if err == nil {
+		err = q.recoverUnits(own)
+	}
+	if err != nil {
+		m.Unlock()
+		return err
 	}
 	return nil
 }
@@ -302,6 +409,16 @@ func (p *Producer) lockedSend(ctx context.Context, wait bool, msgs [][]byte) (in
 			for units < want && l.free.TryAcquire() {
 				units++
 			}
+			if units == 0 && q.enq.Load()-q.deq.Load() < q.hdr.Capacity {
+				if ok, err := q.tryRecover(p.units, want); err != nil {
+					p.units.Store(0)
+					return 0, err
+				} else if ok {
+					for units < want && l.free.TryAcquire() {
+						units++
+					}
+				}
+			}
 			if units == 0 {
 				p.units.Store(0)
 				return 0, ErrFull
@@ -313,9 +430,12 @@ func (p *Producer) lockedSend(ctx context.Context, wait bool, msgs [][]byte) (in
 			}
 			units = 1
 		}
-		if err := q.lock(ctx, l.pmu, int(p.me)); err != nil {
+		if err := q.lockFor(ctx, wait, p.g, l.pmu, int(p.me)); err != nil {
 			release(l.free, units, q.hdr.Capacity)
 			p.units.Store(0)
+			if err == errWouldBlock {
+				return 0, ErrFull
+			}
 			return 0, err
 		}
 		n, err := p.lockedWrite(msgs[:units])
@@ -397,6 +517,16 @@ func (c *Consumer) lockedRecv(ctx context.Context, wait bool, max int, fn func([
 			for units < want && l.filled.TryAcquire() {
 				units++
 			}
+			if units == 0 && q.enq.Load() != q.deq.Load() {
+				if ok, err := q.tryRecover(c.units, want); err != nil {
+					c.units.Store(0)
+					return 0, err
+				} else if ok {
+					for units < want && l.filled.TryAcquire() {
+						units++
+					}
+				}
+			}
 			if units == 0 {
 				c.units.Store(0)
 				c.stalls++
@@ -417,9 +547,12 @@ func (c *Consumer) lockedRecv(ctx context.Context, wait bool, max int, fn func([
 			}
 			units = 1
 		}
-		if err := q.lock(ctx, l.cmu, int(c.me)); err != nil {
+		if err := q.lockFor(ctx, wait, c.g, l.cmu, int(c.me)); err != nil {
 			release(l.filled, units, q.hdr.Capacity)
 			c.units.Store(0)
+			if err == errWouldBlock {
+				return 0, ErrEmpty
+			}
 			return 0, err
 		}
 		n, avail, err := c.lockedRead(units, fn)
@@ -537,15 +670,21 @@ func (p *Producer) lockedBatch(ctx context.Context, wait bool, msgs [][]byte) (i
 	return n, err
 }
 
-// sweep clears, once per sweepPeriod, the registrations of dead waiters in
+// sweepLocked clears, once per sweepPeriod, the registrations of dead waiters in
 // locked mode's waiter sets, which would otherwise make every release and
 // unlock a wake system call.
 func (w *waker) sweepLocked(q *Queue) {
 	if now := time.Now(); now.Sub(w.lastSweep) >= sweepPeriod {
 		w.lastSweep = now
-		for _, s := range q.lk.sets {
-			s.Members(func(i int) { q.seg.ReapWaiter(i) })
-		}
+		q.reapWaiters()
+	}
+}
+
+// reapWaiters clears the registrations of dead processes in locked mode's
+// waiter sets: a load per set word, and a lock attempt per registrant.
+func (q *Queue) reapWaiters() {
+	for _, s := range q.lk.sets {
+		s.Members(func(i int) { q.seg.ReapWaiter(i) })
 	}
 }
 

@@ -498,15 +498,22 @@ func (p *Producer) Close() (err error) {
 	if p == nil || p.g == nil {
 		return opError("Close", errNilHandle)
 	}
-	if !p.g.Close() {
-		return nil
-	}
+	p.g.Close(func() { err = p.teardown() })
+	return err
+}
+
+// teardown tombstones the reservations and detaches, once no call is in
+// flight. It forgets the handle last, so that a Queue.Close that runs
+// meanwhile finds it and waits for this teardown before it unmaps.
+func (p *Producer) teardown() (err error) {
+	defer func() {
+		p.q.mu.Lock()
+		delete(p.q.producers, p)
+		p.q.mu.Unlock()
+	}()
 	if p.q.guarded {
 		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
-	p.q.mu.Lock()
-	delete(p.q.producers, p)
-	p.q.mu.Unlock()
 	for _, pos := range p.pending {
 		p.tombstone(pos)
 	}

@@ -26,9 +26,10 @@
 //
 // Blocked calls spin briefly and then park on a futex (package notify,
 // tuned by Config.Wait and Options.Wait); a publisher makes a wake system
-// call only when a waiter is registered. A parked waiter returns every few
-// milliseconds to look for a dead claimant, since a dead process wakes no
-// one.
+// call only when a waiter is registered. A parked waiter stopped by a slot
+// that another process claimed returns every 5 ms to look for a dead
+// claimant, since a dead process wakes no one; one waiting on a plainly
+// empty or full queue returns once a second.
 //
 // Lifecycle: Close of a Queue, Producer or Consumer may be called from any
 // goroutine, also while another goroutine is blocked in a call on it: that
@@ -353,26 +354,29 @@ func (q *Queue) Close() error {
 	if q == nil || q.g == nil {
 		return opError("Close", errNilHandle)
 	}
-	if !q.g.Close() {
-		return nil
-	}
-	q.mu.Lock()
-	var ps []*Producer
-	var cs []*Consumer
-	for p := range q.producers {
-		ps = append(ps, p)
-	}
-	for c := range q.consumers {
-		cs = append(cs, c)
-	}
-	q.mu.Unlock()
-	for _, c := range cs {
-		c.Close()
-	}
-	for _, p := range ps {
-		p.Close()
-	}
-	return q.seg.Close()
+	var err error
+	q.g.Close(func() {
+		q.mu.Lock()
+		var ps []*Producer
+		var cs []*Consumer
+		for p := range q.producers {
+			ps = append(ps, p)
+		}
+		for c := range q.consumers {
+			cs = append(cs, c)
+		}
+		q.mu.Unlock()
+		// Each Close returns after its handle's teardown, also one that
+		// another goroutine started (handles leave the maps last).
+		for _, c := range cs {
+			c.Close()
+		}
+		for _, p := range ps {
+			p.Close()
+		}
+		err = q.seg.Close()
+	})
+	return err
 }
 
 // Guard runs fn, which may touch slices that Peek or Reserve returned, and
@@ -381,6 +385,7 @@ func (q *Queue) Close() error {
 // read or fill zero-copy slices of a queue in a shm or file segment that
 // another process could truncate; a memfd segment is sealed and runs fn
 // directly.
+// fn must not Close the queue: Close waits for fn to return.
 func (q *Queue) Guard(fn func() error) error {
 	if err := q.enter("Guard"); err != nil {
 		return err

@@ -16,12 +16,14 @@ func le32put(b []byte, v uint32) { binary.LittleEndian.PutUint32(b, v) }
 func le32(b []byte) uint32       { return binary.LittleEndian.Uint32(b) }
 
 // Wait tunes how Send and Recv wait for space or data. The zero value suits
-// a typical service: spin and yield for notify.DefaultSpin, then park on a
-// futex (a polling back-off where there is none), so an idle blocked side
-// uses little CPU and a busy stream makes no system calls. In locked mode
-// only Backend is used (the semaphores and mutexes park on it, and it must
-// serve any word: a futex or polling backend, not an eventfd or socket one);
-// package sem spins by its own rules.
+// a typical service: spin and yield (for at most notify.DefaultSpin, and
+// only while spinning has recently caught the change: see
+// notify.Policy.Spin), then park on a futex (a polling back-off where there
+// is none), so an idle blocked side uses little CPU and a busy stream makes
+// no system calls. In locked mode only Backend is used (the semaphores and
+// mutexes park on it, and it must serve any word: a futex or polling
+// backend, not an eventfd or socket one); package sem spins by its own
+// rules.
 type Wait = notify.Policy
 
 func newWakeLine(seg *ring.Segment, off uint64, set int) (notify.Line, error) {
@@ -33,7 +35,7 @@ func newWakeLine(seg *ring.Segment, off uint64, set int) (notify.Line, error) {
 	if err != nil {
 		return notify.Line{}, err
 	}
-	return notify.Line{Seq: seq, Waiters: notify.NewWaiterSet(words)}, nil
+	return notify.NewLine(seq, notify.NewWaiterSet(words)), nil
 }
 
 // waker is the publishing side's half of the wake protocol, kept by each
@@ -113,7 +115,7 @@ const suspectAfter = 2 * time.Millisecond
 // side's registry entry, whose wait counter it advances when it parked.
 // limit, if positive, shortens the park (an end-of-stream grace period).
 func (q *Queue) waitFor(ctx context.Context, g *gate.Gate, l notify.Line, own *ring.Entry, w uint64, limit time.Duration, ready func() bool) error {
-	if q.wait.Spin > 0 {
+	if q.wait.Spin >= 0 {
 		// Catch a peer that is about to publish before Spin reads the
 		// clock: time.Now costs as much as a round trip on some VMs.
 		for range preSpin {
@@ -122,8 +124,8 @@ func (q *Queue) waitFor(ctx context.Context, g *gate.Gate, l notify.Line, own *r
 			}
 		}
 	}
-	if l.Spin(q.wait, ready) {
-		return nil
+	if ok, err := g.Spin(ctx, func(r func() bool) bool { return l.Spin(q.wait, r) }, ready); ok || err != nil {
+		return closedOr(g.Closed(), err)
 	}
 	bctx, release := g.Bind(ctx)
 	defer release()

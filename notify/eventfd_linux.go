@@ -14,15 +14,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Eventfd is a Backend built on a Linux eventfd in semaphore mode, shared by
-// related processes (inherited across fork/exec, see [Eventfd.Dup], or passed
-// over a Unix socket with [Eventfd.SendTo] and [RecvFD]).
+// Eventfd is a Backend built on a Linux eventfd, shared by related
+// processes (inherited across fork/exec, see [Eventfd.Dup], or passed over a
+// Unix socket with [Eventfd.SendTo] and [RecvFD]).
 //
-// Wake(n) adds n to the eventfd counter and each parked Wait consumes one
-// unit, so a wake that happens before the waiter parks is not lost: the unit
-// stays in the counter and makes a later Wait return (spuriously, if the
-// waiter had already seen the word change). One Eventfd serves one word; the
-// word argument is only checked on entry.
+// Wakes are coalesced: Wake adds 1 to the eventfd counter, whatever n, and
+// a parked Wait that is woken reads (and so clears) the whole counter. A
+// wake that happens before the waiter parks is not lost: the counter stays
+// non-zero and makes the next Wait return (spuriously, if the waiter had
+// already seen the word change) — once, however many wakes piled up while
+// nobody was parked, so a burst of publishes, or a registration left by a
+// waiter that died, costs a waiter at most one spurious return. Every
+// waiter parked on the eventfd is woken by a write (the kernel wakes every
+// reader); one that finds the counter already cleared by another returns
+// spuriously, to re-check its word. One Eventfd serves one word; the word
+// argument is only checked on entry.
 //
 // Waits park on the Go netpoller, so they do not occupy an OS thread. A ctx
 // deadline becomes the read deadline, and cancellation sets a read deadline
@@ -37,10 +43,10 @@ type Eventfd struct {
 	rd chan struct{}
 }
 
-// NewEventfd creates a new eventfd (non-blocking, close-on-exec, semaphore
-// mode) and returns a backend that owns it.
+// NewEventfd creates a new eventfd (non-blocking, close-on-exec, counter
+// mode, which coalesces wakes) and returns a backend that owns it.
 func NewEventfd() (*Eventfd, error) {
-	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC|unix.EFD_SEMAPHORE)
+	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("notify: eventfd: %w", err)
 	}
@@ -49,8 +55,9 @@ func NewEventfd() (*Eventfd, error) {
 
 // EventfdFromFD returns a backend that takes ownership of fd, an eventfd
 // inherited from a related process or received with [RecvFD]. The eventfd
-// should have been created in semaphore mode (as NewEventfd does); fd is put
-// in non-blocking mode.
+// should have been created in counter mode, as NewEventfd does (in
+// EFD_SEMAPHORE mode every wake is a separate return of Wait: correct, but a
+// pile of wakes then costs as many returns); fd is put in non-blocking mode.
 func EventfdFromFD(fd int) (*Eventfd, error) {
 	if err := unix.SetNonblock(fd, true); err != nil {
 		return nil, fmt.Errorf("notify: eventfd %d: %w", fd, err)
@@ -124,8 +131,24 @@ func (e *Eventfd) Wait(ctx context.Context, word *atomic.Uint32, old uint32) err
 		stop := context.AfterFunc(ctx, func() { _ = e.f.SetReadDeadline(aLongTimeAgo) })
 		defer stop()
 	}
-	var buf [8]byte
-	if _, err := e.f.Read(buf[:]); err != nil {
+	// Read the counter; if it is zero, wait until the eventfd is readable
+	// and read once more. If another waiter cleared the counter in between,
+	// return (a spurious wake-up) so that the caller re-checks its word.
+	var rerr error
+	waited := false
+	err := e.rc.Read(func(fd uintptr) bool {
+		var buf [8]byte
+		_, rerr = unix.Read(int(fd), buf[:])
+		if rerr == unix.EAGAIN && !waited {
+			waited = true
+			return false
+		}
+		return true
+	})
+	if err == nil && rerr != nil && rerr != unix.EAGAIN {
+		err = rerr
+	}
+	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// Either ctx is done, or this is the late callback of an
 			// earlier Wait's cancellation: then a spurious wake-up.
@@ -143,14 +166,15 @@ func (e *Eventfd) readErr(err error) error {
 	return fmt.Errorf("notify: eventfd wait: %w", err)
 }
 
-// Wake implements Backend with one write(2) of n to the eventfd.
+// Wake implements Backend with one write(2) of 1 to the eventfd, whatever
+// n: the write wakes every parked waiter, and wakes coalesce.
 func (e *Eventfd) Wake(word *atomic.Uint32, n int) error {
 	if n <= 0 {
 		return nil
 	}
 	e.wakes.Add(1)
 	var buf [8]byte
-	binary.NativeEndian.PutUint64(buf[:], uint64(n))
+	binary.NativeEndian.PutUint64(buf[:], 1)
 	var werr error
 	err := e.rc.Write(func(fd uintptr) bool {
 		e.wakeSyscalls.Add(1)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync/atomic"
 	"time"
 )
@@ -22,9 +21,21 @@ import (
 // or the waiter's re-check sees the change: no wakeup is lost
 // (spec/wake.pml model-checks this), and a publisher with no waiter makes
 // no system call.
+//
+// A Line made by NewLine also carries the adaptive spin budget of the
+// waiters that use it (see Policy.Spin); a Line literal shares one budget
+// with every other such literal in the process.
 type Line struct {
 	Seq     *atomic.Uint32
 	Waiters WaiterSet
+
+	spin *spinState // adaptive spin budget; nil: sharedSpin
+}
+
+// NewLine returns the Line over seq and waiters with a spin budget of its
+// own. Make one per handle on a queue side, not one per wait.
+func NewLine(seq *atomic.Uint32, waiters WaiterSet) Line {
+	return Line{Seq: seq, Waiters: waiters, spin: newSpinState()}
 }
 
 // BoundedWaiter is implemented by backends that can bound a wait by a
@@ -41,22 +52,25 @@ type Policy struct {
 	// must use backends that reach each other: futexes always do; an
 	// eventfd or socket backend must be shared.
 	Backend Backend
-	// Spin is how long to check before parking; 0 means DefaultSpin, a
-	// negative value parks at once, and a very large one never parks.
+	// Spin is how long to check before parking. 0 adapts: spin for up to
+	// DefaultSpin while spinning has recently caught the condition, park
+	// at once while it has not, and never have more goroutines of the
+	// process spinning than it has processors to spare (spin.go). A
+	// positive value spins that long every time (Spin: DefaultSpin is the
+	// fixed policy that was the default before), a negative value parks at
+	// once, and a very large one never parks.
 	Spin time.Duration
 }
 
-// DefaultSpin catches the next message of a busy stream and is short
-// compared with a park and wake.
+// DefaultSpin is the longest adaptive spin: it catches the next message of
+// a busy stream and is short compared with a park and wake.
 const DefaultSpin = 20 * time.Microsecond
 
-// WithDefaults fills in the zero fields of p.
+// WithDefaults fills in the zero fields of p. A zero Spin stays zero: it
+// means the adaptive policy.
 func (p Policy) WithDefaults() Policy {
 	if p.Backend == nil {
 		p.Backend = Default()
-	}
-	if p.Spin == 0 {
-		p.Spin = DefaultSpin
 	}
 	return p
 }
@@ -91,25 +105,22 @@ func (l Line) Await(ctx context.Context, p Policy, me int, period time.Duration,
 	return l.Park(ctx, p, me, period, ready, check)
 }
 
-// Spin checks ready for p.Spin, yielding the processor now and then, and
-// reports whether it became true. It makes no system call and touches no
-// shared word but what ready reads.
+// Spin checks ready for p.Spin (adaptively for 0), yielding the processor
+// now and then, and reports whether it became true. It makes no system
+// call and touches no shared word but what ready reads.
 func (l Line) Spin(p Policy, ready func() bool) bool {
-	if p.Spin <= 0 {
+	switch {
+	case p.Spin < 0:
 		return ready()
+	case p.Spin > 0:
+		ok, _ := spinFor(p.Spin, ready)
+		return ok
 	}
-	deadline := time.Now().Add(p.Spin)
-	for i := 0; ; i++ {
-		if ready() {
-			return true
-		}
-		if i%128 == 127 {
-			if time.Now().After(deadline) {
-				return false
-			}
-			runtime.Gosched()
-		}
+	s := l.spin
+	if s == nil {
+		s = sharedSpin
 	}
+	return s.spin(ready)
 }
 
 // Park registers entry me as a waiter and parks until ready reports true
@@ -123,7 +134,7 @@ func (l Line) Park(ctx context.Context, p Policy, me int, period time.Duration, 
 		if ready() {
 			return parked, nil
 		}
-		if err := ctx.Err(); err != nil {
+		if err := ended(ctx); err != nil {
 			return parked, err
 		}
 		parked = true
@@ -135,8 +146,8 @@ func (l Line) Park(ctx context.Context, p Policy, me int, period time.Duration, 
 			err = p.Backend.Wait(pctx, l.Seq, seq)
 			cancel()
 		}
-		if ctx.Err() != nil {
-			return parked, ctx.Err()
+		if err := ended(ctx); err != nil {
+			return parked, err
 		}
 		if err != nil && !isTimeout(err) {
 			return parked, fmt.Errorf("notify: wait: %w", err)
@@ -147,6 +158,20 @@ func (l Line) Park(ctx context.Context, p Policy, me int, period time.Duration, 
 			}
 		}
 	}
+}
+
+// ended returns ctx's error once ctx is done, also when its deadline has
+// passed and its timer has not fired yet: otherwise every park bounded by
+// that deadline would return at once, and the loop would spin until the
+// timer ran.
+func ended(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // isTimeout reports whether err is a bounded park ending (the derived

@@ -26,6 +26,12 @@
 //
 // [Default] returns a futex backend on Linux and a polling backend
 // elsewhere.
+//
+// On top of the backends, a [Line] is one side of a queue: the sequence
+// word its waiters park on and the set of registered waiters, so that a
+// publisher wakes only when someone waits; waiters spin first, adaptively
+// by default (see [Policy]). A [Group] waits on the lines of several queues
+// at once, with futex_waitv where the kernel has it.
 package notify
 
 import (

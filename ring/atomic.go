@@ -34,6 +34,9 @@ func (s *Segment) Uint32(off uint64) (*atomic.Uint32, error) {
 }
 
 func (s *Segment) word(off, size uint64) (unsafe.Pointer, error) {
+	if s.mem == nil {
+		return nil, ErrClosed
+	}
 	n := uint64(len(s.mem))
 	if n < size || off > n-size || off%size != 0 {
 		return nil, fmt.Errorf("%w: %d-byte word at offset %d of a %d-byte mapping", layout.ErrCorrupt, size, off, n)

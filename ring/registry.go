@@ -40,6 +40,12 @@ func (e *Entry) Index() int { return e.index }
 // live holder (in this or another process) has it. A dead holder's entry is
 // taken over; its counters start again at zero, like a new entry's.
 func (s *Segment) Attach(i int, role uint32) (*Entry, error) {
+	return s.attach(i, role, true)
+}
+
+// attach is Attach; patient retries, for a while, a lock that the entry's
+// recorded holder does not seem to hold (see lockEntry).
+func (s *Segment) attach(i int, role uint32, patient bool) (*Entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -52,7 +58,7 @@ func (s *Segment) Attach(i int, role uint32) (*Entry, error) {
 		return nil, fmt.Errorf("%w: entry %d is already held through this handle", ErrRoleTaken, i)
 	}
 	base := s.hdr.Entry(i)
-	if err := s.lockEntry(i); err != nil {
+	if err := s.lockEntry(i, patient); err != nil {
 		if errors.Is(err, ofd.ErrLocked) {
 			pid := s.mustUint32(base + layout.EntryPID).Load()
 			return nil, fmt.Errorf("%w: entry %d held by pid %d", ErrRoleTaken, i, pid)
@@ -92,10 +98,15 @@ func (s *Segment) Attach(i int, role uint32) (*Entry, error) {
 // or after entry first, for role. It fails with ErrRegistryFull if there is
 // none.
 func (s *Segment) AttachAny(first int, role uint32) (*Entry, error) {
-	for i := first; i < int(s.hdr.RegistryCount); i++ {
-		e, err := s.Attach(i, role)
-		if err == nil || !errors.Is(err, ErrRoleTaken) {
-			return e, err
+	// One quick pass, then a patient one: an entry whose lock a process
+	// repairing it holds for a moment is worth waiting for only if no other
+	// entry is free.
+	for _, patient := range []bool{false, true} {
+		for i := first; i < int(s.hdr.RegistryCount); i++ {
+			e, err := s.attach(i, role, patient)
+			if err == nil || !errors.Is(err, ErrRoleTaken) {
+				return e, err
+			}
 		}
 	}
 	return nil, fmt.Errorf("%w: all %d entries are held", ErrRegistryFull, int(s.hdr.RegistryCount)-first)
@@ -237,23 +248,33 @@ func (s *Segment) reap(i int) (bool, error) {
 	return true, nil
 }
 
-// lockEntry takes the lock of entry i. A process that finds the entry of a
-// dead holder checks its registrations (ReapWaiter) under the same lock for
-// a few system calls, so a lock found taken is tried again a few times
-// before it counts as a live holder's.
-func (s *Segment) lockEntry(i int) error {
-	var err error
-	for try := 0; try < 4; try++ {
-		if try > 0 {
-			time.Sleep(time.Duration(try) * 100 * time.Microsecond)
-		}
-		err = ofd.TryLock(s.lockFd(), layout.EntryLockByte(i))
-		if err == nil || !errors.Is(err, ofd.ErrLocked) {
+// lockEntry takes the lock of entry i. A process that repairs a dead
+// holder's entry (ReapWaiter, WithDeadEntry, ReapDead) holds its lock for a
+// few system calls, or longer if it is descheduled meanwhile, and must not
+// make an attach fail as if a live process held the role. So a patient
+// caller that finds the lock taken while the entry's recorded holder is not
+// a running process (or no holder is recorded) tries again for up to
+// lockPatience. A lock found taken while the recorded holder runs fails at
+// once: that is the live holder (or, in another pid namespace, something
+// this check cannot see, which then fails as before).
+func (s *Segment) lockEntry(i int, patient bool) error {
+	deadline := time.Now().Add(lockPatience)
+	for wait := 50 * time.Microsecond; ; wait = min(2*wait, 5*time.Millisecond) {
+		err := ofd.TryLock(s.lockFd(), layout.EntryLockByte(i))
+		if err == nil || !errors.Is(err, ofd.ErrLocked) || !patient || time.Now().After(deadline) {
 			return err
 		}
+		base := s.hdr.Entry(i)
+		if s.mustUint32(base+layout.EntryState).Load() == layout.EntryAttached &&
+			processRuns(s.mustUint32(base+layout.EntryPID).Load()) {
+			return err
+		}
+		time.Sleep(wait)
 	}
-	return err
 }
+
+// lockPatience bounds lockEntry's retries.
+const lockPatience = 100 * time.Millisecond
 
 // WaiterSet returns the words of waiter set k (layout.WaiterSetProducers,
 // ...): as many as the registry needs, one per 64 entries.

@@ -311,9 +311,12 @@ func (s *Segment) Fd() int { return int(s.file.Fd()) }
 // see Fd.
 func (s *Segment) File() *os.File { return s.file }
 
-// Data returns the data region. Its capacity is its length, so appends
-// cannot run into other regions.
+// Data returns the data region, or nil after Close. Its capacity is its
+// length, so appends cannot run into other regions.
 func (s *Segment) Data() []byte {
+	if s.mem == nil {
+		return nil // closed
+	}
 	d, n := s.hdr.Data, s.hdr.DataSize
 	return s.mem[d : d+n : d+n]
 }
@@ -408,17 +411,30 @@ func RemoveAbandoned(loc Location) error {
 		}
 		return err
 	}
-	// Remove the very file found abandoned, not one that replaced it since.
-	var opened, named unix.Stat_t
-	p, _ := loc.path()
+	// Remove the very file found abandoned, not one that a creator linked
+	// at the name since: move whatever is at the name aside first (one
+	// atomic rename to a name no queue can have), then look at what moved.
+	var opened, moved unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &opened); err != nil {
 		return fmt.Errorf("shmq: stat %v: %w", loc, err)
 	}
-	if err := unix.Lstat(p, &named); err != nil {
+	p, err := loc.path()
+	if err != nil {
+		return err
+	}
+	aside := filepath.Join(filepath.Dir(p), fmt.Sprintf(".shmq-rm-%d-%d", os.Getpid(), time.Now().UnixNano()))
+	if err := unix.Rename(p, aside); err != nil {
 		return openError(loc, err)
 	}
-	if opened.Dev != named.Dev || opened.Ino != named.Ino {
-		return nil // replaced meanwhile: nothing abandoned there any more
+	if err := unix.Lstat(aside, &moved); err == nil && (moved.Dev != opened.Dev || moved.Ino != opened.Ino) {
+		// A new segment replaced the abandoned one meanwhile: put it back.
+		if err := renameNoReplace(aside, p); err != nil {
+			return fmt.Errorf("shmq: %v was replaced while being removed, and putting the new segment back failed (it is at %s): %w", loc, aside, err)
+		}
+		return nil
 	}
-	return Unlink(loc)
+	if err := unix.Unlink(aside); err != nil {
+		return fmt.Errorf("shmq: remove %v: %w", loc, err)
+	}
+	return nil
 }

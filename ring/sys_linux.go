@@ -50,3 +50,18 @@ func shrinkable(f interface{ Fd() uintptr }) bool {
 	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
 	return err != nil || seals&unix.F_SEAL_SHRINK == 0
 }
+
+// processRuns reports whether a process with this pid exists (in this pid
+// namespace): a hint for lockEntry's patience, never for liveness.
+func processRuns(pid uint32) bool {
+	if pid == 0 || pid > 1<<22 {
+		return false
+	}
+	err := unix.Kill(int(pid), 0)
+	return err == nil || err == unix.EPERM
+}
+
+// renameNoReplace renames from to to, failing with EEXIST if to exists.
+func renameNoReplace(from, to string) error {
+	return unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+}

@@ -30,3 +30,22 @@ func openTmp(string, uint32) (int, error) { return -1, unix.EOPNOTSUPP }
 func linkTmp(int, string) error { return unix.EOPNOTSUPP }
 
 func shrinkable(interface{ Fd() uintptr }) bool { return true }
+
+// processRuns reports whether a process with this pid exists: a hint for
+// lockEntry's patience, never for liveness.
+func processRuns(pid uint32) bool {
+	if pid == 0 || pid > 1<<30 {
+		return false
+	}
+	err := unix.Kill(int(pid), 0)
+	return err == nil || err == unix.EPERM
+}
+
+// renameNoReplace renames from to to, failing with EEXIST if to exists:
+// link and unlink, where renameat2 is missing.
+func renameNoReplace(from, to string) error {
+	if err := unix.Link(from, to); err != nil {
+		return err
+	}
+	return unix.Unlink(from)
+}

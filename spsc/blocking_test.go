@@ -127,6 +127,13 @@ func TestBlockedRecvWokenAcrossProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Send only once the consumer is there: on a loaded machine it may
+	// start after all the messages were sent, and then never park.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if st, _ := q.Stats(); st.Consumer.Alive || time.Now().After(deadline) {
+			break
+		}
+	}
 	msg := make([]byte, 16)
 	for i := uint64(0); i < 50; i++ {
 		time.Sleep(2 * time.Millisecond) // long enough for the consumer to park

@@ -38,6 +38,7 @@ type Consumer struct {
 
 	peeked              uint64 // messages peeked since the last release
 	peekedBytes         uint64
+	lastPeek            uint64        // record position of the message Peek or PeekWait returned last (position.go)
 	msgs, bytes, stalls uint64        // private copies of the registry counters
 	ctr                 counter.Entry // the registry counters, written unfenced
 	waker
@@ -79,6 +80,9 @@ func (c *Consumer) Peek() (_ []byte, err error) {
 		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	m, err := c.peek()
+	if err == nil {
+		c.notePeek(m)
+	}
 	return m, opError("Peek", err)
 }
 
@@ -95,6 +99,9 @@ func (c *Consumer) PeekWait(ctx context.Context) (_ []byte, err error) {
 	}
 	for {
 		m, err := c.peek()
+		if err == nil {
+			c.notePeek(m)
+		}
 		if err != ErrEmpty {
 			return m, opError("PeekWait", err)
 		}
@@ -378,12 +385,16 @@ func (c *Consumer) Close() (err error) {
 	if c == nil || c.g == nil {
 		return opError("Close", errNilHandle)
 	}
-	if !c.g.Close() {
-		return nil
-	}
+	c.g.Close(func() { err = c.teardown() })
+	return err
+}
+
+// teardown detaches the consumer, once no call is in flight, and forgets
+// the handle last (see Producer.teardown).
+func (c *Consumer) teardown() (err error) {
+	defer detach(c.q, &c.q.consumer, c)
 	if c.q.guarded {
 		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
-	detach(c.q, &c.q.consumer, c)
 	return opError("Close", c.e.Detach())
 }

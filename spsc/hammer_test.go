@@ -113,6 +113,14 @@ func hammer(t *testing.T, capacity, count uint64) {
 			if err != nil && err != ErrEmpty {
 				t.Fatal(err)
 			}
+			if err == ErrEmpty && ctx.Err() != nil { // the producer failed, or the machine is too slow
+				select {
+				case perr := <-errc:
+					t.Fatalf("at %d: producer: %v", seq, perr)
+				default:
+					t.Fatalf("at %d: %v", seq, ctx.Err())
+				}
+			}
 		}
 	}
 	if err := <-errc; err != nil {

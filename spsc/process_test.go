@@ -221,6 +221,20 @@ func helper(mode string) error {
 		}
 		fmt.Println("attached")
 		return p.Send(ctx, make([]byte, 8))
+	case "example-child": // Example_memfdChild's worker: receive until the end of the stream
+		c, err := q.Consumer()
+		if err != nil {
+			return err
+		}
+		buf := make([]byte, q.MaxMessage())
+		for {
+			n, err := c.Recv(ctx, buf)
+			if err != nil {
+				fmt.Println("child done:", err)
+				return nil
+			}
+			fmt.Printf("child got %s\n", buf[:n])
+		}
 	case "bench": // receive count messages as fast as possible
 		c, err := q.Consumer()
 		if err != nil {

@@ -348,14 +348,19 @@ func (p *Producer) Close() (err error) {
 	if p == nil || p.g == nil {
 		return opError("Close", errNilHandle)
 	}
-	if !p.g.Close() {
-		return nil
-	}
+	p.g.Close(func() { err = p.teardown() })
+	return err
+}
+
+// teardown detaches the producer, once no call is in flight. It forgets the
+// handle last, so that a Queue.Close that runs meanwhile finds it and waits
+// for this teardown before it unmaps.
+func (p *Producer) teardown() (err error) {
+	defer detach(p.q, &p.q.producer, p)
 	if p.q.guarded {
 		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
 	p.tail, p.pendMsgs, p.pendBytes = p.published, 0, 0
-	detach(p.q, &p.q.producer, p)
 	err = p.e.Detach()
 	// The detached state is the end of the stream: wake a consumer parked
 	// on an empty ring so that it sees it.

@@ -243,21 +243,24 @@ func (q *Queue) Close() error {
 	if q == nil || q.g == nil {
 		return opError("Close", errNilHandle)
 	}
-	if !q.g.Close() {
-		return nil
-	}
-	q.mu.Lock()
-	p, c := q.producer, q.consumer
-	q.mu.Unlock()
-	// The consumer first: closing the producer first would end the stream,
-	// and a Recv blocked on the consumer would report io.EOF, not ErrClosed.
-	if c != nil {
-		c.Close()
-	}
-	if p != nil {
-		p.Close()
-	}
-	return q.seg.Close()
+	var err error
+	q.g.Close(func() {
+		q.mu.Lock()
+		p, c := q.producer, q.consumer
+		q.mu.Unlock()
+		// The consumer first: closing the producer first would end the
+		// stream, and a Recv blocked on the consumer would report io.EOF,
+		// not ErrClosed. Each Close returns after its handle's teardown,
+		// also one that another goroutine started.
+		if c != nil {
+			c.Close()
+		}
+		if p != nil {
+			p.Close()
+		}
+		err = q.seg.Close()
+	})
+	return err
 }
 
 // Guard runs fn, which may touch slices that Peek or Reserve returned, and
@@ -266,6 +269,7 @@ func (q *Queue) Close() error {
 // read or fill zero-copy slices of a queue in a shm or file segment that
 // another process could truncate; a memfd segment is sealed and runs fn
 // directly.
+// fn must not Close the queue: Close waits for fn to return.
 func (q *Queue) Guard(fn func() error) error {
 	if q == nil || q.g == nil {
 		return opError("Guard", errNilHandle)

@@ -11,9 +11,11 @@ import (
 )
 
 // Wait tunes how Send and Recv wait for space or data. The zero value suits
-// a typical service: spin and yield for notify.DefaultSpin, then park on a
-// futex (a polling back-off where there is none), so an idle blocked side
-// uses no measurable CPU and a busy stream makes no system calls.
+// a typical service: spin and yield (for at most notify.DefaultSpin, and
+// only while spinning has recently caught the change: see
+// notify.Policy.Spin), then park on a futex (a polling back-off where there
+// is none), so an idle blocked side uses no measurable CPU and a busy
+// stream makes no system calls.
 type Wait = notify.Policy
 
 func newWakeLine(seg *ring.Segment, off uint64, set int) (notify.Line, error) {
@@ -25,7 +27,7 @@ func newWakeLine(seg *ring.Segment, off uint64, set int) (notify.Line, error) {
 	if err != nil {
 		return notify.Line{}, err
 	}
-	return notify.Line{Seq: seq, Waiters: notify.NewWaiterSet(words)}, nil
+	return notify.NewLine(seq, notify.NewWaiterSet(words)), nil
 }
 
 // waker is the publishing side's half of the wake protocol, kept by each
@@ -74,7 +76,7 @@ func (q *Queue) waitFor(ctx context.Context, g *gate.Gate, l notify.Line, own *r
 	if spin == nil {
 		spin = ready
 	}
-	if q.wait.Spin > 0 {
+	if q.wait.Spin >= 0 {
 		// Catch a peer that is about to publish before Spin reads the
 		// clock: time.Now costs as much as a round trip on some VMs.
 		for range preSpin {
@@ -83,8 +85,8 @@ func (q *Queue) waitFor(ctx context.Context, g *gate.Gate, l notify.Line, own *r
 			}
 		}
 	}
-	if l.Spin(q.wait, spin) {
-		return nil
+	if ok, err := g.Spin(ctx, func(r func() bool) bool { return l.Spin(q.wait, r) }, spin); ok || err != nil {
+		return closedOr(g.Closed(), err)
 	}
 	bctx, release := g.Bind(ctx)
 	defer release()

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"time"
 
 	"github.com/shmq/shmq/cmd/shmq-demo/internal/payload"
-	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/mpmc"
 	"github.com/shmq/shmq/ring"
 )
@@ -21,15 +21,11 @@ import (
 // sees part of each producer's stream and cannot know in advance how many
 // messages it will get (consumeShared).
 
-const (
-	// sharedPoll is how long one Recv of a consumer waiting on a shared
-	// queue waits before the consumer looks at the registry again.
-	sharedPoll = 10 * time.Millisecond
-	// defaultDoneWait is consume's -done-wait: how long the producers must
-	// look done before a consumer of a shared queue stops. It covers a
-	// producer that starts just after another one finished.
-	defaultDoneWait = 500 * time.Millisecond
-)
+// defaultDoneWait is consume's -done-wait: how long no producer may be
+// attached, with the queue empty, before a consumer of a shared queue
+// stops (the grace of mpmc.Consumer.EndOfStream). It covers a producer that
+// starts just after another one finished.
+const defaultDoneWait = 500 * time.Millisecond
 
 // consumeFlags is consume's command line.
 type consumeFlags struct {
@@ -130,8 +126,12 @@ func consumeStream(ctx context.Context, f *consumeFlags, q queue) error {
 			fmt.Fprintf(os.Stderr, "consume: removing %s: %v\n", f.queue, err)
 		}
 	}
-	fmt.Fprintf(os.Stderr, "consume: received in %v after the first message (%.0f messages/s, %.1f MB/s)\n",
-		d.Round(time.Microsecond), rate(got.Messages, d), rate(got.Bytes, d)/1e6)
+	if got.Messages == 0 {
+		fmt.Fprintln(os.Stderr, "consume: received no message")
+	} else {
+		fmt.Fprintf(os.Stderr, "consume: received in %v after the first message (%.0f messages/s, %.1f MB/s)\n",
+			d.Round(time.Microsecond), rate(got.Messages, d), rate(got.Bytes, d)/1e6)
+	}
 	fmt.Println(seqs.String())
 	fmt.Println(got.String())
 	switch {
@@ -144,14 +144,16 @@ func consumeStream(ctx context.Context, f *consumeFlags, q queue) error {
 }
 
 // consumeShared is consume on a shared queue. It stops after -count
-// messages, or once the producers are done (producersDone) and have stayed
-// done for -done-wait, or after -idle-exit without a message.
+// messages, or at the end of the stream (io.EOF: the producers detached and
+// none has been attached for -done-wait, with the queue empty; see
+// mpmc.Consumer.EndOfStream), or after -idle-exit without a message.
 func consumeShared(ctx context.Context, f *consumeFlags, q *mpmc.Queue) error {
 	c, err := q.Consumer()
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	c.EndOfStream(f.doneWait)
 	now := time.Now()
 	fmt.Fprintf(os.Stderr, "consume: receiving from mpmc queue %s (%s, %d slots, messages up to %d bytes) until %s\n",
 		f.queue, mpmcMode(q.Locked()), q.Slots(), q.MaxMessage(), f.until())
@@ -200,8 +202,6 @@ type sharedConsumer struct {
 	start       time.Time // when the consumer attached
 	first, last time.Time // when the first and the last message arrived
 	lastMsg     time.Time // when the last message arrived, or start: for -idle-exit
-	doneSince   time.Time // since when the producers look done; zero: they do not
-	seen        bool      // a producer was seen (producersDone)
 }
 
 // accept takes one message.
@@ -214,10 +214,10 @@ func (s *sharedConsumer) accept(m []byte) error {
 	return nil
 }
 
-// arrived notes that messages arrived: the producers are not done.
+// arrived notes that messages arrived.
 func (s *sharedConsumer) arrived() {
 	s.last = time.Now()
-	s.seen, s.lastMsg, s.doneSince = true, s.last, time.Time{}
+	s.lastMsg = s.last
 }
 
 // receive takes messages, in batches while there are some, until -count
@@ -237,58 +237,36 @@ func (s *sharedConsumer) receive(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("after %d messages: %w", s.got.Messages, err)
 		}
 		now := time.Now()
-		if reason, err := s.stopReason(now); reason != "" || err != nil {
-			return reason, err
+		if s.f.idle > 0 && now.Sub(s.lastMsg) >= s.f.idle {
+			return fmt.Sprintf("no message for %v", s.f.idle), nil
 		}
-		if err := s.wait(ctx, now, buf); err != nil {
-			return "", err
+		if end, err := s.wait(ctx, now, buf); end || err != nil {
+			return "the producers are done and the queue is empty", err
 		}
 	}
 	return fmt.Sprintf("received %d messages", s.got.Messages), nil
 }
 
-// stopReason says why to stop, with the queue found empty at now, or ""
-// to go on.
-func (s *sharedConsumer) stopReason(now time.Time) (string, error) {
-	if s.f.idle > 0 && now.Sub(s.lastMsg) >= s.f.idle {
-		return fmt.Sprintf("no message for %v", s.f.idle), nil
-	}
-	if s.f.doneWait == 0 {
-		return "", nil
-	}
-	done, err := producersDone(s.q, s.start, &s.seen)
-	switch {
-	case err != nil:
-		return "", fmt.Errorf("after %d messages: %w", s.got.Messages, err)
-	case !done:
-		s.doneSince = time.Time{}
-	case s.doneSince.IsZero():
-		s.doneSince = now
-	case now.Sub(s.doneSince) >= s.f.doneWait:
-		return "the producers are done and the queue is empty", nil
-	}
-	return "", nil
-}
-
-// wait waits for one message for up to sharedPoll, less if -idle-exit
-// falls due sooner.
-func (s *sharedConsumer) wait(ctx context.Context, now time.Time, buf []byte) error {
-	wait := sharedPoll
+// wait waits for one message, until -idle-exit falls due if it is set,
+// and reports the end of the stream.
+func (s *sharedConsumer) wait(ctx context.Context, now time.Time, buf []byte) (end bool, err error) {
+	rctx, cancel := ctx, context.CancelFunc(func() {})
 	if s.f.idle > 0 {
-		wait = min(wait, max(s.f.idle-now.Sub(s.lastMsg), time.Millisecond))
+		rctx, cancel = context.WithTimeout(ctx, max(s.f.idle-now.Sub(s.lastMsg), time.Millisecond))
 	}
-	rctx, cancel := context.WithTimeout(ctx, wait)
 	n, err := s.c.Recv(rctx, buf)
 	cancel()
 	switch {
 	case err == nil:
 		s.accept(buf[:n])
 		s.arrived()
+	case err == io.EOF:
+		return true, nil
 	case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
 	default:
-		return fmt.Errorf("after %d messages: %w", s.got.Messages, err)
+		return false, fmt.Errorf("after %d messages: %w", s.got.Messages, err)
 	}
-	return nil
+	return false, nil
 }
 
 // report prints the rate, a line per producer, the totals and the summary
@@ -321,29 +299,4 @@ func (s *sharedConsumer) report(redelivered, skipped uint64) error {
 		fmt.Fprintf(os.Stderr, "consume: %d payload(s) shorter than %d bytes carried no sequence number and producer id\n", s.chk.Short, payload.MinProducer)
 	}
 	return nil
-}
-
-// producersDone reports whether the producers of q look done: no live
-// process is attached as a producer, one was seen (attached now, attached
-// since start, or through its messages, which the caller records in
-// *seen), and no slot is claimed but not yet taken.
-func producersDone(q *mpmc.Queue, start time.Time, seen *bool) (bool, error) {
-	st, err := q.Stats()
-	if err != nil {
-		return false, err
-	}
-	live := false
-	for _, e := range st.Entries {
-		if e.Role != layout.RoleProducer {
-			continue
-		}
-		attachedNow := e.State == layout.EntryAttached && e.Alive
-		if attachedNow {
-			live = true
-		}
-		if attachedNow || !e.AttachedAt.Before(start) {
-			*seen = true
-		}
-	}
-	return !live && *seen && st.Used == 0, nil
 }

@@ -15,7 +15,7 @@ import (
 
 // demoPhases returns the demo's phases in the order they run.
 func demoPhases() []phase {
-	return []phase{&streamPhase{}, &pingPongPhase{}, &mpmcPhase{}}
+	return []phase{&streamPhase{}, &pingPongPhase{}, &mpmcPhase{}, &fanoutPhase{}}
 }
 
 // demoPeer returns what the hidden command cmd runs in a phase's child

@@ -91,7 +91,15 @@ func (s *streamPhase) stream(ctx context.Context, q *spsc.Queue, p *spsc.Produce
 	cctx, cancel := ch.untilExit(ctx)
 	defer cancel()
 	start := time.Now()
-	sent, err := sendStream(cctx, p, s.messages, size)
+	var sent payload.Tally
+	// The payloads are written into the ring in place: under Guard, so that
+	// a process truncating the segment's file makes this an error
+	// (ErrTruncated) rather than a SIGBUS.
+	err := q.Guard(func() error {
+		var err error
+		sent, err = sendStream(cctx, p, s.messages, size)
+		return err
+	})
 	if err == nil {
 		err = waitDrained(cctx, q)
 	}

@@ -1,9 +1,8 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"math/bits"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -11,29 +10,33 @@ import (
 	"github.com/shmq/shmq/ring"
 )
 
-// shmq-demo inspect NAME: print a queue's kind, geometry, cursors, depth,
+// shmq-demo inspect QUEUE: print a queue's kind, geometry, cursors, depth,
 // creator and registry, and for an MPMC queue its mode and the state of
-// its slots or of its semaphores and mutexes. Every word is read through
-// the segment's bounds checks, and values no correct peer writes are
-// reported, not trusted.
+// its slots or of its semaphores and mutexes. QUEUE is a shm name, or a
+// file as file:PATH or a path with a slash. The queue is read through a
+// read-only view (ring.OpenView): inspect needs no write permission and
+// changes nothing. Every word is read through the view's bounds checks,
+// and values no correct peer writes are reported, not trusted.
 
-func runInspect(args []string) (err error) {
-	name, err := nameArg("inspect", args)
+func runInspect(args []string) error {
+	loc, err := locationArg("inspect", args)
 	if err != nil {
 		return err
 	}
-	seg, err := openAnyKind(ring.Shm(name))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	v, err := ring.OpenView(ctx, loc)
 	if err != nil {
 		return err
 	}
-	defer seg.Close()
-	// Another process may truncate the file under the mapping: turn the
-	// fault into an error (deferred after Close, so it runs first).
-	if seg.Shrinkable() {
-		defer seg.CatchFault(&err, debug.SetPanicOnFault(true))
+	defer v.Close()
+	// The view turns a fault (the file truncated under it) into an error.
+	info, err := v.Info()
+	if err != nil {
+		return err
 	}
 	var r report
-	if err := r.inspect(seg); err != nil {
+	if err := r.inspect(v, &info); err != nil {
 		return err
 	}
 	fmt.Print(r.String())
@@ -49,30 +52,26 @@ func (r *report) row(label, format string, args ...any) {
 	fmt.Fprintf(r, "  %-12s %s\n", label, fmt.Sprintf(format, args...))
 }
 
-func (r *report) inspect(seg *ring.Segment) error {
-	h := seg.Header()
-	tailWord, err := seg.Uint64(h.Producer + layout.CursorPosition)
-	if err != nil {
-		return err
-	}
-	headWord, err := seg.Uint64(h.Consumer + layout.CursorPosition)
-	if err != nil {
-		return err
-	}
-	head, tail := headWord.Load(), tailWord.Load()
-	entries, err := seg.Entries()
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(r, "queue %v\n", seg.Location())
+func (r *report) inspect(v *ring.View, info *ring.SegmentInfo) error {
+	h := &info.Header
+	head, tail := info.Head, info.Tail
+	fmt.Fprintf(r, "queue %v\n", info.Location)
 	r.row("kind", "%v (layout version %d)", h.Kind, layout.Version)
 	r.row("segment", "%d bytes, data region %d bytes at offset %d", h.TotalSize, h.DataSize, h.Data)
 	switch h.Kind {
 	case layout.KindSPSC:
-		r.spsc(&h, head, tail)
+		r.spsc(h, head, tail)
 	case layout.KindMPMC:
-		if err := r.mpmc(seg, head, tail, entries); err != nil {
+		if err := r.mpmc(v, info); err != nil {
 			return err
+		}
+	case layout.KindPubSub:
+		rows, err := pubsubRows(v, info)
+		if err != nil {
+			return err
+		}
+		for _, row := range rows {
+			r.row(row[0], "%s", row[1])
 		}
 	default:
 		depth := tail - head
@@ -83,14 +82,14 @@ func (r *report) inspect(seg *ring.Segment) error {
 		r.row("depth", "%d slots, %d bytes (tail-head)", depth, depth*uint64(h.SlotSize))
 	}
 	r.row("creator", "pid %d at %s", h.CreatorPID, time.Unix(0, h.CreatedNano).Format(time.RFC3339Nano))
-	r.registry(h.Kind, entries)
+	r.registry(h.Kind, info.Entries)
 	return nil
 }
 
-// registry adds the registry's entries; for an MPMC queue, which has many
-// (64 by default), only those in use.
+// registry adds the registry's entries; for an MPMC or pub/sub queue,
+// which have many (64 by default), only those in use.
 func (r *report) registry(kind layout.Kind, entries []ring.EntryInfo) {
-	listFree := kind != layout.KindMPMC
+	listFree := kind == layout.KindSPSC
 	inUse := 0
 	for _, e := range entries {
 		if e.State != layout.EntryFree {
@@ -131,8 +130,9 @@ func (r *report) spsc(h *layout.Header, head, tail uint64) {
 
 // mpmc adds the rows of an MPMC queue: its mode, slots, cursors and
 // depth, then what differs between the modes.
-func (r *report) mpmc(seg *ring.Segment, head, tail uint64, entries []ring.EntryInfo) error {
-	h := seg.Header()
+func (r *report) mpmc(v *ring.View, info *ring.SegmentInfo) error {
+	h := &info.Header
+	head, tail := info.Head, info.Tail
 	locked := h.Flags&layout.FlagLocked != 0
 	if locked {
 		r.row("mode", "locked (semaphores and robust mutexes guard the slots)")
@@ -154,23 +154,14 @@ func (r *report) mpmc(seg *ring.Segment, head, tail uint64, entries []ring.Entry
 			depth, 100*float64(depth)/float64(h.Capacity))
 	}
 	if locked {
-		return r.mpmcLocked(seg)
+		return r.mpmcLocked(v, info)
 	}
-	return r.mpmcLockFree(seg, entries)
-}
-
-// word reads the 32-bit word at offset off of the cache line at line.
-func word(seg *ring.Segment, line, off uint64) (uint32, error) {
-	w, err := seg.Uint32(line + off)
-	if err != nil {
-		return 0, err
-	}
-	return w.Load(), nil
+	return r.mpmcLockFree(v, info)
 }
 
 // mpmcLocked adds the semaphores and mutexes of a locked MPMC queue.
-func (r *report) mpmcLocked(seg *ring.Segment) error {
-	h := seg.Header()
+func (r *report) mpmcLocked(v *ring.View, info *ring.SegmentInfo) error {
+	h := &info.Header
 	for _, s := range []struct {
 		label, what string
 		line        uint64
@@ -179,11 +170,7 @@ func (r *report) mpmcLocked(seg *ring.Segment) error {
 		{"free", "slots free, producers take", h.ProducerWake, layout.WaiterSetFree},
 		{"filled", "messages, consumers take", h.ConsumerWake, layout.WaiterSetFilled},
 	} {
-		count, err := word(seg, s.line, layout.WakeSemCount)
-		if err != nil {
-			return err
-		}
-		waiters, err := waiting(seg, s.set)
+		count, err := v.Load32(s.line + layout.WakeSemCount)
 		if err != nil {
 			return err
 		}
@@ -191,7 +178,7 @@ func (r *report) mpmcLocked(seg *ring.Segment) error {
 		if uint64(count) > h.Capacity {
 			note = ": more than the slot count, corrupt"
 		}
-		r.row(s.label, "semaphore %d (%s), %d waiting%s", count, s.what, waiters, note)
+		r.row(s.label, "semaphore %d (%s), %d waiting%s", count, s.what, info.Waiters[s.set], note)
 	}
 	for _, m := range []struct {
 		label, what string
@@ -201,18 +188,15 @@ func (r *report) mpmcLocked(seg *ring.Segment) error {
 		{"mutex P", "producers', guards tail", h.ProducerWake, layout.WaiterSetMutexP},
 		{"mutex C", "consumers', guards head", h.ConsumerWake, layout.WaiterSetMutexC},
 	} {
-		state, err := word(seg, m.line, layout.WakeMutexState)
+		state, err := v.Load32(m.line + layout.WakeMutexState)
 		if err != nil {
 			return err
 		}
-		owner, err := word(seg, m.line, layout.WakeMutexOwner)
+		owner, err := v.Load32(m.line + layout.WakeMutexOwner)
 		if err != nil {
 			return err
 		}
-		waiters, err := waiting(seg, m.set)
-		if err != nil {
-			return err
-		}
+		waiters := info.Waiters[m.set]
 		if state == 0 {
 			r.row(m.label, "unlocked (%s), %d waiting", m.what, waiters)
 		} else {
@@ -221,7 +205,7 @@ func (r *report) mpmcLocked(seg *ring.Segment) error {
 	}
 	var units []string
 	for i := 0; i < int(h.RegistryCount); i++ {
-		u, err := word(seg, h.Entry(i), layout.EntryUnits)
+		u, err := v.Load32(h.Entry(i) + layout.EntryUnits)
 		if err != nil {
 			return err
 		}
@@ -235,23 +219,10 @@ func (r *report) mpmcLocked(seg *ring.Segment) error {
 	return nil
 }
 
-// waiting counts the registry entries registered in waiter set k.
-func waiting(seg *ring.Segment, k int) (int, error) {
-	words, err := seg.WaiterSet(k)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, w := range words {
-		n += bits.OnesCount64(w.Load())
-	}
-	return n, nil
-}
-
 // mpmcLockFree adds the states of a lock-free MPMC queue's slots, from
 // their sequence words, and its parked waiters.
-func (r *report) mpmcLockFree(seg *ring.Segment, entries []ring.EntryInfo) error {
-	h := seg.Header()
+func (r *report) mpmcLockFree(v *ring.View, info *ring.SegmentInfo) error {
+	h := &info.Header
 	if h.Capacity*uint64(h.SlotSize) > h.DataSize {
 		r.row("slot states", "unknown: %d slots of %d bytes do not fit the data region, corrupt", h.Capacity, h.SlotSize)
 		return nil
@@ -259,15 +230,14 @@ func (r *report) mpmcLockFree(seg *ring.Segment, entries []ring.EntryInfo) error
 	var counts [4]uint64
 	var held []string
 	for i := uint64(0); i < h.Capacity; i++ {
-		w, err := seg.Uint64(h.Data + i*uint64(h.SlotSize) + layout.SlotSeq)
+		w, err := v.Load64(h.Data + i*uint64(h.SlotSize) + layout.SlotSeq)
 		if err != nil {
 			return err
 		}
-		v := w.Load()
-		st := layout.SeqState(v) & 3
+		st := layout.SeqState(w) & 3
 		counts[st]++
 		if (st == layout.SlotWriting || st == layout.SlotReading) && len(held) < 8 {
-			held = append(held, heldSlot(i, v, entries))
+			held = append(held, heldSlot(i, w, info.Entries))
 		}
 	}
 	r.row("slot states", "empty=%d writing=%d full=%d reading=%d (from the sequence words)",
@@ -275,15 +245,8 @@ func (r *report) mpmcLockFree(seg *ring.Segment, entries []ring.EntryInfo) error
 	if len(held) > 0 {
 		r.row("held slots", "%s", strings.Join(held, "; "))
 	}
-	pw, err := waiting(seg, layout.WaiterSetProducers)
-	if err != nil {
-		return err
-	}
-	cw, err := waiting(seg, layout.WaiterSetConsumers)
-	if err != nil {
-		return err
-	}
-	r.row("parked", "%d producer(s) waiting for space, %d consumer(s) waiting for messages", pw, cw)
+	r.row("parked", "%d producer(s) waiting for space, %d consumer(s) waiting for messages",
+		info.Waiters[layout.WaiterSetProducers], info.Waiters[layout.WaiterSetConsumers])
 	return nil
 }
 

@@ -1,12 +1,8 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"os"
 	"strings"
-	"time"
 
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/ring"
@@ -25,47 +21,41 @@ func runList(args []string) error {
 	if fs.NArg() != 0 {
 		return usagef("list takes no arguments")
 	}
-	dir, err := os.ReadDir("/dev/shm")
+	infos, err := ring.List("")
 	if err != nil {
 		return err
 	}
 	fmt.Printf(listFormat, "NAME", "KIND", "STATE", "SIZE", "PROCESSES")
-	for _, d := range dir {
-		if !d.Type().IsRegular() {
-			continue
-		}
-		if err := listOne(d.Name()); err != nil {
-			return err
-		}
+	for _, info := range infos {
+		listOne(&info)
 	}
 	return nil
 }
 
-// listOne prints the line of the file name in /dev/shm, or nothing if it
-// is not a shmq segment.
-func listOne(name string) error {
-	seg, err := ring.Open(context.Background(), ring.Shm(name), 0, &ring.Options{ReadyTimeout: 100 * time.Millisecond})
-	switch {
-	case errors.Is(err, layout.ErrNotSegment), errors.Is(err, ring.ErrBadName), errors.Is(err, ring.ErrNotFound):
-		return nil // not ours, or gone meanwhile
-	case errors.Is(err, ring.ErrAbandoned):
-		fmt.Printf(listFormat, name, "-", "abandoned", "-", "creator died during initialization; shmq-demo rm removes it")
-		return nil
-	case errors.Is(err, layout.ErrNotReady):
-		fmt.Printf(listFormat, name, "-", "initializing", "-", "-")
-		return nil
-	case err != nil:
-		fmt.Printf(listFormat, name, "-", "unreadable", "-", err)
-		return nil
+// listOne prints the line of one file of /dev/shm, or nothing if it is
+// not a shmq segment.
+func listOne(info *ring.SegmentInfo) {
+	name := info.Name
+	if info.Location != ring.Shm(name) {
+		// Not a valid shm name (a creator's temporary file): the path,
+		// which inspect and rm accept.
+		name = info.Location.String()
 	}
-	h := seg.Header()
-	entries, err := seg.Entries()
-	seg.Close()
-	if err != nil {
-		return err
+	switch info.State {
+	case ring.StateNotSegment:
+		return // not ours
+	case ring.StateAbandoned:
+		fmt.Printf(listFormat, name, "-", "abandoned", "-", "creator died during initialization; shmq-demo rm removes it")
+		return
+	case ring.StateInitializing:
+		fmt.Printf(listFormat, name, "-", "initializing", "-", "-")
+		return
+	case ring.StateUnreadable:
+		fmt.Printf(listFormat, name, "-", "unreadable", "-", info.Err)
+		return
 	}
 	var procs []string
-	for _, e := range entries {
+	for _, e := range info.Entries {
 		if e.State != layout.EntryAttached {
 			continue
 		}
@@ -78,6 +68,5 @@ func listOne(name string) error {
 	if len(procs) == 0 {
 		procs = []string{"-"}
 	}
-	fmt.Printf("%-30s %-5s %-13s %12d %s\n", name, h.Kind, "ready", h.TotalSize, strings.Join(procs, " "))
-	return nil
+	fmt.Printf("%-30s %-5s %-13s %12d %s\n", name, info.Header.Kind, "ready", info.Header.TotalSize, strings.Join(procs, " "))
 }

@@ -6,13 +6,16 @@
 // million checksummed messages to it and reports the throughput, then
 // measures round-trip latency over a pair of queues with the child echoing,
 // then runs producer and consumer processes on an MPMC queue and checks
-// that every message arrives exactly once. The subcommands produce and
-// consume connect terminals through a named queue of either kind; inspect
-// and rm examine and remove queues. Run shmq-demo -h for the usage.
+// that every message arrives exactly once, then publishes to subscriber
+// processes of a pub/sub queue and checks that each receives every
+// message. The subcommands produce and consume connect terminals through a
+// named queue of either kind, publish and subscribe through a pub/sub
+// queue; inspect and rm examine and remove queues. Run shmq-demo -h for
+// the usage.
 //
 // Reading the source: main.go dispatches to the commands, each in the file
-// of its name (produce.go, consume.go, inspect.go, list.go, reap.go,
-// rm.go, and demo.go for the demo run). The demo's phases are in demo_*.go,
+// of its name (produce.go, consume.go, publish.go, subscribe.go,
+// inspect.go, list.go, reap.go, rm.go, and demo.go for the demo run). The demo's phases are in demo_*.go,
 // one per phase and queue kind, each with both ends, the parent's and its
 // child processes'; they stand on phase.go and child.go. The payload
 // formats and their checkers are in internal/payload. A file uses only
@@ -43,6 +46,10 @@ func run(args []string) int {
 		err = runProduce(rest)
 	case "consume":
 		err = runConsume(rest)
+	case "publish":
+		err = runPublish(rest)
+	case "subscribe":
+		err = runSubscribe(rest)
 	case "inspect":
 		err = runInspect(rest)
 	case "rm":

@@ -42,6 +42,8 @@ func (pf *pipeFlags) check() (queueKind, error) {
 		return queueKind{}, usagef("unknown -kind %q (known: %s)", pf.kind, kindNames())
 	}
 	switch {
+	case pf.timeout < 0:
+		return queueKind{}, usagef("-timeout must not be negative")
 	case pf.maxMessage < 0:
 		return queueKind{}, usagef("-max-message must be positive")
 	case !kind.slotted && (pf.maxMessage != 0 || pf.locked):

@@ -1,23 +1,26 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"syscall"
-	"time"
 
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/ring"
 )
 
-// Reading a queue's segment without attaching to it, for inspect, list,
-// reap and rm, which look at queues of any kind.
+// What inspect, list, reap and rm share: the queue argument and the names
+// of registry values. They look at queues of any kind through the ring
+// package's listing API, without attaching to them.
 
-// openAnyKind maps the segment at loc whatever its kind, without attaching
-// to it.
-func openAnyKind(loc ring.Location) (*ring.Segment, error) {
-	return ring.Open(context.Background(), loc, 0, &ring.Options{ReadyTimeout: time.Second})
+// locationArg returns the single QUEUE argument of inspect, reap and rm:
+// a shm name, file:PATH or a path with a slash (see ring.ParseLocation).
+func locationArg(cmd string, args []string) (ring.Location, error) {
+	arg, err := nameArg(cmd, args)
+	if err != nil {
+		return ring.Location{}, err
+	}
+	return ring.ParseLocation(arg)
 }
 
 func roleName(r uint32) string {

@@ -8,10 +8,13 @@ const usageText = `Usage:
         measure ping-pong round-trip latency over two queues (p50, p99,
         p99.9, max); then create an MPMC queue, start producer and consumer
         processes on it, check that every message arrives exactly once and
-        in each producer's order, and print messages/s. Exits 0 only if
-        every check held. The queues live in /dev/shm as shmq-demo-PID,
-        shmq-demo-PID-req, shmq-demo-PID-rsp and shmq-demo-PID-mpmc and
-        are removed at the end, on error and on SIGINT/SIGTERM.
+        in each producer's order, and print messages/s; then create a
+        pub/sub queue, start subscriber processes, publish to them, check
+        that each receives every message once and in order, and print
+        messages/s per subscriber. Exits 0 only if every check held. The
+        queues live in /dev/shm as shmq-demo-PID, shmq-demo-PID-req,
+        shmq-demo-PID-rsp, shmq-demo-PID-mpmc and shmq-demo-PID-fanout
+        and are removed at the end, on error and on SIGINT/SIGTERM.
   shmq-demo produce -queue NAME -count N -size BYTES [-kind K] [-capacity C] [queue flags] [-timeout D]
         Open or create queue NAME and send N messages of BYTES bytes, each
         starting with its little-endian 64-bit sequence number 0, 1, 2, ...
@@ -47,18 +50,40 @@ const usageText = `Usage:
         numbers, or a wrong filler, is an error (exit 1). The last process,
         produce or consume, to leave the queue empty with no one attached
         removes its name, unless -keep.
+  shmq-demo publish -queue NAME -count N -size BYTES [-lossy] [-capacity C] [-keep] [-timeout D]
+        Open or create pub/sub queue NAME and publish N sequenced payloads
+        of BYTES bytes (as produce -kind spsc writes them) to every
+        subscriber, then close: the end of the stream. Ends with the line
+        messages=N bytes=B crc32c=HEX. -lossy creates the queue lossy: the
+        publisher never waits, and subscribers that fall a ring behind
+        lose messages and are told how many; without it the publisher waits
+        for the slowest live subscriber. An existing queue keeps its policy
+        (-lossy on a back-pressure queue is an error).
+  shmq-demo subscribe -queue NAME -count N [-history] [-lossy] [-capacity C] [-keep] [-timeout D]
+        Open or create pub/sub queue NAME, attach a subscriber (at the
+        newest message, or with -history at the oldest still in the ring),
+        and receive until N messages arrived or were lost; print
+        seq_first=A seq_last=B gaps=G (with lost=L on a lossy queue), then
+        messages=N bytes=B crc32c=HEX. Subscribers started before a
+        publisher print the publisher's line. Exits non-zero on a repeated
+        number, on a gap that no reported loss explains, or if the stream
+        ends first. The last process to leave removes the queue's name,
+        unless -keep.
   shmq-demo inspect NAME
         Print a queue's kind, capacity, depth, cursors, creator and its
         registry of attached processes with their counters; for an MPMC
         queue also its mode, slot states (lock-free) or semaphores and
-        mutexes (locked).
+        mutexes (locked); for a pub/sub queue its policy, cursors and each
+        subscriber's position, lag and losses. Needs read permission only.
+        NAME may also be a file, as file:PATH or a path containing a slash
+        (as for reap and rm).
   shmq-demo list
         List the queues in /dev/shm with their kind, state (ready,
         initializing, abandoned) and attached processes (alive or dead).
   shmq-demo reap NAME
         Free the registry entries of processes that died attached to NAME.
   shmq-demo rm NAME
-        Remove queue NAME from /dev/shm.
+        Remove queue NAME from /dev/shm; refuses files that are not shmq's.
   shmq-demo help
         Print this text.
 
@@ -76,6 +101,8 @@ Demo flags:
   -mpmc-consumers C  consumer processes (default 3)
   -mpmc-slots S      slots of the MPMC queue, a power of two (default 1024)
   -mpmc-locked       run the MPMC queue in locked mode
+  -fanout-messages N    messages of the fan-out phase; 0 skips it (default 300000)
+  -fanout-subscribers S subscriber processes (default 3, at most 16)
   -timeout D         give up on the whole run after D (default 55s)
 
 Produce and consume flags:

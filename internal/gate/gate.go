@@ -4,12 +4,14 @@
 // when the handle closes.
 //
 // Every exported call of a queue handle brackets its work with Enter and
-// Exit. Close marks the gate closed (later Enters fail), cancels Done's
-// context (blocked waits derive their contexts from it and return), and
-// waits until the calls in flight have exited. In the terms of the Go
-// memory model, every Exit is synchronized before the return of the Close
-// that waits for it: whatever a call did to the mapping happens before the
-// closer unmaps it.
+// Exit. Close marks the gate closed (later Enters fail), cancels the
+// contexts that Bind made (blocked waits return), waits until the calls in
+// flight have exited, and then runs the handle's teardown, once: every
+// Close, the first and any concurrent or later one, returns only after the
+// teardown finished. In the terms of the Go memory model, every Exit is
+// synchronized before the teardown, and the teardown before the return of
+// every Close: whatever a call or the teardown did to the mapping happens
+// before a closer that then unmaps it.
 //
 // A gate made by New admits calls from any number of goroutines at once
 // and counts them with an atomic read-modify-write at Enter and at Exit. A
@@ -37,16 +39,17 @@ type Gate struct {
 	solo  bool         // NewSingle, with membarrier: single.go's protocol over own
 	own   single
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	once   sync.Once
-	done   chan struct{} // closed when the gate is closed and drained
-	_      [64]byte      // keep state off the line of the next allocation: it is written per call
+	ctx      context.Context
+	cancel   context.CancelFunc
+	once     sync.Once
+	done     chan struct{} // closed when the gate is closed and drained
+	finished chan struct{} // closed when the teardown has run
+	_        [64]byte      // keep state and own off the line of the next allocation: they are written per call
 }
 
 // New returns an open gate for calls from any number of goroutines.
 func New() *Gate {
-	g := &Gate{done: make(chan struct{})}
+	g := &Gate{done: make(chan struct{}), finished: make(chan struct{})}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	return g
 }
@@ -96,18 +99,19 @@ func (g *Gate) exitSlow() {
 	}
 }
 
-// Close closes the gate, cancels the waits of blocked calls, and waits for
-// the calls in flight to exit. It reports whether this call closed it (the
-// caller then tears the handle down). Close must not be called from inside
+// Close closes the gate, cancels the waits of blocked calls, waits for the
+// calls in flight to exit, and then runs teardown, if this is the first
+// Close; any other Close waits until that teardown has finished. It reports
+// whether this call ran the teardown. Close must not be called from inside
 // a call on the same gate (a callback passed to the handle), which it
 // would wait for forever.
-func (g *Gate) Close() bool {
+func (g *Gate) Close(teardown func()) bool {
 	if g.solo {
-		return g.closeSolo()
+		return g.closeSolo(teardown)
 	}
 	old := g.state.Or(closedBit)
 	if old&closedBit != 0 {
-		<-g.done
+		<-g.finished
 		return false
 	}
 	g.cancel()
@@ -115,6 +119,10 @@ func (g *Gate) Close() bool {
 		g.once.Do(func() { close(g.done) })
 	}
 	<-g.done
+	defer close(g.finished)
+	if teardown != nil {
+		teardown()
+	}
 	return true
 }
 

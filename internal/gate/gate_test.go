@@ -27,7 +27,7 @@ func testCloseWaitsForCallsInFlight(t *testing.T, newGate func() *Gate) {
 		t.Fatal("Enter on an open gate failed")
 	}
 	closed := make(chan bool)
-	go func() { closed <- g.Close() }()
+	go func() { closed <- g.Close(nil) }()
 	select {
 	case <-closed:
 		t.Fatal("Close returned while a call was in flight")
@@ -40,7 +40,7 @@ func testCloseWaitsForCallsInFlight(t *testing.T, newGate func() *Gate) {
 	if !<-closed {
 		t.Fatal("the first Close did not report closing")
 	}
-	if g.Close() {
+	if g.Close(nil) {
 		t.Fatal("a second Close reported closing")
 	}
 	if !g.Closed() {
@@ -66,7 +66,7 @@ func testBindEndsAtClose(t *testing.T, newGate func() *Gate) {
 		g.Exit()
 	}()
 	done := make(chan struct{})
-	go func() { g.Close(); close(done) }()
+	go func() { g.Close(nil); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
@@ -96,7 +96,7 @@ func TestHammer(t *testing.T) {
 			})
 		}
 		time.Sleep(time.Millisecond)
-		g.Close()
+		g.Close(nil)
 		mu.Lock()
 		if active != 0 {
 			t.Fatalf("%d calls active after Close returned", active)
@@ -130,7 +130,7 @@ func TestSingleNested(t *testing.T) {
 	}
 	g.Exit()
 	closed := make(chan struct{})
-	go func() { g.Close(); close(closed) }()
+	go func() { g.Close(nil); close(closed) }()
 	select {
 	case <-closed:
 		t.Fatal("Close returned while the outer call was in flight")
@@ -174,7 +174,7 @@ func TestSingleHammer(t *testing.T) {
 		for calls.Load() < int64(i%5) {
 			runtime.Gosched()
 		}
-		if !g.Close() {
+		if !g.Close(nil) {
 			t.Fatal("Close did not report closing")
 		}
 		freed.Store(true)
@@ -200,6 +200,65 @@ func BenchmarkEnterExit(b *testing.B) {
 					b.Fatal("closed")
 				}
 				g.Exit()
+			}
+		})
+	}
+}
+
+// TestCloseWaitsForTeardown: a Close that loses the race returns only after
+// the winner's teardown has run.
+func TestCloseWaitsForTeardown(t *testing.T) {
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) { testCloseWaitsForTeardown(t, k.new) })
+	}
+}
+
+func testCloseWaitsForTeardown(t *testing.T, newGate func() *Gate) {
+	g := newGate()
+	inTeardown, release := make(chan struct{}), make(chan struct{})
+	go g.Close(func() { close(inTeardown); <-release })
+	<-inTeardown
+	second := make(chan bool)
+	go func() { second <- g.Close(func() { t.Error("teardown ran twice") }) }()
+	select {
+	case <-second:
+		t.Fatal("the second Close returned during the first one's teardown")
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(release)
+	if <-second {
+		t.Fatal("the second Close reported running the teardown")
+	}
+}
+
+// TestTeardownAfterCalls: the teardown runs only once the call in flight
+// when Close began has exited, and a call refused after it began does not
+// delay it.
+func TestTeardownAfterCalls(t *testing.T) {
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			g := k.new()
+			if !g.Enter() {
+				t.Fatal("Enter failed")
+			}
+			var exited atomic.Bool
+			tornDown := make(chan bool)
+			go g.Close(func() { tornDown <- exited.Load() })
+			for !g.Closed() {
+				runtime.Gosched()
+			}
+			if g.Enter() {
+				t.Fatal("Enter admitted a call during Close")
+			}
+			select {
+			case <-tornDown:
+				t.Fatal("the teardown ran while a call was in flight")
+			case <-time.After(20 * time.Millisecond):
+			}
+			exited.Store(true)
+			g.Exit()
+			if !<-tornDown {
+				t.Fatal("the teardown did not see the call's exit")
 			}
 		})
 	}

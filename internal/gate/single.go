@@ -29,8 +29,8 @@ import (
 // after the barrier and sees 1: as with a fence on both sides, the closer
 // sees the call or the call sees the close. A call the closer sees signals
 // drained from its last Exit (it sees closed, since that Exit is after its
-// barrier), and the channel orders its accesses before the closer's
-// return. When the closer sees depth 0, the second membarrier completes
+// barrier), and the channel orders its accesses before the teardown.
+// When the closer sees depth 0, the second membarrier completes
 // whatever the owner's last call did before its depth-- became visible
 // (a plain store is a release on amd64, not on arm64).
 //
@@ -77,10 +77,12 @@ func (s *single) drain() {
 	}
 }
 
-func (g *Gate) closeSolo() bool {
+// closeSolo is Close for a single gate: the closer's half of the protocol
+// above, then the teardown, as Close does for New's gate.
+func (g *Gate) closeSolo(teardown func()) bool {
 	s := &g.own
 	if !atomic.CompareAndSwapUint32(&s.closed, 0, 1) {
-		<-g.done
+		<-g.finished
 		return false
 	}
 	g.cancel()
@@ -91,5 +93,9 @@ func (g *Gate) closeSolo() bool {
 		membarrier()
 	}
 	close(g.done)
+	defer close(g.finished)
+	if teardown != nil {
+		teardown()
+	}
 	return true
 }

@@ -3,9 +3,14 @@
 //
 // On Linux they are open file description (OFD) locks: owned by the open file
 // description rather than the process, so two opens in one process conflict
-// with each other, a forked child does not silently inherit ownership, and
-// the lock survives pid reuse and pid namespaces. Elsewhere they fall back to
-// classic POSIX record locks, which are owned by the process.
+// with each other and the lock survives pid reuse and pid namespaces. The
+// flip side: every descriptor that refers to the description — a dup, a
+// descriptor passed to another process, a forked child's copy — shares the
+// lock, and the kernel drops it only when the last of them closes. So a
+// lock that marks a process alive must be taken through a description that
+// no other process can get (package ring opens a private one for that).
+// Elsewhere they fall back to classic POSIX record locks, which are owned
+// by the process.
 //
 // A lock covers one byte; byte numbers are names, not file contents, and may
 // lie beyond the end of the file.

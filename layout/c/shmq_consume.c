@@ -9,21 +9,6 @@
  */
 #include "payload.h"
 
-static void check(const unsigned char *m, size_t n, uint64_t seq, const struct size_spec *sp)
-{
-	size_t want = size_for(sp, seq);
-	if (n != want) {
-		fprintf(stderr, "message %llu: %zu bytes, want %zu\n", (unsigned long long)seq, n, want);
-		exit(1);
-	}
-	long bad = verify(m, n, seq);
-	if (bad >= 0) {
-		fprintf(stderr, "message %llu: byte %ld is %#x (lost, duplicated, reordered or corrupted)\n",
-			(unsigned long long)seq, bad, m[bad]);
-		exit(1);
-	}
-}
-
 int main(int argc, char **argv)
 {
 	uint64_t count;
@@ -33,13 +18,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	int64_t timeout = timeout_ns_from_env();
-	shmq_open_options opts = { timeout, 0 };
 	shmq_segment seg;
-	int err = shmq_open(argv[1], SHMQ_KIND_SPSC, &opts, &seg);
-	if (err)
-		die("open", err);
+	open_queue(argv[1], SHMQ_KIND_SPSC, timeout, sp.max, &seg);
 	shmq_spsc_consumer c;
-	if ((err = shmq_spsc_consumer_open(&seg, &c)))
+	int err = shmq_spsc_consumer_open(&seg, &c);
+	if (err)
 		die("attach consumer", err);
 	size_t cap = seg.hdr.max_message;
 	unsigned char *buf = malloc(cap);
@@ -52,7 +35,7 @@ int main(int argc, char **argv)
 		if ((seq / 64) % 2 == 0) {
 			if ((err = shmq_spsc_recv(&c, buf, cap, &n, timeout)))
 				die("recv", err);
-			check(buf, n, seq, &sp);
+			check_message(buf, n, seq, &sp);
 			crc = shmq_crc32c(crc, buf, n);
 			bytes += n;
 			seq++;
@@ -67,7 +50,7 @@ int main(int argc, char **argv)
 				break;
 			if (err)
 				die("peek", err);
-			check(m, n, seq, &sp);
+			check_message(m, n, seq, &sp);
 			crc = shmq_crc32c(crc, m, n);
 			bytes += n;
 			seq++;

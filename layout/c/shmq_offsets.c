@@ -42,6 +42,8 @@ int main(void)
 	P("OffTabEntrySize", SHMQ_OFF_TAB_ENTRY_SIZE);
 	P("OffTabData", SHMQ_OFF_TAB_DATA);
 	P("OffTabDataSize", SHMQ_OFF_TAB_DATA_SIZE);
+	P("OffTabWaiters", SHMQ_OFF_TAB_WAITERS);
+	P("OffTabWaiterSets", SHMQ_OFF_TAB_WAITER_SETS);
 
 	O("struct.OffMagic", shmq_segment_header, desc.magic);
 	O("struct.OffState", shmq_segment_header, desc.state);
@@ -65,13 +67,35 @@ int main(void)
 	O("struct.OffTabEntrySize", shmq_segment_header, tab.entry_size);
 	O("struct.OffTabData", shmq_segment_header, tab.data);
 	O("struct.OffTabDataSize", shmq_segment_header, tab.data_size);
+	O("struct.OffTabWaiters", shmq_segment_header, tab.waiters);
+	O("struct.OffTabWaiterSets", shmq_segment_header, tab.waiter_sets);
 
 	P("CursorPosition", SHMQ_CURSOR_POSITION);
 	O("struct.CursorPosition", shmq_cursor_line, position);
 	P("WakeSeq", SHMQ_WAKE_SEQ);
-	P("WakeWaiters", SHMQ_WAKE_WAITERS);
+	P("WakeSemCount", SHMQ_WAKE_SEM_COUNT);
+	P("WakeMutexState", SHMQ_WAKE_MUTEX_STATE);
+	P("WakeMutexOwner", SHMQ_WAKE_MUTEX_OWNER);
 	O("struct.WakeSeq", shmq_wake_line, seq);
-	O("struct.WakeWaiters", shmq_wake_line, waiters);
+	O("struct.WakeSemCount", shmq_wake_line, sem_count);
+	O("struct.WakeMutexState", shmq_wake_line, mutex_state);
+	O("struct.WakeMutexOwner", shmq_wake_line, mutex_owner);
+
+	P("WaiterSetWords", SHMQ_WAITER_SET_WORDS);
+	P("WaiterSetBits", SHMQ_WAITER_SET_BITS);
+	P("WaiterSetProducers", SHMQ_WAITER_SET_PRODUCERS);
+	P("WaiterSetConsumers", SHMQ_WAITER_SET_CONSUMERS);
+	P("WaiterSetFree", SHMQ_WAITER_SET_FREE);
+	P("WaiterSetFilled", SHMQ_WAITER_SET_FILLED);
+	P("WaiterSetMutexP", SHMQ_WAITER_SET_MUTEX_P);
+	P("WaiterSetMutexC", SHMQ_WAITER_SET_MUTEX_C);
+	P("SPSCWaiterSets", SHMQ_SPSC_WAITER_SETS);
+	P("MPMCWaiterSets", SHMQ_MPMC_WAITER_SETS);
+	P("WaiterSetLen1", SHMQ_WAITER_SET_LEN(1));
+	P("WaiterSetLen64", SHMQ_WAITER_SET_LEN(64));
+	P("WaiterSetLen65", SHMQ_WAITER_SET_LEN(65));
+	P("WaiterSetLen1024", SHMQ_WAITER_SET_LEN(1024));
+	P("WaiterSetSize", sizeof(struct shmq_waiter_set));
 
 	P("EntryState", SHMQ_ENTRY_STATE);
 	P("EntryRole", SHMQ_ENTRY_ROLE);
@@ -83,6 +107,7 @@ int main(void)
 	P("EntryStalls", SHMQ_ENTRY_STALLS);
 	P("EntryWaits", SHMQ_ENTRY_WAITS);
 	P("EntryWakes", SHMQ_ENTRY_WAKES);
+	P("EntryUnits", SHMQ_ENTRY_UNITS);
 	O("struct.EntryState", shmq_registry_entry, state);
 	O("struct.EntryRole", shmq_registry_entry, role);
 	O("struct.EntryPID", shmq_registry_entry, pid);
@@ -93,6 +118,7 @@ int main(void)
 	O("struct.EntryStalls", shmq_registry_entry, stalls);
 	O("struct.EntryWaits", shmq_registry_entry, waits);
 	O("struct.EntryWakes", shmq_registry_entry, wakes);
+	O("struct.EntryUnits", shmq_registry_entry, units);
 	P("EntryFree", SHMQ_ENTRY_FREE);
 	P("EntryAttached", SHMQ_ENTRY_ATTACHED);
 	P("EntryDetached", SHMQ_ENTRY_DETACHED);
@@ -101,6 +127,10 @@ int main(void)
 	P("InitLockByte", SHMQ_INIT_LOCK_BYTE);
 	P("EntryLockByte0", SHMQ_ENTRY_LOCK_BYTE(0));
 	P("EntryLockByte1", SHMQ_ENTRY_LOCK_BYTE(1));
+	P("MutexProducers", SHMQ_MUTEX_PRODUCERS);
+	P("MutexConsumers", SHMQ_MUTEX_CONSUMERS);
+	P("MutexLockByteP64", SHMQ_MUTEX_LOCK_BYTE(64, SHMQ_MUTEX_PRODUCERS));
+	P("MutexLockByteC64", SHMQ_MUTEX_LOCK_BYTE(64, SHMQ_MUTEX_CONSUMERS));
 	P("SPSCProducerEntry", SHMQ_SPSC_PRODUCER_ENTRY);
 	P("SPSCConsumerEntry", SHMQ_SPSC_CONSUMER_ENTRY);
 	P("MaxRegistryEntries", SHMQ_MAX_REGISTRY_ENTRIES);
@@ -138,6 +168,7 @@ int main(void)
 	P("SeqRankShift", SHMQ_SEQ_RANK_SHIFT);
 	P("SeqOwnerMask", SHMQ_SEQ_OWNER_MASK);
 	P("SeqOwnerOrphan", SHMQ_SEQ_OWNER_ORPHAN);
+	P("SeqOwnerTomb", SHMQ_SEQ_OWNER_TOMB);
 	P("MaxMPMCRegistry", SHMQ_MAX_MPMC_REGISTRY);
 	P("SeqRankBits", SHMQ_SEQ_RANK_BITS);
 	P("FlagLocked", SHMQ_FLAG_LOCKED);
@@ -147,11 +178,59 @@ int main(void)
 	P("SeqDiffPrevLapR", (uint64_t)shmq_seq_diff(shmq_seq_word(3, SHMQ_SLOT_READING, 1), 1024 + 3));
 	P("SeqDiffWrap", (uint64_t)shmq_seq_diff(shmq_seq_word(2, SHMQ_SLOT_WRITING, 0), UINT64_MAX - 1));
 
-	P("V1ProducerLine", SHMQ_V1_PRODUCER_LINE);
-	P("V1ConsumerLine", SHMQ_V1_CONSUMER_LINE);
-	P("V1ProducerWakeLine", SHMQ_V1_PRODUCER_WAKE_LINE);
-	P("V1ConsumerWakeLine", SHMQ_V1_CONSUMER_WAKE_LINE);
-	P("V1Registry", SHMQ_V1_REGISTRY);
+	P("KindPubSub", SHMQ_KIND_PUBSUB);
+	P("FlagLossy", SHMQ_FLAG_LOSSY);
+	P("PubSubWaiterSets", SHMQ_PUBSUB_WAITER_SETS);
+	P("PubSubRecordHeaderSize", SHMQ_PUBSUB_RECORD_HEADER_SIZE);
+	P("PubSubRecordAlign", SHMQ_PUBSUB_RECORD_ALIGN);
+	P("PubSubRecordLength", SHMQ_PUBSUB_RECORD_LENGTH);
+	P("PubSubRecordType", SHMQ_PUBSUB_RECORD_TYPE);
+	P("PubSubRecordSeq", SHMQ_PUBSUB_RECORD_SEQ);
+	O("struct.PubSubRecordLength", shmq_pubsub_record_header, length);
+	O("struct.PubSubRecordType", shmq_pubsub_record_header, type);
+	O("struct.PubSubRecordSeq", shmq_pubsub_record_header, seq);
+	P("MinPubSubCapacity", SHMQ_MIN_PUBSUB_CAPACITY);
+	P("MaxPubSubCapacity", SHMQ_MAX_PUBSUB_CAPACITY);
+	P("PubSubPublisherEntry", SHMQ_PUBSUB_PUBLISHER_ENTRY);
+	P("PubSubFirstSubscriber", SHMQ_PUBSUB_FIRST_SUBSCRIBER);
+	P("MaxPubSubSubscribers", SHMQ_MAX_PUBSUB_SUBSCRIBERS);
+	P("PubTail", SHMQ_PUB_TAIL);
+	P("PubIntent", SHMQ_PUB_INTENT);
+	P("PubOldest", SHMQ_PUB_OLDEST);
+	P("PubLimit", SHMQ_PUB_LIMIT);
+	P("PubWaitFor", SHMQ_PUB_WAIT_FOR);
+	O("struct.PubTail", shmq_pubsub_producer_line, tail);
+	O("struct.PubIntent", shmq_pubsub_producer_line, intent);
+	O("struct.PubOldest", shmq_pubsub_producer_line, oldest);
+	O("struct.PubLimit", shmq_pubsub_producer_line, limit);
+	O("struct.PubWaitFor", shmq_pubsub_producer_line, wait_for);
+	P("EntrySubPosition", SHMQ_ENTRY_SUB_POSITION);
+	P("EntrySubSeq", SHMQ_ENTRY_SUB_SEQ);
+	P("EntrySubLost", SHMQ_ENTRY_SUB_LOST);
+	P("PubSubMaxMessage4096", shmq_pubsub_max_message(4096));
+	P("PubSubMaxMessage8G", shmq_pubsub_max_message(UINT64_C(1) << 33));
+	P("PubSubRecordSize1", shmq_pubsub_record_size(1));
+	P("PubSubRecordSize16", shmq_pubsub_record_size(16));
+	P("PubSubRecordSize17", shmq_pubsub_record_size(17));
+	P("PubSubSlack64", shmq_pubsub_slack(64));
+	P("PubSubSlack4096", shmq_pubsub_slack(4096));
+	P("PubSubMaxAttempts", SHMQ_PUBSUB_MAX_ATTEMPTS);
+	P("PubSubLivenessNs", SHMQ_PUBSUB_LIVENESS_NS);
+	P("PubSubDropNs", SHMQ_PUBSUB_DROP_NS);
+
+	P("PlanProducerLine", SHMQ_PLAN_PRODUCER_LINE);
+	P("PlanConsumerLine", SHMQ_PLAN_CONSUMER_LINE);
+	P("PlanProducerWakeLine", SHMQ_PLAN_PRODUCER_WAKE_LINE);
+	P("PlanConsumerWakeLine", SHMQ_PLAN_CONSUMER_WAKE_LINE);
+	P("PlanWaiters", SHMQ_PLAN_WAITERS);
+	P("PlanRegistrySPSC", SHMQ_PLAN_REGISTRY(SHMQ_SPSC_WAITER_SETS));
+	P("PlanRegistryMPMC", SHMQ_PLAN_REGISTRY(SHMQ_MPMC_WAITER_SETS));
+	P("PlanRegistryPubSub", SHMQ_PLAN_REGISTRY(SHMQ_PUBSUB_WAITER_SETS));
+	P("MPMCMaxAttempts", SHMQ_MPMC_MAX_ATTEMPTS);
+	P("MPMCSuspectNs", SHMQ_MPMC_SUSPECT_NS);
+	P("MPMCRecheckNs", SHMQ_MPMC_RECHECK_NS);
+	P("LivenessPeriodNs", SHMQ_LIVENESS_PERIOD_NS);
+	P("SweepPeriodNs", SHMQ_SWEEP_PERIOD_NS);
 	P("MaxNameLen", SHMQ_MAX_NAME_LEN);
 	return 0;
 }

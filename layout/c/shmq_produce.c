@@ -5,7 +5,9 @@
  * shm:NAME, file:PATH or fd:N) and sends COUNT messages following the
  * payload convention of payload.h, alternating the copying send with
  * reserve/commit batches. Prints "messages=N bytes=B crc32c=HEX", the
- * CRC-32C of the payloads in order. SHMQ_TIMEOUT_MS bounds every wait.
+ * CRC-32C of the payloads in order. SHMQ_TIMEOUT_MS bounds every wait;
+ * SHMQ_HANG_AFTER and SHMQ_FORK_HOLDER (payload.h) stop it, attached, after
+ * committing that many messages, for the crash tests.
  */
 #include "payload.h"
 
@@ -18,25 +20,20 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	int64_t timeout = timeout_ns_from_env();
-	shmq_open_options opts = { timeout, 0 };
 	shmq_segment seg;
-	int err = shmq_open(argv[1], SHMQ_KIND_SPSC, &opts, &seg);
-	if (err)
-		die("open", err);
-	if (sp.max > seg.hdr.max_message) {
-		fprintf(stderr, "size %llu exceeds the queue's max message %u\n", (unsigned long long)sp.max,
-			seg.hdr.max_message);
-		return 1;
-	}
+	open_queue(argv[1], SHMQ_KIND_SPSC, timeout, sp.max, &seg);
 	shmq_spsc_producer p;
-	if ((err = shmq_spsc_producer_open(&seg, &p)))
+	int err = shmq_spsc_producer_open(&seg, &p);
+	if (err)
 		die("attach producer", err);
 	unsigned char *buf = malloc(sp.max);
 	if (!buf)
 		return 1;
 	uint32_t crc = 0;
-	uint64_t bytes = 0;
+	uint64_t bytes = 0, hang_at = hang_after();
 	for (uint64_t seq = 0; seq < count;) {
+		if (seq >= hang_at)
+			hang(); /* everything before seq is committed */
 		size_t n = size_for(&sp, seq);
 		if ((seq / 64) % 2 == 0) {
 			/* copying send */
@@ -50,7 +47,7 @@ int main(int argc, char **argv)
 		}
 		/* reserve/commit: fill up to 16 records in place, publish once */
 		int batch = 0;
-		while (seq < count && batch < 16) {
+		while (seq < count && seq < hang_at && batch < 16) {
 			n = size_for(&sp, seq);
 			void *b;
 			err = shmq_spsc_reserve(&p, n, &b);

@@ -1,0 +1,5 @@
+//go:build !race
+
+package mpmc
+
+const raceEnabled = false
