@@ -50,7 +50,12 @@ type Producer struct {
 // with ErrRegistryFull when every entry is held by a live process. An entry
 // whose holder died is reused; if that holder left a slot half-written, the
 // slot is turned into a tombstone that consumers skip.
-func (q *Queue) Producer() (_ *Producer, err error) {
+func (q *Queue) Producer() (*Producer, error) { return q.producer(gate.NewSingle) }
+
+// producer attaches a producer whose calls a gate of newGate brackets:
+// NewSingle's for a Producer, which one goroutine at a time calls; New's
+// for the base of a SharedProducer, whose goroutines enter it at once.
+func (q *Queue) producer(newGate func() *gate.Gate) (_ *Producer, err error) {
 	if err := q.enter("Producer"); err != nil {
 		return nil, err
 	}
@@ -67,7 +72,7 @@ func (q *Queue) Producer() (_ *Producer, err error) {
 		e.Detach()
 		return nil, opError("Producer", err)
 	}
-	p := &Producer{q: q, e: e, g: gate.NewSingle(), me: uint32(e.Index()), maxMsg: q.maxMsg, units: units,
+	p := &Producer{q: q, e: e, g: newGate(), me: uint32(e.Index()), maxMsg: q.maxMsg, units: units,
 		ctr: counter.OfEntry(e)}
 	q.mu.Lock()
 	if q.producers == nil {

@@ -60,7 +60,7 @@ type SharedProducer struct {
 // at once, taking one registry entry, as Producer does (and failing as it
 // does).
 func (q *Queue) SharedProducer() (*SharedProducer, error) {
-	p, err := q.Producer()
+	p, err := q.producer(gate.New) // calls overlap: a single gate would lose count of them
 	if err != nil {
 		return nil, err
 	}
