@@ -9,8 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // watchdog ends the fuzz process, with a report, when an operation of a fuzz
@@ -165,17 +163,6 @@ func (w *watchdog) report(verdict string) string {
 }
 
 var clockStart = time.Now()
-
-func processClock() sample {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		panic(err)
-	}
-	return sample{
-		wall: time.Since(clockStart),
-		cpu:  time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
-	}
-}
 
 // crash writes the report where it will be read and exits as a panic
 // would. Writes to an *os.File are unbuffered system calls, so the report

@@ -555,7 +555,17 @@ func (c *Consumer) lockedRecv(ctx context.Context, wait bool, max int, fn func([
 			}
 			return 0, err
 		}
-		n, avail, err := c.lockedRead(units, fn)
+		var panicked any
+		n, avail, err := c.lockedRead(units, func(m []byte) (err error) {
+			// A panicking callback must not leave the mutex locked and the
+			// units unaccounted for: finish the call, then panic again.
+			defer func() {
+				if r := recover(); r != nil {
+					panicked, err = r, errCallbackPanicked
+				}
+			}()
+			return fn(m)
+		})
 		if n > 0 {
 			if rerr := release(l.free, n, q.hdr.Capacity); err == nil {
 				err = rerr
@@ -574,6 +584,9 @@ func (c *Consumer) lockedRecv(ctx context.Context, wait bool, max int, fn func([
 		c.sweep()
 		if n > 0 {
 			c.publishCounters()
+		}
+		if panicked != nil {
+			panic(panicked)
 		}
 		if n > 0 || err != nil {
 			return n, err
@@ -634,6 +647,10 @@ func (c *Consumer) lockedRead(units int, fn func([]byte) error) (n, avail int, e
 	}
 	return n, avail, nil
 }
+
+// errCallbackPanicked ends lockedRead when the callback panicked; the
+// panic goes on once the read is accounted for.
+var errCallbackPanicked = errors.New("mpmc: callback panicked")
 
 // lockedTryRecv is TryRecv (!wait) or Recv in locked mode.
 func (c *Consumer) lockedTryRecv(ctx context.Context, wait bool, buf []byte) (int, error) {

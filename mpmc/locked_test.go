@@ -294,3 +294,47 @@ func lockedHang() error {
 	time.Sleep(time.Minute)
 	return errors.New("not killed")
 }
+
+// TestLockedBatchCallbackPanics: a TryRecvBatch callback that panics in
+// locked mode leaves the queue usable: the panic reaches the caller, the
+// consumer mutex is unlocked, the messages read before it are delivered
+// once, and the one it panicked on stays at the head for the next call.
+func TestLockedBatchCallbackPanics(t *testing.T) {
+	q := newTestQueue(t, Config{Slots: 4, SlotSize: 64, Locked: true})
+	p, c := mustProducer(t, q), mustConsumer(t, q)
+	for i := range 3 {
+		if err := p.TrySend([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []byte
+	func() {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Errorf("recovered %v, want the callback's panic", r)
+			}
+		}()
+		c.TryRecvBatch(3, func(m []byte) error {
+			if m[0] == 1 {
+				panic("boom")
+			}
+			got = append(got, m[0])
+			return nil
+		})
+	}()
+	c2 := mustConsumer(t, reopen(t, q))
+	buf := make([]byte, 64)
+	for want := byte(1); want < 3; want++ {
+		n, err := c2.TryRecv(buf)
+		if err != nil || n != 1 {
+			t.Fatalf("after the panic, TryRecv = %d, %v (want message %d)", n, err, want)
+		}
+		got = append(got, buf[0])
+	}
+	if !bytes.Equal(got, []byte{0, 1, 2}) {
+		t.Fatalf("delivered %v, want [0 1 2] once each", got)
+	}
+	if _, err := c.TryRecv(buf); err != ErrEmpty {
+		t.Fatalf("the panicking consumer then reads %v, want ErrEmpty", err)
+	}
+}

@@ -1,3 +1,5 @@
+//go:build unix
+
 package mpmc
 
 import (
@@ -6,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
 
 	"github.com/shmq/shmq/notify"
@@ -75,7 +78,21 @@ func TestLockedKilledWaiters(t *testing.T) {
 				cmds = append(cmds, cmd)
 			}
 			set := l.sets[tc.set]
-			waitFor(t, "the helpers registered", func() bool { return set.Count() == n })
+			// A parked helper leaves the set for a moment when its bounded
+			// park ends: freeze them all while every one is registered,
+			// then kill them.
+			waitFor(t, "the helpers registered", func() bool {
+				for _, cmd := range cmds {
+					cmd.Process.Signal(syscall.SIGSTOP)
+				}
+				if set.Count() == n {
+					return true
+				}
+				for _, cmd := range cmds {
+					cmd.Process.Signal(syscall.SIGCONT)
+				}
+				return false
+			})
 			for _, cmd := range cmds {
 				cmd.Process.Kill()
 				cmd.Wait()

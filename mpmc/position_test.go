@@ -1,3 +1,5 @@
+//go:build unix
+
 package mpmc
 
 import (
@@ -119,7 +121,7 @@ func TestLastRequeued(t *testing.T) {
 		t.Helper()
 		pos, ok := c.LastPosition()
 		if !ok || pos != start+2 || !c.LastRequeued() || pos-q.Slots() != start {
-			t.Fatalf("%s: position %d, %v, requeued %v; want %d, requeued from %d", when, pos, ok, c.LastRequeued(), start+2, start)
+			t.Fatalf("%s: position %d, %v, requeued %v; want %d, requeued from %d", when, pos, ok, c.LastRequeued(), uint64(start+2), uint64(start))
 		}
 	}
 	check("after PeekWait")

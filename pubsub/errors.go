@@ -32,6 +32,7 @@ var (
 	ErrNoSpace     = ring.ErrNoSpace
 	ErrPermission  = ring.ErrPermission
 	ErrAbandoned   = ring.ErrAbandoned
+	ErrUnsupported = ring.ErrUnsupported
 	// ErrRegistryFull: every subscriber entry is held by a live process.
 	ErrRegistryFull = ring.ErrRegistryFull
 

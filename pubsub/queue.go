@@ -47,7 +47,6 @@ package pubsub
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io/fs"
 	"runtime/debug"
@@ -55,6 +54,7 @@ import (
 	"sync/atomic"
 
 	"github.com/shmq/shmq/internal/gate"
+	"github.com/shmq/shmq/internal/openorcreate"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/notify"
 	"github.com/shmq/shmq/ring"
@@ -223,31 +223,10 @@ func Open(ctx context.Context, loc ring.Location, opts *Options) (*Queue, error)
 // anything at loc that is not a shmq segment fails with ErrNotSegment and
 // is left alone.
 func OpenOrCreate(ctx context.Context, loc ring.Location, cfg Config) (*Queue, error) {
-	for {
-		q, err := Create(loc, cfg)
-		if !errors.Is(err, ErrExists) {
-			return q, err
-		}
-		q, err = Open(ctx, loc, &Options{Wait: cfg.Wait})
-		switch {
-		case err == nil:
-			if d := q.differs(cfg); d != "" && !cfg.AcceptExisting {
-				q.Close()
-				return nil, fmt.Errorf("%w: %v: %s", ErrMismatch, loc, d)
-			}
-			return q, nil
-		case errors.Is(err, ErrAbandoned):
-			if err := ring.RemoveAbandoned(loc); err != nil && !errors.Is(err, ErrExists) && !errors.Is(err, ErrNotFound) {
-				return nil, err
-			}
-		case !errors.Is(err, ErrNotFound):
-			return nil, err
-		}
-		// Removed between our Create and Open, or abandoned: try again.
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-	}
+	return openorcreate.Do(ctx, loc, cfg.AcceptExisting,
+		func() (*Queue, error) { return Create(loc, cfg) },
+		func() (*Queue, error) { return Open(ctx, loc, &Options{Wait: cfg.Wait}) },
+		func(q *Queue) string { return q.differs(cfg) })
 }
 
 // differs names how q's configuration differs from cfg, or returns "".

@@ -7,8 +7,7 @@ import (
 	"io"
 	"runtime/debug"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/shmq/shmq/internal/unix"
 	"github.com/shmq/shmq/layout"
 )
 

@@ -7,8 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/shmq/shmq/internal/unix"
 	"github.com/shmq/shmq/layout"
 )
 
@@ -196,13 +195,8 @@ func openError(loc Location, err error) error {
 // page that cannot be allocated on first touch kills the process with SIGBUS.
 func reserve(f *os.File, loc Location, size int64) error {
 	fd := int(f.Fd())
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(fd, &st); err == nil && st.Blocks > 0 {
-		// f_bavail: blocks available to an unprivileged user, in units of
-		// f_bsize (what df reports as available).
-		if free := uint64(st.Bavail) * uint64(st.Bsize); free < uint64(size) {
-			return fmt.Errorf("%w: %v needs %d bytes, %d free", ErrNoSpace, loc, size, free)
-		}
+	if free, ok := freeSpace(fd); ok && free < uint64(size) {
+		return fmt.Errorf("%w: %v needs %d bytes, %d free", ErrNoSpace, loc, size, free)
 	}
 	if err := allocate(fd, size); err != nil {
 		if err == unix.ENOSPC {

@@ -10,8 +10,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/shmq/shmq/internal/unix"
 	"github.com/shmq/shmq/layout"
 )
 

@@ -1,3 +1,5 @@
+//go:build unix
+
 package ring
 
 // Adversarial review of the core redesign (branch review).

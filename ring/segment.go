@@ -15,9 +15,8 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/shmq/shmq/internal/ofd"
+	"github.com/shmq/shmq/internal/unix"
 	"github.com/shmq/shmq/layout"
 )
 

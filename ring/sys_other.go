@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"golang.org/x/sys/unix"
+	"github.com/shmq/shmq/internal/unix"
 )
 
 // Without /dev/shm, shm names are files in a directory of the temporary

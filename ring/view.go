@@ -9,9 +9,8 @@ import (
 	"runtime/debug"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/shmq/shmq/internal/ofd"
+	"github.com/shmq/shmq/internal/unix"
 	"github.com/shmq/shmq/layout"
 )
 

@@ -1,8 +1,6 @@
 package shmnet
 
 import (
-	"syscall"
-
 	"github.com/shmq/shmq/ring"
 	"github.com/shmq/shmq/spsc"
 )
@@ -16,11 +14,11 @@ var (
 	ErrPeerDead = spsc.ErrPeerDead
 	// ErrPeerClosed: the peer closed its reading side and the ring stayed
 	// full. It matches syscall.EPIPE, as a write to a closed socket does.
-	ErrPeerClosed = alias("shmnet: peer closed the connection", syscall.EPIPE)
+	ErrPeerClosed = alias("shmnet: peer closed the connection", errEPIPE)
 	// ErrRefused: the listener refused the connection (the reason follows
 	// in the error text). It matches syscall.ECONNREFUSED, which Dial also
 	// returns, wrapped, when no listener has the name.
-	ErrRefused = alias("shmnet: connection refused", syscall.ECONNREFUSED)
+	ErrRefused = alias("shmnet: connection refused", errECONNREFUSED)
 	// ErrPermission: the process at the other end of the rendezvous runs
 	// under a uid that Authorize does not accept. It is ring.ErrPermission,
 	// which matches fs.ErrPermission.

@@ -32,6 +32,7 @@ var (
 	ErrNoSpace     = ring.ErrNoSpace
 	ErrPermission  = ring.ErrPermission
 	ErrAbandoned   = ring.ErrAbandoned
+	ErrUnsupported = ring.ErrUnsupported
 
 	ErrCorrupt       = layout.ErrCorrupt
 	ErrKind          = layout.ErrKind

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"go/ast"
+	"go/build"
 	"go/importer"
 	"go/parser"
 	"go/token"
@@ -66,7 +67,7 @@ func (g *graph) edges() int {
 }
 
 // fileGraph parses and type-checks the package in dir, without its test
-// files, and returns the graph of its files.
+// files and other platforms' files, and returns the graph of its files.
 func fileGraph(t *testing.T, imp types.Importer, dir string) (*graph, bool) {
 	t.Helper()
 	fset := token.NewFileSet()
@@ -78,6 +79,11 @@ func fileGraph(t *testing.T, imp types.Importer, dir string) (*graph, bool) {
 	g := &graph{uses: map[string]map[string]int{}}
 	for _, name := range names {
 		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		// Only this platform's files: a function that has a file per
+		// platform is declared in each.
+		if ok, err := build.Default.MatchFile(dir, filepath.Base(name)); err != nil || !ok {
 			continue
 		}
 		f, err := parser.ParseFile(fset, name, nil, parser.SkipObjectResolution)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"math"
-	"syscall"
 
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/ring"
@@ -55,15 +53,4 @@ func liveness(e ring.EntryInfo) string {
 		return "dead"
 	}
 	return "released"
-}
-
-// pidNote says if pid names no running process.
-func pidNote(pid uint32) string {
-	if pid == 0 || pid > math.MaxInt32 {
-		return ""
-	}
-	if err := syscall.Kill(int(pid), 0); err == syscall.ESRCH {
-		return " (not running)"
-	}
-	return ""
 }

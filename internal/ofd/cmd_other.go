@@ -2,7 +2,7 @@
 
 package ofd
 
-import "golang.org/x/sys/unix"
+import "github.com/shmq/shmq/internal/unix"
 
 // Without OFD locks, classic POSIX record locks are the closest equivalent:
 // still dropped by the kernel when the holder dies, but owned by the process,

@@ -20,7 +20,7 @@ import (
 	"errors"
 	"fmt"
 
-	"golang.org/x/sys/unix"
+	"github.com/shmq/shmq/internal/unix"
 )
 
 // ErrLocked reports that another open file description holds the byte.

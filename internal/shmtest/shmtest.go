@@ -12,12 +12,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"github.com/shmq/shmq/internal/unix"
 )
 
 // Size is the size of a shared test file.
@@ -156,6 +157,9 @@ func IdlePeriod() time.Duration {
 // far more; a parked waiter that wakes once a second, far less).
 func CheckIdleRecv(t testing.TB, recv func(ctx context.Context) error) {
 	t.Helper()
+	if !haveCPUTime {
+		t.Skip("no process CPU time on " + runtime.GOOS)
+	}
 	idle := IdlePeriod()
 	before := cpuTime()
 	ctx, cancel := context.WithTimeout(context.Background(), idle)
@@ -168,14 +172,6 @@ func CheckIdleRecv(t testing.TB, recv func(ctx context.Context) error) {
 	if cpu > idle/25 {
 		t.Fatalf("blocked consumer used %v of CPU in %v", cpu, idle)
 	}
-}
-
-func cpuTime() time.Duration {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		panic(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // CheckStreamWakes sends count 64-byte messages through send while a
