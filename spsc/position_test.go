@@ -98,7 +98,9 @@ func TestLastPosition(t *testing.T) {
 
 	// PeekWait notes the position of the message it waited for.
 	want = want[:0]
+	lateSent := make(chan struct{})
 	go func() {
+		defer close(lateSent)
 		time.Sleep(10 * time.Millisecond)
 		p.TrySend([]byte("late"))
 	}()
@@ -115,6 +117,9 @@ func TestLastPosition(t *testing.T) {
 		t.Fatalf("after PeekWait: %#x, %v; want %#x", pos, ok, late)
 	}
 	tail = late + layout.RecordSize(4)
+	// The producer is the sender goroutine's until its TrySend returned,
+	// which may be after the consumer saw the message.
+	<-lateSent
 
 	// A consumer closed with messages peeked leaves them; the next one
 	// sees them at the same positions.
