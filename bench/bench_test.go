@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 // bench binary does.
 func TestMain(m *testing.M) {
 	maybeRunChild()
+	maybeRunShape()
 	os.Exit(m.Run())
 }
 
@@ -22,6 +24,9 @@ func TestMechanismsSmoke(t *testing.T) {
 		t.Run(m.Name(), func(t *testing.T) {
 			for _, size := range []int{8, 1000, 64 << 10} {
 				for _, spec := range smokeRuns(size) {
+					if !slices.Contains(patternsOf(m), spec.Pattern) {
+						continue
+					}
 					rec, err := runMechanism(m, spec)
 					if err != nil {
 						t.Fatalf("%s %d B: %v", spec.Pattern, size, err)
@@ -41,8 +46,10 @@ func TestMechanismsSmoke(t *testing.T) {
 
 func smokeRuns(size int) []runSpec {
 	return []runSpec{
-		{peerSpec: peerSpec{Pattern: patternPingPong, Size: size, Count: 20, Warmup: 3, FullCheck: true}, Timeout: 15 * time.Second},
-		{peerSpec: peerSpec{Pattern: patternStream, Size: size, Count: 200, FullCheck: true}, Timeout: 15 * time.Second},
+		{peerSpec: peerSpec{Pattern: patternPingPong, Size: size, Count: 20, Warmup: 3, FullCheck: true}, Timeout: 15 * time.Second, Runs: 1},
+		{peerSpec: peerSpec{Pattern: patternStream, Size: size, Count: 200, FullCheck: true}, Timeout: 15 * time.Second, Runs: 1},
+		{peerSpec: peerSpec{Pattern: patternShape, Size: size, Count: 400, FullCheck: true}, Timeout: 15 * time.Second,
+			Producers: 2, Consumers: 2, Runs: 1},
 	}
 }
 

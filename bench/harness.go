@@ -33,6 +33,19 @@ type Record struct {
 	MaxNanos    int64   `json:"max_ns"`
 	CPUPerMsg   float64 `json:"cpu_ns_per_msg"`
 	Skipped     string  `json:"skipped,omitempty"`
+	// Producers and Consumers are the processes of an MPMC shape run
+	// (pattern "shape"), whose figure is NanosPerMsg: wall time over all
+	// messages.
+	Producers   int     `json:"producers,omitempty"`
+	Consumers   int     `json:"consumers,omitempty"`
+	NanosPerMsg float64 `json:"ns_per_msg,omitempty"`
+	// Floor names the C floor row this one is compared with, FloorMetric
+	// the figure compared (msgs_per_sec, p50_ns or ns_per_msg), and
+	// FloorRatio this row's figure over the floor's: at most 1 for a
+	// throughput, at least 1 for a time (see ratio.go).
+	Floor       string  `json:"floor,omitempty"`
+	FloorMetric string  `json:"floor_metric,omitempty"`
+	FloorRatio  float64 `json:"floor_ratio,omitempty"`
 	// Config is how the mechanism was set up for this run, with reasons.
 	Config []Setting `json:"config,omitempty"`
 	// Path holds both sides' path counters ("parent.…", "child.…"),
@@ -47,6 +60,10 @@ type Record struct {
 type runSpec struct {
 	peerSpec
 	Timeout time.Duration
+	// Producers and Consumers are the processes of a shape run.
+	Producers, Consumers int
+	// Runs is how many times a floor repeats the run; it reports the best.
+	Runs int
 }
 
 // runMechanism sets up m, starts its peer, drives the pattern from this
@@ -56,6 +73,16 @@ func runMechanism(m Mechanism, spec runSpec) (rec Record, err error) {
 	if err := m.Check(spec.Size); err != nil {
 		rec.Skipped = err.Error()
 		return rec, nil
+	}
+	if s, ok := m.(selfRunner); ok {
+		return s.RunSelf(spec)
+	}
+	if spec.Pattern == patternShape {
+		s, ok := m.(shapeRunner)
+		if !ok {
+			return rec, fmt.Errorf("%s does not run MPMC shapes", m.Name())
+		}
+		return s.RunShape(spec)
 	}
 	spec.Mechanism = m.Name()
 	link, err := m.Setup(spec.Size)
@@ -217,6 +244,11 @@ func produceStream(conn Conn, spec peerSpec) (cpu int64, start time.Time, err er
 			return 0, start, fmt.Errorf("send message %d: %w", i, err)
 		}
 	}
+	if f, ok := conn.(flusher); ok {
+		if err := f.Flush(); err != nil {
+			return 0, start, fmt.Errorf("flush: %w", err)
+		}
+	}
 	return processCPU() - cpu0, start, nil
 }
 
@@ -224,6 +256,7 @@ func produceStream(conn Conn, spec peerSpec) (cpu int64, start time.Time, err er
 func pingPong(conn Conn, spec peerSpec) (*hdrhistogram.Histogram, int64, time.Duration, error) {
 	hist := hdrhistogram.New(1, int64(time.Minute), 3)
 	out, in := newMessage(spec.Size), make([]byte, spec.Size)
+	clk := tickClock()
 	var cpu0 int64
 	var start time.Time
 	for i := range spec.Warmup + spec.Count {
@@ -231,19 +264,19 @@ func pingPong(conn Conn, spec peerSpec) (*hdrhistogram.Histogram, int64, time.Du
 			cpu0, start = processCPU(), time.Now()
 		}
 		stampMessage(out, uint64(i))
-		t := time.Now()
+		t := clk.now()
 		if err := conn.Send(out); err != nil {
 			return nil, 0, 0, fmt.Errorf("send ping %d: %w", i, err)
 		}
 		if err := conn.Recv(in); err != nil {
 			return nil, 0, 0, fmt.Errorf("receive pong %d: %w", i, err)
 		}
-		rtt := time.Since(t)
+		rtt := clk.since(t)
 		if err := checkMessage(in, uint64(i), spec.FullCheck); err != nil {
 			return nil, 0, 0, fmt.Errorf("pong: %w", err)
 		}
 		if i >= spec.Warmup {
-			hist.RecordValue(int64(rtt))
+			hist.RecordValue(max(rtt, 1))
 		}
 	}
 	return hist, processCPU() - cpu0, time.Since(start), nil

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 func main() {
 	maybeRunChild()
+	maybeRunShape()
 	if err := run(); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
@@ -24,6 +26,8 @@ func run() error {
 	jsonPath := flag.String("json", "", "also write one JSON record per mechanism, pattern and size to `FILE`")
 	plotDir := flag.String("plot", "", "also write PNG charts to `DIR`")
 	only := flag.String("only", "", "measure only mechanisms whose name matches `REGEX`")
+	guard := flag.Bool("guard", true, "check the regression guard's ratios (guard.go) and fail if one misses")
+	size := flag.Int("size", 0, "measure only messages of `BYTES` (every pattern)")
 	fanout := flag.Bool("fanout", false, "measure fan-out to 1, 2 and 4 subscriber processes instead (fanout.go)")
 	flag.Parse()
 	if *fanout {
@@ -49,9 +53,13 @@ func run() error {
 	if *quick {
 		plan = quickPlan
 	}
+	if *size > 0 {
+		plan = plan.only(*size)
+	}
 
 	started := time.Now()
 	records, failures := runPlan(mechs, plan, os.Stderr)
+	attachFloors(records)
 	fmt.Fprintf(os.Stderr, "done in %v\n", time.Since(started).Round(time.Millisecond))
 
 	writeMarkdown(os.Stdout, records, failures)
@@ -65,8 +73,26 @@ func run() error {
 			return err
 		}
 	}
+	var errs []error
 	if len(failures) > 0 {
-		return fmt.Errorf("%d runs failed", len(failures))
+		errs = append(errs, fmt.Errorf("%d runs failed", len(failures)))
 	}
-	return nil
+	if *guard {
+		errs = append(errs, runGuards(os.Stderr, records, func(row guardRow) (Record, error) { return measureRow(plan, row) }))
+	}
+	return errors.Join(errs...)
+}
+
+// measureRow measures one row of the plan again, for the guard.
+func measureRow(p plan, row guardRow) (Record, error) {
+	m, err := lookupMechanism(row.mech)
+	if err != nil {
+		return Record{}, err
+	}
+	for _, spec := range p.runs(m) {
+		if spec.Pattern == row.pattern && spec.Size == row.size && spec.Producers == row.p && spec.Consumers == row.c {
+			return runMechanism(m, spec)
+		}
+	}
+	return Record{}, fmt.Errorf("the plan does not measure %v", row)
 }

@@ -19,6 +19,7 @@ type shmqSPSCMechanism struct {
 	name  string
 	wait  spsc.Wait
 	cPeer bool // the peer is the C program cpeer/peer.c over layout/shmq.h
+	batch int  // messages per commit and per receive call (shmqBatchConn); 0: one at a time
 }
 
 var (
@@ -30,9 +31,27 @@ var (
 	shmqSPSCPark = shmqSPSCMechanism{name: "shmq-spsc-park", wait: spsc.Wait{Spin: -1}}
 	// A C peer (cpeer/peer.c) on the same layout; this side is the default.
 	shmqSPSCCPeer = shmqSPSCMechanism{name: "shmq-spsc-c-peer", cPeer: true}
+	// The batch path: Reserve in place and one Commit per batch, receive
+	// with TryRecvBatch; the default wait policy.
+	shmqSPSCBatch = shmqSPSCMechanism{name: "shmq-spsc-batch", batch: shmqBatch}
 )
 
+// shmqBatch is how many messages shmq-spsc-batch commits at once, and
+// receives per call at most.
+const shmqBatch = 64
+
 func (m shmqSPSCMechanism) Name() string { return m.name }
+
+// Patterns: a batch only streams (a round trip is a batch of one).
+func (m shmqSPSCMechanism) Patterns() []string {
+	if m.batch > 0 {
+		return []string{patternStream}
+	}
+	return []string{patternPingPong, patternStream}
+}
+
+// Scales: the default and the batch path are measured up to 1 MiB.
+func (m shmqSPSCMechanism) Scales() bool { return m.name == shmqSPSCDefault.name || m.batch > 0 }
 
 func (m shmqSPSCMechanism) Check(size int) error {
 	if m.cPeer {
@@ -92,11 +111,15 @@ func (m shmqSPSCMechanism) Setup(size int) (*Link, error) {
 		config = append(config, Setting{Name: "peer", Value: "cpeer/peer.c over layout/shmq.h, cc -O2",
 			Why: "the same queues driven from C, with the parent's side the default"})
 	}
+	if m.batch > 0 {
+		config = append(config, Setting{Name: "batch", Value: fmt.Sprintf("%d messages", m.batch),
+			Why: "Reserve fills each message in place and one Commit publishes the batch (earlier when the ring is full); the consumer takes up to a batch per TryRecvBatch"})
+	}
 	spin := m.wait.Spin >= time.Hour
 	return &Link{
 		ChildProgram:  program,
 		ChildFiles:    files,
-		OpenParent:    func() (Conn, error) { return newShmqConn(toChild, toParent) },
+		OpenParent:    func() (Conn, error) { return m.newConn(toChild, toParent, size) },
 		Cleanup:       func() { toChild.Close(); toParent.Close() },
 		Config:        config,
 		GOMAXPROCSWhy: "one goroutine per process; it spins, then parks on a futex with a raw system call, so the scheduler is not on the path",
@@ -161,7 +184,21 @@ func (m shmqSPSCMechanism) Attach(_ string, files []*os.File, size int) (Conn, e
 		in.Close()
 		return nil, err
 	}
-	return newShmqConn(out, in)
+	return m.newConn(out, in, size)
+}
+
+// newConn returns the Conn of this variant over the two queues.
+func (m shmqSPSCMechanism) newConn(out, in *spsc.Queue, size int) (Conn, error) {
+	c, err := newShmqConn(out, in)
+	if err != nil {
+		return nil, err
+	}
+	if m.batch <= 1 {
+		return c, nil
+	}
+	b := &shmqBatchConn{shmqConn: c, batch: m.batch, size: size, stage: make([]byte, m.batch*size)}
+	b.take = b.stageMsg
+	return b, nil
 }
 
 type shmqConn struct {
@@ -205,4 +242,83 @@ func closeFiles(fs []*os.File) {
 	for _, f := range fs {
 		f.Close()
 	}
+}
+
+// shmqBatchConn is the batch path. Send reserves each message in the ring
+// and fills it there, committing every batch messages (and whenever the
+// ring is full, so the consumer can make room); Flush commits the rest.
+// Recv hands out messages that one TryRecvBatch copied into a staging
+// buffer; on an empty ring it waits in PeekWait, then takes that message
+// and any that followed it in one TryRecvBatch.
+type shmqBatchConn struct {
+	*shmqConn
+	batch, size int
+	pending     int    // reserved, not committed
+	stage       []byte // received messages, size bytes each
+	next, n     int    // the next staged message to hand out, and how many are staged
+	take        func([]byte) error
+}
+
+func (s *shmqBatchConn) Send(msg []byte) error {
+	b, err := s.p.Reserve(len(msg))
+	if err == spsc.ErrFull {
+		if err := s.Flush(); err != nil {
+			return err
+		}
+		b, err = s.p.ReserveWait(context.Background(), len(msg))
+	}
+	if err != nil {
+		return err
+	}
+	copy(b, msg)
+	if s.pending++; s.pending == s.batch {
+		return s.Flush()
+	}
+	return nil
+}
+
+func (s *shmqBatchConn) Flush() error {
+	s.pending = 0
+	return s.p.Commit()
+}
+
+func (s *shmqBatchConn) Recv(buf []byte) error {
+	if s.next == s.n {
+		if err := s.fill(); err != nil {
+			return err
+		}
+	}
+	copy(buf, s.stage[s.next*s.size:(s.next+1)*s.size])
+	s.next++
+	return nil
+}
+
+// fill stages the next messages, waiting for one if there are none.
+func (s *shmqBatchConn) fill() error {
+	s.next, s.n = 0, 0
+	_, err := s.c.TryRecvBatch(s.batch, s.take)
+	if err != spsc.ErrEmpty {
+		return err
+	}
+	m, err := s.c.PeekWait(context.Background())
+	if err != nil {
+		return err
+	}
+	if err := s.stageMsg(m); err != nil {
+		return err
+	}
+	// Releases the peeked message along with those it takes.
+	if _, err := s.c.TryRecvBatch(s.batch-1, s.take); err != nil && err != spsc.ErrEmpty {
+		return err
+	}
+	return nil
+}
+
+func (s *shmqBatchConn) stageMsg(m []byte) error {
+	if len(m) != s.size {
+		return fmt.Errorf("shmq: received %d bytes, want %d", len(m), s.size)
+	}
+	copy(s.stage[s.n*s.size:], m)
+	s.n++
+	return nil
 }

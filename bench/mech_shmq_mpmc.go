@@ -44,6 +44,14 @@ const (
 
 func (m shmqMPMCMechanism) Name() string { return m.name }
 
+// Patterns: the lock-free queue also runs the MPMC shapes (shape.go).
+func (m shmqMPMCMechanism) Patterns() []string {
+	if m.locked {
+		return []string{patternPingPong, patternStream}
+	}
+	return []string{patternPingPong, patternStream, patternShape}
+}
+
 func (m shmqMPMCMechanism) Check(size int) error {
 	if size > mpmcMaxMessage {
 		return fmt.Errorf("message of %d B exceeds the MPMC slot payload limit of %d B", size, mpmcMaxMessage)

@@ -89,3 +89,46 @@ func selectMechanisms(re *regexp.Regexp) []Mechanism {
 	}
 	return out
 }
+
+// Optional interfaces of a Mechanism.
+type (
+	// selfRunner measures a run by itself, both sides included, instead of
+	// through Conns and the peer protocol: the C floors (floor.go).
+	selfRunner interface {
+		RunSelf(spec runSpec) (Record, error)
+	}
+	// shapeRunner measures an MPMC shape run (pattern "shape"): several
+	// producer and consumer processes on one queue (shape.go).
+	shapeRunner interface {
+		RunShape(spec runSpec) (Record, error)
+	}
+	// patternLister limits a mechanism to some patterns; without it, a
+	// mechanism runs ping-pong and stream.
+	patternLister interface {
+		Patterns() []string
+	}
+	// scaler marks a mechanism that also streams at the plan's
+	// ScalingSizes (throughput against message size, up to 1 MiB).
+	scaler interface {
+		Scales() bool
+	}
+	// flusher is a Conn that holds messages back (a batch): the harness
+	// calls Flush after the last message of a stream.
+	flusher interface {
+		Flush() error
+	}
+)
+
+// patternsOf returns the patterns m runs.
+func patternsOf(m Mechanism) []string {
+	if p, ok := m.(patternLister); ok {
+		return p.Patterns()
+	}
+	return []string{patternPingPong, patternStream}
+}
+
+// scales reports whether m streams at the scaling sizes too.
+func scales(m Mechanism) bool {
+	s, ok := m.(scaler)
+	return ok && s.Scales()
+}

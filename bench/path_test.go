@@ -24,7 +24,7 @@ func TestQuickPlanPeerPaths(t *testing.T) {
 			continue
 		}
 		t.Run(m.Name(), func(t *testing.T) {
-			for _, spec := range quickPlan.runs() {
+			for _, spec := range quickPlan.runs(m) {
 				rec, err := runMechanism(m, spec)
 				if err != nil {
 					t.Errorf("%s %s: %v", spec.Pattern, formatSize(spec.Size), err)
@@ -174,6 +174,24 @@ func TestMechanismsDescribeConfig(t *testing.T) {
 	for _, m := range registeredMechanisms() {
 		if err := m.Check(64); err != nil {
 			t.Logf("%s: %v", m.Name(), err)
+			continue
+		}
+		if f, ok := m.(selfRunner); ok {
+			// A floor has no Link: its run states its configuration.
+			spec := runSpec{peerSpec: peerSpec{Pattern: patternsOf(m)[0], Size: 64, Count: 100, Warmup: 10},
+				Timeout: 15 * time.Second, Runs: 1, Producers: 1, Consumers: 1}
+			rec, err := f.RunSelf(spec)
+			if err != nil {
+				t.Fatalf("%s: %v", m.Name(), err)
+			}
+			if len(rec.Config) == 0 || rec.PathNote == "" {
+				t.Errorf("%s: config %v, note %q", m.Name(), rec.Config, rec.PathNote)
+			}
+			for _, s := range rec.Config {
+				if s.Name == "" || s.Value == "" || s.Why == "" {
+					t.Errorf("%s: incomplete setting %+v", m.Name(), s)
+				}
+			}
 			continue
 		}
 		link, err := m.Setup(64)

@@ -9,6 +9,7 @@ import (
 const (
 	patternStream   = "stream"   // parent produces, peer consumes and verifies
 	patternPingPong = "pingpong" // parent sends, peer echoes, parent times the round trip
+	patternShape    = "shape"    // producer and consumer processes on one MPMC queue (shape.go)
 )
 
 // peerSpec tells the peer what to expect; it travels to a child process as

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 )
 
@@ -18,6 +19,17 @@ type plan struct {
 	PingPongWarmup int
 	FullCheck      bool
 	TimeoutPerRun  time.Duration
+	// ScalingSizes are streamed too by the mechanisms that scale (shmq's
+	// SPSC rows, the ring floor, memcpy): throughput against message size.
+	ScalingSizes []int
+	// Shapes are the MPMC runs: producer and consumer processes on one
+	// queue, ShapeMsgs messages of ShapeSize bytes in all.
+	Shapes    [][2]int
+	ShapeSize int
+	ShapeMsgs int
+	// FloorRuns is how often each floor is measured; the best run counts
+	// (the floors on a shared VM are bimodal, see floor.go).
+	FloorRuns int
 }
 
 var (
@@ -29,6 +41,11 @@ var (
 		PingPongRounds: 50_000,
 		PingPongWarmup: 5_000,
 		TimeoutPerRun:  2 * time.Minute,
+		ScalingSizes:   []int{8, 64, 256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20},
+		Shapes:         [][2]int{{1, 1}, {2, 2}, {4, 4}},
+		ShapeSize:      64,
+		ShapeMsgs:      1_000_000,
+		FloorRuns:      5,
 	}
 	quickPlan = plan{
 		StreamSizes:    []int{8, 64, 1 << 10, 64 << 10},
@@ -38,20 +55,55 @@ var (
 		PingPongRounds: 10_000,
 		PingPongWarmup: 1_000,
 		TimeoutPerRun:  30 * time.Second,
+		Shapes:         [][2]int{{1, 1}, {2, 2}},
+		ShapeSize:      64,
+		ShapeMsgs:      200_000,
+		FloorRuns:      3,
 	}
 )
 
-// runs lists what the plan measures for one mechanism.
-func (p plan) runs() []runSpec {
-	var out []runSpec
-	for _, size := range p.PingPongSizes {
-		out = append(out, runSpec{peerSpec: peerSpec{Pattern: patternPingPong, Size: size,
-			Count: p.PingPongRounds, Warmup: p.PingPongWarmup, FullCheck: p.FullCheck}, Timeout: p.TimeoutPerRun})
+// only restricts the plan to messages of size bytes.
+func (p plan) only(size int) plan {
+	keep := func(sizes []int) []int {
+		if len(sizes) == 0 {
+			return nil
+		}
+		return []int{size}
 	}
-	for _, size := range p.StreamSizes {
-		count := max(min(p.MaxStreamMsgs, p.MaxStreamBytes/size), 1)
-		out = append(out, runSpec{peerSpec: peerSpec{Pattern: patternStream, Size: size,
-			Count: count, FullCheck: p.FullCheck}, Timeout: p.TimeoutPerRun})
+	p.StreamSizes, p.PingPongSizes, p.ScalingSizes = keep(p.StreamSizes), keep(p.PingPongSizes), keep(p.ScalingSizes)
+	p.ShapeSize = size
+	return p
+}
+
+// runs lists what the plan measures for mechanism m.
+func (p plan) runs(m Mechanism) []runSpec {
+	var out []runSpec
+	streamSizes := p.StreamSizes
+	if scales(m) {
+		streamSizes = append(slices.Clone(p.StreamSizes), p.ScalingSizes...)
+		slices.Sort(streamSizes)
+		streamSizes = slices.Compact(streamSizes)
+	}
+	for _, pattern := range patternsOf(m) {
+		switch pattern {
+		case patternPingPong:
+			for _, size := range p.PingPongSizes {
+				out = append(out, runSpec{peerSpec: peerSpec{Pattern: patternPingPong, Size: size,
+					Count: p.PingPongRounds, Warmup: p.PingPongWarmup, FullCheck: p.FullCheck}, Timeout: p.TimeoutPerRun, Runs: p.FloorRuns})
+			}
+		case patternStream:
+			for _, size := range streamSizes {
+				count := max(min(p.MaxStreamMsgs, p.MaxStreamBytes/size), 1)
+				out = append(out, runSpec{peerSpec: peerSpec{Pattern: patternStream, Size: size,
+					Count: count, FullCheck: p.FullCheck}, Timeout: p.TimeoutPerRun, Runs: p.FloorRuns})
+			}
+		case patternShape:
+			for _, s := range p.Shapes {
+				out = append(out, runSpec{peerSpec: peerSpec{Pattern: patternShape, Size: p.ShapeSize,
+					Count: p.ShapeMsgs / s[0] * s[0], FullCheck: p.FullCheck}, Timeout: p.TimeoutPerRun,
+					Producers: s[0], Consumers: s[1], Runs: p.FloorRuns})
+			}
+		}
 	}
 	return out
 }
@@ -68,12 +120,18 @@ type runFailure struct {
 func runPlan(mechs []Mechanism, p plan, progress io.Writer) ([]Record, []runFailure) {
 	var records []Record
 	var failures []runFailure
-	runs := p.runs()
-	total, done := len(mechs)*len(runs), 0
+	total, done := 0, 0
 	for _, m := range mechs {
-		for _, r := range runs {
+		total += len(p.runs(m))
+	}
+	for _, m := range mechs {
+		for _, r := range p.runs(m) {
 			done++
-			fmt.Fprintf(progress, "[%2d/%d] %-22s %-8s %6s ... ", done, total, m.Name(), r.Pattern, formatSize(r.Size))
+			what := r.Pattern
+			if r.Pattern == patternShape {
+				what = fmt.Sprintf("%dx%d", r.Producers, r.Consumers)
+			}
+			fmt.Fprintf(progress, "[%3d/%d] %-22s %-8s %6s ... ", done, total, m.Name(), what, formatSize(r.Size))
 			start := time.Now()
 			rec, err := runMechanism(m, r)
 			switch {
@@ -87,6 +145,8 @@ func runPlan(mechs []Mechanism, p plan, progress io.Writer) ([]Record, []runFail
 				continue
 			case rec.Skipped != "":
 				fmt.Fprintf(progress, "skipped: %s\n", rec.Skipped)
+			case r.Pattern == patternShape:
+				fmt.Fprintf(progress, "%.1f ns/msg (%v)\n", rec.NanosPerMsg, time.Since(start).Round(time.Millisecond))
 			case r.Pattern == patternPingPong:
 				fmt.Fprintf(progress, "p50 %s p99 %s (%v)\n", formatNanos(rec.P50Nanos), formatNanos(rec.P99Nanos), time.Since(start).Round(time.Millisecond))
 			default:

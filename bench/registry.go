@@ -9,6 +9,11 @@ package main
 // re-exec, tables, JSON, charts and the smoke test pick it up from this list.
 func registeredMechanisms() []Mechanism {
 	return []Mechanism{
+		floorRing,
+		floorMemcpy,
+		floorSpin,
+		floorFutex,
+		floorVyukov,
 		pipeMechanism{},
 		fifoMechanism{},
 		unixSocketMechanism{name: "unix-stream", sockType: sockStream},
@@ -24,6 +29,7 @@ func registeredMechanisms() []Mechanism {
 		shmqSPSCDefault,
 		shmqSPSCPark,
 		shmqSPSCCPeer,
+		shmqSPSCBatch,
 		shmqMPMCDefault,
 		shmqMPMCLocked,
 		// Next: MPMC C peers, more than one producer or consumer.

@@ -22,6 +22,7 @@ var (
 	mechanismColumn = column{"mechanism", false, func(r Record) string { return r.Mechanism }}
 	sizeColumn      = column{"size", true, func(r Record) string { return formatSize(r.Size) }}
 	pathColumn      = column{"path (checked)", false, func(r Record) string { return r.PathNote }}
+	floorColumn     = column{"vs floor", true, formatRatio}
 
 	pingPongColumns = []column{
 		mechanismColumn, sizeColumn,
@@ -32,6 +33,7 @@ var (
 		{"max", true, func(r Record) string { return formatNanos(r.MaxNanos) }},
 		{"round trips/s", true, func(r Record) string { return formatCount(r.MsgsPerSec) }},
 		{"CPU/round trip", true, func(r Record) string { return formatNanos(int64(r.CPUPerMsg)) }},
+		floorColumn,
 		pathColumn,
 	}
 	streamColumns = []column{
@@ -40,6 +42,18 @@ var (
 		{"msgs/s", true, func(r Record) string { return formatCount(r.MsgsPerSec) }},
 		{"bytes/s", true, func(r Record) string { return formatBytes(r.BytesPerSec) + "/s" }},
 		{"CPU/msg (both sides)", true, func(r Record) string { return formatNanos(int64(r.CPUPerMsg)) }},
+		floorColumn,
+		pathColumn,
+	}
+	shapeColumns = []column{
+		mechanismColumn,
+		{"producers x consumers", true, func(r Record) string { return fmt.Sprintf("%dx%d", r.Producers, r.Consumers) }},
+		sizeColumn,
+		{"messages", true, func(r Record) string { return fmt.Sprint(r.Messages) }},
+		{"ns/msg", true, func(r Record) string { return fmt.Sprintf("%.1f", r.NanosPerMsg) }},
+		{"msgs/s", true, func(r Record) string { return formatCount(r.MsgsPerSec) }},
+		{"CPU/msg (all)", true, func(r Record) string { return formatNanos(int64(r.CPUPerMsg)) }},
+		floorColumn,
 		pathColumn,
 	}
 )
@@ -57,6 +71,17 @@ func writeMarkdown(w io.Writer, records []Record, failures []runFailure) {
 	fmt.Fprintln(w, "### One-way streaming (consumer verifies count and checksum)")
 	fmt.Fprintln(w)
 	writeTable(w, streamColumns, records, measured(patternStream))
+	if slices.ContainsFunc(records, measured(patternShape)) {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "### MPMC: producer and consumer processes on one queue (wall time over all messages)")
+		fmt.Fprintln(w)
+		writeTable(w, shapeColumns, records, measured(patternShape))
+	}
+	writeScaling(w, records)
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Floors (`floor-*`) are C programs doing each row's work with nothing of shmq's; each is the best of several runs, "+
+		"listed in the configuration table. *vs floor* is a shmq row's figure over its floor's from the same run: "+
+		"throughput (at most 1x), p50 round trip or ns per message (at least 1x).")
 	var notes []string
 	for _, r := range records {
 		if r.Skipped != "" {

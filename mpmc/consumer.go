@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shmq/shmq/internal/counter"
 	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/ring"
@@ -42,11 +43,12 @@ type Consumer struct {
 	stashPos uint64
 	stashLen uint32
 
-	msgs, bytes, stalls uint64 // private copies of the registry counters
-	tombstones          uint64 // tombstones passed: slots of producers that closed or died before committing
-	redelivered         uint64 // messages taken that had been requeued
-	wasRequeued         bool   // the message last taken had been requeued
-	lastRequeued        bool   // the message Peek or PeekWait returned last had been requeued (position.go)
+	msgs, bytes, stalls uint64        // private copies of the registry counters
+	ctr                 counter.Entry // the registry counters, written unfenced
+	tombstones          uint64        // tombstones passed: slots of producers that closed or died before committing
+	redelivered         uint64        // messages taken that had been requeued
+	wasRequeued         bool          // the message last taken had been requeued
+	lastRequeued        bool          // the message Peek or PeekWait returned last had been requeued (position.go)
 
 	units *atomic.Uint32 // locked mode: semaphore units this handle may hold (layout.EntryUnits)
 
@@ -89,7 +91,8 @@ func (q *Queue) Consumer() (_ *Consumer, err error) {
 		e.Detach()
 		return nil, opError("Consumer", err)
 	}
-	c := &Consumer{q: q, e: e, g: gate.New(), me: uint32(e.Index()), maxMsg: q.maxMsg, units: units}
+	c := &Consumer{q: q, e: e, g: gate.NewSingle(), me: uint32(e.Index()), maxMsg: q.maxMsg, units: units,
+		ctr: counter.OfEntry(e)}
 	q.mu.Lock()
 	if q.consumers == nil {
 		q.consumers = make(map[*Consumer]struct{})
@@ -101,13 +104,10 @@ func (q *Queue) Consumer() (_ *Consumer, err error) {
 
 // enter admits a call of operation op, or says why not.
 func (c *Consumer) enter(op string) error {
-	if c == nil || c.g == nil {
-		return opError(op, errNilHandle)
+	if c != nil && c.g != nil && c.g.Enter() { // inlined
+		return nil
 	}
-	if !c.g.Enter() {
-		return opError(op, ErrClosed)
-	}
-	return nil
+	return refused(op, c == nil || c.g == nil)
 }
 
 // Index returns the consumer's registry entry index.
@@ -250,7 +250,9 @@ func (c *Consumer) free(pos uint64) error {
 func (c *Consumer) wakeProducers() {
 	if c.freed {
 		c.freed = false
-		c.wakeIfWaiting(c.q, c.q.producerWake, c.e)
+		if c.q.producerWake.Waiters.Any() { // inlined: no call while no one waits
+			c.wakeIfWaiting(c.q, c.q.producerWake, c.e)
+		}
 	}
 }
 
@@ -263,7 +265,7 @@ func (c *Consumer) next() (uint64, uint32, error) {
 	pos, n, err := c.claim()
 	if err == ErrEmpty {
 		c.stalls++
-		c.e.Stalls.Store(c.stalls)
+		c.ctr.Stalls.Set(c.stalls)
 	}
 	return pos, n, err
 }
@@ -279,8 +281,8 @@ func (c *Consumer) delivered(n uint32) {
 }
 
 func (c *Consumer) publishCounters() {
-	c.e.Messages.Store(c.msgs)
-	c.e.Bytes.Store(c.bytes)
+	c.ctr.Messages.Set(c.msgs)
+	c.ctr.Bytes.Set(c.bytes)
 }
 
 // Peek takes the next message and returns its payload without releasing

@@ -453,8 +453,8 @@ func (p *Producer) lockedSend(ctx context.Context, wait bool, msgs [][]byte) (in
 			for _, m := range msgs[:n] {
 				p.bytes += uint64(len(m))
 			}
-			p.e.Messages.Store(p.msgs)
-			p.e.Bytes.Store(p.bytes)
+			p.ctr.Messages.Set(p.msgs)
+			p.ctr.Bytes.Set(p.bytes)
 		}
 		if err != nil {
 			return n, err
@@ -464,7 +464,7 @@ func (p *Producer) lockedSend(ctx context.Context, wait bool, msgs [][]byte) (in
 		}
 		if !wait {
 			p.stalls++
-			p.e.Stalls.Store(p.stalls)
+			p.ctr.Stalls.Set(p.stalls)
 			return n, ErrFull
 		}
 		if n > 0 {
@@ -530,7 +530,7 @@ func (c *Consumer) lockedRecv(ctx context.Context, wait bool, max int, fn func([
 			if units == 0 {
 				c.units.Store(0)
 				c.stalls++
-				c.e.Stalls.Store(c.stalls)
+				c.ctr.Stalls.Set(c.stalls)
 				return 0, ErrEmpty
 			}
 		} else {
@@ -594,7 +594,7 @@ func (c *Consumer) lockedRecv(ctx context.Context, wait bool, max int, fn func([
 		// A unit not owed: the ring is empty after all.
 		if !wait {
 			c.stalls++
-			c.e.Stalls.Store(c.stalls)
+			c.ctr.Stalls.Set(c.stalls)
 			return 0, ErrEmpty
 		}
 	}

@@ -44,7 +44,9 @@ func TestLastPosition(t *testing.T) {
 	}
 
 	// PeekWait notes the position it waited for; TryRecv releases it.
+	lateSent := make(chan struct{})
 	go func() {
+		defer close(lateSent)
 		time.Sleep(10 * time.Millisecond)
 		p.TrySend([]byte("late"))
 	}()
@@ -62,6 +64,9 @@ func TestLastPosition(t *testing.T) {
 	if _, ok := c.LastPosition(); ok {
 		t.Fatal("a position after TryRecv released the peeked message")
 	}
+	// The producer is the sender goroutine's until its TrySend returned,
+	// which may be after the consumer saw the message.
+	<-lateSent
 	p.TrySend([]byte("x"))
 	c.Peek()
 	c.Close()

@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"sync/atomic"
 
+	"github.com/shmq/shmq/internal/counter"
 	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/ring"
@@ -33,8 +34,9 @@ type Producer struct {
 	pending   []uint64 // positions reserved and not yet committed, in order
 	pendBytes uint64
 
-	msgs, bytes, stalls uint64 // private copies of the registry counters
-	requeued            uint64 // messages of dead consumers requeued
+	msgs, bytes, stalls uint64        // private copies of the registry counters
+	ctr                 counter.Entry // the registry counters, written unfenced
+	requeued            uint64        // messages of dead consumers requeued
 
 	units *atomic.Uint32 // locked mode: semaphore units this handle may hold (layout.EntryUnits)
 
@@ -48,7 +50,12 @@ type Producer struct {
 // with ErrRegistryFull when every entry is held by a live process. An entry
 // whose holder died is reused; if that holder left a slot half-written, the
 // slot is turned into a tombstone that consumers skip.
-func (q *Queue) Producer() (_ *Producer, err error) {
+func (q *Queue) Producer() (*Producer, error) { return q.producer(gate.NewSingle) }
+
+// producer attaches a producer whose calls a gate of newGate brackets:
+// NewSingle's for a Producer, which one goroutine at a time calls; New's
+// for the base of a SharedProducer, whose goroutines enter it at once.
+func (q *Queue) producer(newGate func() *gate.Gate) (_ *Producer, err error) {
 	if err := q.enter("Producer"); err != nil {
 		return nil, err
 	}
@@ -65,7 +72,8 @@ func (q *Queue) Producer() (_ *Producer, err error) {
 		e.Detach()
 		return nil, opError("Producer", err)
 	}
-	p := &Producer{q: q, e: e, g: gate.New(), me: uint32(e.Index()), maxMsg: q.maxMsg, units: units}
+	p := &Producer{q: q, e: e, g: newGate(), me: uint32(e.Index()), maxMsg: q.maxMsg, units: units,
+		ctr: counter.OfEntry(e)}
 	q.mu.Lock()
 	if q.producers == nil {
 		q.producers = make(map[*Producer]struct{})
@@ -77,13 +85,10 @@ func (q *Queue) Producer() (_ *Producer, err error) {
 
 // enter admits a call of operation op, or says why not.
 func (p *Producer) enter(op string) error {
-	if p == nil || p.g == nil {
-		return opError(op, errNilHandle)
+	if p != nil && p.g != nil && p.g.Enter() { // inlined
+		return nil
 	}
-	if !p.g.Enter() {
-		return opError(op, ErrClosed)
-	}
-	return nil
+	return refused(op, p == nil || p.g == nil)
 }
 
 // Index returns the producer's registry entry index.
@@ -260,7 +265,7 @@ func (p *Producer) reserve(n int) ([]byte, error) {
 	if err != nil {
 		if err == ErrFull {
 			p.stalls++
-			p.e.Stalls.Store(p.stalls)
+			p.ctr.Stalls.Set(p.stalls)
 		}
 		return nil, err
 	}
@@ -325,8 +330,8 @@ func (p *Producer) commit() error {
 		p.bytes += p.pendBytes
 	}
 	p.pending, p.pendBytes = p.pending[:0], 0
-	p.e.Messages.Store(p.msgs)
-	p.e.Bytes.Store(p.bytes)
+	p.ctr.Messages.Set(p.msgs)
+	p.ctr.Bytes.Set(p.bytes)
 	p.wakeIfWaiting(p.q, p.q.consumerWake, p.e)
 	return err
 }
@@ -374,9 +379,11 @@ func (p *Producer) trySend(msg []byte) error {
 	if err := p.send(msg); err != nil {
 		return err
 	}
-	p.e.Messages.Store(p.msgs)
-	p.e.Bytes.Store(p.bytes)
-	p.wakeIfWaiting(p.q, p.q.consumerWake, p.e)
+	p.ctr.Messages.Set(p.msgs)
+	p.ctr.Bytes.Set(p.bytes)
+	if p.q.consumerWake.Waiters.Any() { // inlined: no call while no one waits
+		p.wakeIfWaiting(p.q, p.q.consumerWake, p.e)
+	}
 	return nil
 }
 
@@ -411,8 +418,8 @@ func (p *Producer) trySendBatch(msgs [][]byte) (int, error) {
 		n++
 	}
 	if n > 0 {
-		p.e.Messages.Store(p.msgs)
-		p.e.Bytes.Store(p.bytes)
+		p.ctr.Messages.Set(p.msgs)
+		p.ctr.Bytes.Set(p.bytes)
 		p.wakeIfWaiting(p.q, p.q.consumerWake, p.e)
 	}
 	return n, err

@@ -60,7 +60,7 @@ type SharedProducer struct {
 // at once, taking one registry entry, as Producer does (and failing as it
 // does).
 func (q *Queue) SharedProducer() (*SharedProducer, error) {
-	p, err := q.Producer()
+	p, err := q.producer(gate.New) // calls overlap: a single gate would lose count of them
 	if err != nil {
 		return nil, err
 	}
@@ -270,12 +270,12 @@ func (s *SharedProducer) count(msgs, bytes uint64) {
 // and stores anything added meanwhile, so the entry never goes back and
 // ends up current.
 func (s *SharedProducer) publish() {
-	e := s.base.e
+	ctr := s.base.ctr // single-writer words: publishing makes their writers take turns
 	for s.publishing.CompareAndSwap(false, true) {
 		m, b, st := s.msgs.Load(), s.bytes.Load(), s.stalls.Load()
-		e.Messages.Store(m)
-		e.Bytes.Store(b)
-		e.Stalls.Store(st)
+		ctr.Messages.Set(m)
+		ctr.Bytes.Set(b)
+		ctr.Stalls.Set(st)
 		s.publishing.Store(false)
 		if s.msgs.Load() == m && s.bytes.Load() == b && s.stalls.Load() == st {
 			return

@@ -7,6 +7,7 @@ import (
 	"io"
 	"runtime/debug"
 
+	"github.com/shmq/shmq/internal/counter"
 	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/ring"
@@ -37,8 +38,9 @@ type Consumer struct {
 
 	peeked              uint64 // messages peeked since the last release
 	peekedBytes         uint64
-	lastPeek            uint64 // record position of the message Peek or PeekWait returned last (position.go)
-	msgs, bytes, stalls uint64 // private copies of the registry counters
+	lastPeek            uint64        // record position of the message Peek or PeekWait returned last (position.go)
+	msgs, bytes, stalls uint64        // private copies of the registry counters
+	ctr                 counter.Entry // the registry counters, written unfenced
 	waker
 }
 
@@ -48,21 +50,18 @@ type Consumer struct {
 func (q *Queue) Consumer() (*Consumer, error) {
 	return attach(q, "Consumer", layout.SPSCConsumerEntry, layout.RoleConsumer, func(e *ring.Entry, tail, head uint64) *Consumer {
 		return &Consumer{
-			q: q, e: e, g: gate.New(), data: q.data, cap: q.hdr.Capacity, mask: q.mask, maxMsg: q.hdr.MaxMessage,
-			head: head, pos: head, tailCache: tail,
+			q: q, e: e, g: gate.NewSingle(), data: q.data, cap: q.hdr.Capacity, mask: q.mask, maxMsg: q.hdr.MaxMessage,
+			head: head, pos: head, tailCache: tail, ctr: counter.OfEntry(e),
 		}
 	}, func() **Consumer { return &q.consumer })
 }
 
 // enter admits a call of operation op, or says why not.
 func (c *Consumer) enter(op string) error {
-	if c == nil || c.g == nil {
-		return opError(op, errNilHandle)
+	if c != nil && c.g != nil && c.g.Enter() { // inlined
+		return nil
 	}
-	if !c.g.Enter() {
-		return opError(op, ErrClosed)
-	}
-	return nil
+	return refused(op, c == nil || c.g == nil)
 }
 
 // Peek returns the next message not yet peeked, without releasing it. The
@@ -128,7 +127,7 @@ func (c *Consumer) peek() ([]byte, error) {
 			c.tailCache = tail
 			if avail = tail - c.pos; avail == 0 {
 				c.stalls++
-				c.e.Stalls.Store(c.stalls)
+				c.ctr.Stalls.Set(c.stalls)
 				return nil, ErrEmpty
 			}
 		}
@@ -184,9 +183,11 @@ func (c *Consumer) release() {
 	c.msgs += c.peeked
 	c.bytes += c.peekedBytes
 	c.peeked, c.peekedBytes = 0, 0
-	c.e.Messages.Store(c.msgs)
-	c.e.Bytes.Store(c.bytes)
-	c.wakeIfWaiting(c.q, c.q.producerWake, c.e)
+	c.ctr.Messages.Set(c.msgs)
+	c.ctr.Bytes.Set(c.bytes)
+	if c.q.producerWake.Waiters.Any() { // inlined: no call while no one waits
+		c.wakeIfWaiting(c.q, c.q.producerWake, c.e)
+	}
 }
 
 // Rewind forgets the messages peeked since the last Release: the next Peek
@@ -211,11 +212,17 @@ func (c *Consumer) TryRecv(buf []byte) (_ int, err error) {
 	if c.q.guarded {
 		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
+	if n, ok := c.recvFast(buf); ok {
+		return n, nil
+	}
 	n, err := c.tryRecv(buf)
 	return n, opError("TryRecv", err)
 }
 
 func (c *Consumer) tryRecv(buf []byte) (int, error) {
+	if n, ok := c.recvFast(buf); ok {
+		return n, nil
+	}
 	m, err := c.peek()
 	if err != nil {
 		return 0, err
@@ -227,6 +234,41 @@ func (c *Consumer) tryRecv(buf []byte) (int, error) {
 	n := copy(buf, m)
 	c.release()
 	return n, nil
+}
+
+// recvFast is peek, copy and release in one function for the common case
+// of a streaming receive: nothing peeked before, and a message record that
+// is valid and fits buf. It loads the tail when the cached one is used up.
+// It reports false, having changed nothing the slow path would not redo,
+// for anything else: an empty ring, padding, a short buffer, and anything
+// that looks corrupt, which the slow path diagnoses.
+func (c *Consumer) recvFast(buf []byte) (int, bool) {
+	if c.pos != c.head {
+		return 0, false
+	}
+	avail := c.tailCache - c.pos
+	if avail == 0 {
+		tail := c.q.tail.Load()
+		if tail == c.pos || tail-c.head > c.cap || tail-c.tailCache > c.cap || tail%layout.RecordAlign != 0 {
+			return 0, false
+		}
+		c.tailCache = tail
+		avail = tail - c.pos
+	}
+	idx := c.pos & c.mask
+	rec := c.data[idx:]
+	length := binary.LittleEndian.Uint32(rec[layout.RecordLength:])
+	typ := binary.LittleEndian.Uint32(rec[layout.RecordType:])
+	n := uint64(length) - layout.RecordHeaderSize // wraps for a length below the header: caught below
+	size := (uint64(length) + layout.RecordAlign - 1) &^ (layout.RecordAlign - 1)
+	if typ != layout.TypeMessage || n > uint64(c.maxMsg) || n > uint64(len(buf)) || size > avail || size > uint64(len(rec)) {
+		return 0, false
+	}
+	copy(buf, rec[layout.RecordHeaderSize:layout.RecordHeaderSize+n])
+	c.pos += size
+	c.peeked, c.peekedBytes = 1, n
+	c.release()
+	return int(n), true
 }
 
 // TryRecvBatch calls fn with up to max committed messages, in order, then
@@ -282,6 +324,9 @@ func (c *Consumer) Recv(ctx context.Context, buf []byte) (_ int, err error) {
 	if c.q.guarded {
 		defer c.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
+	if n, ok := c.recvFast(buf); ok {
+		return n, nil
+	}
 	for {
 		n, err := c.tryRecv(buf)
 		if err != ErrEmpty {
@@ -295,14 +340,34 @@ func (c *Consumer) Recv(ctx context.Context, buf []byte) (_ int, err error) {
 
 // waitData waits, after a peek found the ring empty, until the tail moves
 // or the stream ends (io.EOF).
+//
+// The producer's state word shares a cache line with the counters that
+// the producer writes at every commit, so a consumer that loaded it at
+// every check of its spin would pull that line away from the producer
+// once per message: while spinning it looks at the state only every
+// stateEvery checks, and at every check once parked.
 func (c *Consumer) waitData(ctx context.Context) error {
-	if c.ended() {
+	checks := 0
+	spin := func() bool {
+		if c.q.tail.Load() != c.pos {
+			return true
+		}
+		checks++
+		return checks%stateEvery == 0 && c.q.prodState.Load() == layout.EntryDetached
+	}
+	err := c.q.waitFor(ctx, c.g, c.q.consumerWake, c.e, layout.SPSCProducerEntry, func() bool {
+		return c.q.tail.Load() != c.pos || c.q.prodState.Load() == layout.EntryDetached
+	}, spin)
+	if err == nil && c.q.tail.Load() == c.pos && c.ended() {
 		return io.EOF
 	}
-	return c.q.waitFor(ctx, c.g, c.q.consumerWake, c.e, layout.SPSCProducerEntry, func() bool {
-		return c.q.tail.Load() != c.pos || c.q.prodState.Load() == layout.EntryDetached
-	})
+	return err
 }
+
+// stateEvery is how many spinning checks of a waiting consumer go by
+// between its looks at the producer's state (end of stream): about a
+// microsecond.
+const stateEvery = 1024
 
 // ended reports the end of the stream: the producer detached cleanly and
 // everything it committed has been peeked. The producer stores its last

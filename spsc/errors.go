@@ -43,11 +43,27 @@ var (
 // opError names the operation that failed. The non-blocking sentinels and
 // io.EOF pass unwrapped, as io.Reader callers expect.
 func opError(op string, err error) error {
+	if err == nil { // inlined: the calls that succeed pay one comparison
+		return nil
+	}
+	return wrapOp(op, err)
+}
+
+func wrapOp(op string, err error) error {
 	switch err {
-	case nil, ErrFull, ErrEmpty, io.EOF:
+	case ErrFull, ErrEmpty, io.EOF:
 		return err
 	}
 	return fmt.Errorf("spsc: %s: %w", op, err)
+}
+
+// refused is the error of a call that a handle did not admit: nil (or
+// the zero value), or closed.
+func refused(op string, nilHandle bool) error {
+	if nilHandle {
+		return opError(op, errNilHandle)
+	}
+	return opError(op, ErrClosed)
 }
 
 // errNilHandle is the error of a method called on a nil or zero-value

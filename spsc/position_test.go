@@ -98,9 +98,9 @@ func TestLastPosition(t *testing.T) {
 
 	// PeekWait notes the position of the message it waited for.
 	want = want[:0]
-	sent := make(chan struct{})
+	lateSent := make(chan struct{})
 	go func() {
-		defer close(sent)
+		defer close(lateSent)
 		time.Sleep(10 * time.Millisecond)
 		p.TrySend([]byte("late"))
 	}()
@@ -113,11 +113,13 @@ func TestLastPosition(t *testing.T) {
 	if m, err := c.PeekWait(ctx); err != nil || string(m) != "late" {
 		t.Fatalf("PeekWait: %q, %v", m, err)
 	}
-	<-sent // the producer belongs to one goroutine at a time
 	if pos, ok := c.LastPosition(); !ok || pos != late {
 		t.Fatalf("after PeekWait: %#x, %v; want %#x", pos, ok, late)
 	}
 	tail = late + layout.RecordSize(4)
+	// The producer is the sender goroutine's until its TrySend returned,
+	// which may be after the consumer saw the message.
+	<-lateSent
 
 	// A consumer closed with messages peeked leaves them; the next one
 	// sees them at the same positions.

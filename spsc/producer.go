@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 
+	"github.com/shmq/shmq/internal/counter"
 	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/ring"
@@ -33,8 +34,9 @@ type Producer struct {
 	published uint64 // last tail stored to shared memory
 	headCache uint64 // last head loaded from shared memory
 
-	pendMsgs, pendBytes uint64 // reserved, not yet committed
-	msgs, bytes, stalls uint64 // private copies of the registry counters
+	pendMsgs, pendBytes uint64        // reserved, not yet committed
+	msgs, bytes, stalls uint64        // private copies of the registry counters
+	ctr                 counter.Entry // the registry counters, written unfenced
 	waker
 }
 
@@ -44,21 +46,18 @@ type Producer struct {
 func (q *Queue) Producer() (*Producer, error) {
 	return attach(q, "Producer", layout.SPSCProducerEntry, layout.RoleProducer, func(e *ring.Entry, tail, head uint64) *Producer {
 		return &Producer{
-			q: q, e: e, g: gate.New(), data: q.data, cap: q.hdr.Capacity, mask: q.mask, maxMsg: q.hdr.MaxMessage,
-			tail: tail, published: tail, headCache: head,
+			q: q, e: e, g: gate.NewSingle(), data: q.data, cap: q.hdr.Capacity, mask: q.mask, maxMsg: q.hdr.MaxMessage,
+			tail: tail, published: tail, headCache: head, ctr: counter.OfEntry(e),
 		}
 	}, func() **Producer { return &q.producer })
 }
 
 // enter admits a call of operation op, or says why not.
 func (p *Producer) enter(op string) error {
-	if p == nil || p.g == nil {
-		return opError(op, errNilHandle)
+	if p != nil && p.g != nil && p.g.Enter() { // inlined
+		return nil
 	}
-	if !p.g.Enter() {
-		return opError(op, ErrClosed)
-	}
-	return nil
+	return refused(op, p == nil || p.g == nil)
 }
 
 // Reserve claims room for a message of n bytes and returns the payload
@@ -121,7 +120,7 @@ func (p *Producer) reserve(n int) ([]byte, error) {
 		p.headCache = head
 		if need > p.cap-(p.tail-head) {
 			p.stalls++
-			p.e.Stalls.Store(p.stalls)
+			p.ctr.Stalls.Set(p.stalls)
 			return nil, ErrFull
 		}
 	}
@@ -175,12 +174,14 @@ func (p *Producer) commit() {
 	p.msgs += p.pendMsgs
 	p.bytes += p.pendBytes
 	p.pendMsgs, p.pendBytes = 0, 0
-	p.e.Messages.Store(p.msgs)
-	p.e.Bytes.Store(p.bytes)
+	p.ctr.Messages.Set(p.msgs)
+	p.ctr.Bytes.Set(p.bytes)
 	// The tail store above and this load are sequentially consistent, so a
 	// consumer that registered as a waiter before re-checking the tail is
 	// either seen here or sees the new tail: no wakeup is lost.
-	p.wakeIfWaiting(p.q, p.q.consumerWake, p.e)
+	if p.q.consumerWake.Waiters.Any() { // inlined: no call while no one waits
+		p.wakeIfWaiting(p.q, p.q.consumerWake, p.e)
+	}
 }
 
 // TrySend copies msg into the ring and commits it, or returns ErrFull
@@ -194,10 +195,16 @@ func (p *Producer) TrySend(msg []byte) (err error) {
 	if p.q.guarded {
 		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
+	if p.sendFast(msg) {
+		return nil
+	}
 	return opError("TrySend", p.trySend(msg))
 }
 
 func (p *Producer) trySend(msg []byte) error {
+	if p.sendFast(msg) {
+		return nil
+	}
 	if p.tail != p.published {
 		return ErrPending
 	}
@@ -208,6 +215,29 @@ func (p *Producer) trySend(msg []byte) error {
 	copy(b, msg)
 	p.commit()
 	return nil
+}
+
+// sendFast is reserve, copy and commit in one function for the common
+// case of a streaming send: no reservation pending, and a record that fits
+// before the end of the ring in the room the cached head promises. It
+// reports false, having done nothing, in every other case.
+func (p *Producer) sendFast(msg []byte) bool {
+	n := uint64(len(msg))
+	if p.tail != p.published || n-1 >= uint64(p.maxMsg) { // n-1 wraps for n == 0
+		return false
+	}
+	size := (n + layout.RecordHeaderSize + layout.RecordAlign - 1) &^ (layout.RecordAlign - 1)
+	idx := p.tail & p.mask
+	if size > p.cap-idx || size > p.cap-(p.tail-p.headCache) {
+		return false
+	}
+	rec := p.data[idx : idx+size]
+	putHeader(rec, uint32(n+layout.RecordHeaderSize), layout.TypeMessage)
+	copy(rec[layout.RecordHeaderSize:], msg)
+	p.tail += size
+	p.pendMsgs, p.pendBytes = 1, n
+	p.commit()
+	return true
 }
 
 // TrySendBatch copies as many of msgs as fit and commits them together. It
@@ -254,6 +284,9 @@ func (p *Producer) Send(ctx context.Context, msg []byte) (err error) {
 	if p.q.guarded {
 		defer p.q.seg.CatchFault(&err, debug.SetPanicOnFault(true))
 	}
+	if p.sendFast(msg) {
+		return nil
+	}
 	return opError("Send", p.send(ctx, msg))
 }
 
@@ -274,7 +307,7 @@ func (p *Producer) waitRoom(ctx context.Context, n int) error {
 	need := p.need(layout.RecordSize(n))
 	return p.q.waitFor(ctx, p.g, p.q.producerWake, p.e, layout.SPSCConsumerEntry, func() bool {
 		return p.cap-(p.tail-p.q.head.Load()) >= need
-	})
+	}, nil)
 }
 
 // SendBatch sends every message of msgs, committing as many at a time as

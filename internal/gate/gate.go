@@ -12,6 +12,13 @@
 // synchronized before the teardown, and the teardown before the return of
 // every Close: whatever a call or the teardown did to the mapping happens
 // before a closer that then unmaps it.
+//
+// A gate made by New admits calls from any number of goroutines at once
+// and counts them with an atomic read-modify-write at Enter and at Exit. A
+// gate made by NewSingle is for a handle that one goroutine at a time
+// calls (a Producer or Consumer), with Close from anywhere: where the
+// kernel offers membarrier(2), its Enter and Exit are plain stores and
+// loads, and Close pays for the ordering they skip (see single.go).
 package gate
 
 import (
@@ -25,17 +32,22 @@ import (
 const closedBit = 1 << 62
 
 // Gate is the lifecycle of one handle. The zero value is not ready; use
-// New. Its methods are safe for concurrent use.
+// New or NewSingle. Its methods are safe for concurrent use, except that
+// the calls a single gate admits must not overlap (see NewSingle).
 type Gate struct {
-	state    atomic.Int64 // calls in flight, plus closedBit once closed
+	state atomic.Int64 // New: calls in flight, plus closedBit once closed
+	solo  bool         // NewSingle, with membarrier: single.go's protocol over own
+	own   single
+
 	ctx      context.Context
 	cancel   context.CancelFunc
 	once     sync.Once
 	done     chan struct{} // closed when the gate is closed and drained
 	finished chan struct{} // closed when the teardown has run
+	_        [64]byte      // keep state and own off the line of the next allocation: they are written per call
 }
 
-// New returns an open gate.
+// New returns an open gate for calls from any number of goroutines.
 func New() *Gate {
 	g := &Gate{done: make(chan struct{}), finished: make(chan struct{})}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
@@ -45,6 +57,20 @@ func New() *Gate {
 // Enter admits a call and reports whether the gate is open. A call that
 // was admitted must Exit; one that was not must not touch the handle.
 func (g *Gate) Enter() bool {
+	if g.solo { // inlined: a plain increment and load (single.go)
+		g.own.depth++
+		if g.own.closed == 0 {
+			return true
+		}
+	}
+	return g.enterSlow()
+}
+
+func (g *Gate) enterSlow() bool {
+	if g.solo {
+		g.own.exited()
+		return false
+	}
 	if g.state.Add(1)&closedBit != 0 {
 		g.Exit()
 		return false
@@ -54,6 +80,20 @@ func (g *Gate) Enter() bool {
 
 // Exit ends a call admitted by Enter.
 func (g *Gate) Exit() {
+	if g.solo {
+		g.own.depth--
+		if g.own.closed == 0 {
+			return
+		}
+	}
+	g.exitSlow()
+}
+
+func (g *Gate) exitSlow() {
+	if g.solo {
+		g.own.drain()
+		return
+	}
 	if g.state.Add(-1) == closedBit {
 		g.once.Do(func() { close(g.done) })
 	}
@@ -66,6 +106,9 @@ func (g *Gate) Exit() {
 // a call on the same gate (a callback passed to the handle), which it
 // would wait for forever.
 func (g *Gate) Close(teardown func()) bool {
+	if g.solo {
+		return g.closeSolo(teardown)
+	}
 	old := g.state.Or(closedBit)
 	if old&closedBit != 0 {
 		<-g.finished
@@ -84,7 +127,12 @@ func (g *Gate) Close(teardown func()) bool {
 }
 
 // Closed reports whether Close has been called.
-func (g *Gate) Closed() bool { return g.state.Load()&closedBit != 0 }
+func (g *Gate) Closed() bool {
+	if g.solo {
+		return atomic.LoadUint32(&g.own.closed) != 0
+	}
+	return g.state.Load()&closedBit != 0
+}
 
 // Bind returns a context that ends when ctx does or when the gate closes,
 // for a call about to block, and a function to release it.

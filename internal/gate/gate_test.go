@@ -2,13 +2,27 @@ package gate
 
 import (
 	"context"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
+// kinds are the two gates, for tests that hold for both.
+var kinds = []struct {
+	name string
+	new  func() *Gate
+}{{"New", New}, {"NewSingle", NewSingle}}
+
 func TestCloseWaitsForCallsInFlight(t *testing.T) {
-	g := New()
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) { testCloseWaitsForCallsInFlight(t, k.new) })
+	}
+}
+
+func testCloseWaitsForCallsInFlight(t *testing.T, newGate func() *Gate) {
+	g := newGate()
 	if !g.Enter() {
 		t.Fatal("Enter on an open gate failed")
 	}
@@ -35,7 +49,13 @@ func TestCloseWaitsForCallsInFlight(t *testing.T) {
 }
 
 func TestBindEndsAtClose(t *testing.T) {
-	g := New()
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) { testBindEndsAtClose(t, k.new) })
+	}
+}
+
+func testBindEndsAtClose(t *testing.T, newGate func() *Gate) {
+	g := newGate()
 	ctx, release := g.Bind(context.Background())
 	defer release()
 	if !g.Enter() {
@@ -86,10 +106,115 @@ func TestHammer(t *testing.T) {
 	}
 }
 
+// TestSingleMode: NewSingle takes the membarrier path wherever it can, so
+// that the tests below exercise it (and the race detector the fallback).
+func TestSingleMode(t *testing.T) {
+	g := NewSingle()
+	want := !raceEnabled && membarrierReady()
+	if g.solo != want {
+		t.Fatalf("solo = %v, want %v (race %v)", g.solo, want, raceEnabled)
+	}
+	if runtime.GOOS == "linux" && !raceEnabled && !g.solo {
+		t.Log("this kernel lacks MEMBARRIER_CMD_PRIVATE_EXPEDITED: single gates count like New's")
+	}
+}
+
+// TestSingleNested: a call made from inside a call (a callback that calls
+// the handle) keeps the gate busy until the outer one exits.
+func TestSingleNested(t *testing.T) {
+	g := NewSingle()
+	for range 2 {
+		if !g.Enter() {
+			t.Fatal("Enter failed")
+		}
+	}
+	g.Exit()
+	closed := make(chan struct{})
+	go func() { g.Close(nil); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while the outer call was in flight")
+	case <-time.After(20 * time.Millisecond):
+	}
+	g.Exit()
+	<-closed
+}
+
+// TestSingleHammer: one goroutine calls in a loop, as a Producer's owner
+// does, while another closes the gate at a random moment and then frees
+// the resource the calls use. No admitted call may see it freed, and
+// every call after Close must be refused.
+func TestSingleHammer(t *testing.T) {
+	rounds := 2000
+	if testing.Short() {
+		rounds = 200
+	}
+	for i := range rounds {
+		g := NewSingle()
+		var freed atomic.Bool
+		var calls atomic.Int64
+		bad := make(chan string, 1)
+		stopped := make(chan struct{})
+		go func() {
+			defer close(stopped)
+			for g.Enter() {
+				if freed.Load() {
+					bad <- "a call was admitted after Close returned"
+				}
+				calls.Add(1)
+				for range i % 7 {
+					runtime.Gosched()
+				}
+				if freed.Load() {
+					bad <- "a call was still in flight when Close returned"
+				}
+				g.Exit()
+			}
+		}()
+		for calls.Load() < int64(i%5) {
+			runtime.Gosched()
+		}
+		if !g.Close(nil) {
+			t.Fatal("Close did not report closing")
+		}
+		freed.Store(true)
+		<-stopped
+		select {
+		case msg := <-bad:
+			t.Fatalf("round %d: %s", i, msg)
+		default:
+		}
+		if g.Enter() {
+			t.Fatal("Enter admitted a call after Close")
+		}
+	}
+}
+
+// BenchmarkEnterExit is the cost of the gate around one call.
+func BenchmarkEnterExit(b *testing.B) {
+	for _, k := range kinds {
+		b.Run(k.name, func(b *testing.B) {
+			g := k.new()
+			for range b.N {
+				if !g.Enter() {
+					b.Fatal("closed")
+				}
+				g.Exit()
+			}
+		})
+	}
+}
+
 // TestCloseWaitsForTeardown: a Close that loses the race returns only after
 // the winner's teardown has run.
 func TestCloseWaitsForTeardown(t *testing.T) {
-	g := New()
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) { testCloseWaitsForTeardown(t, k.new) })
+	}
+}
+
+func testCloseWaitsForTeardown(t *testing.T, newGate func() *Gate) {
+	g := newGate()
 	inTeardown, release := make(chan struct{}), make(chan struct{})
 	go g.Close(func() { close(inTeardown); <-release })
 	<-inTeardown
@@ -103,5 +228,38 @@ func TestCloseWaitsForTeardown(t *testing.T) {
 	close(release)
 	if <-second {
 		t.Fatal("the second Close reported running the teardown")
+	}
+}
+
+// TestTeardownAfterCalls: the teardown runs only once the call in flight
+// when Close began has exited, and a call refused after it began does not
+// delay it.
+func TestTeardownAfterCalls(t *testing.T) {
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			g := k.new()
+			if !g.Enter() {
+				t.Fatal("Enter failed")
+			}
+			var exited atomic.Bool
+			tornDown := make(chan bool)
+			go g.Close(func() { tornDown <- exited.Load() })
+			for !g.Closed() {
+				runtime.Gosched()
+			}
+			if g.Enter() {
+				t.Fatal("Enter admitted a call during Close")
+			}
+			select {
+			case <-tornDown:
+				t.Fatal("the teardown ran while a call was in flight")
+			case <-time.After(20 * time.Millisecond):
+			}
+			exited.Store(true)
+			g.Exit()
+			if !<-tornDown {
+				t.Fatal("the teardown did not see the call's exit")
+			}
+		})
 	}
 }

@@ -1,0 +1,7 @@
+//go:build !(amd64 || arm64 || loong64 || mips64 || mips64le || ppc64 || ppc64le || riscv64 || s390x || wasm)
+
+package counter
+
+import "sync/atomic"
+
+func set(p *uint64, v uint64) { atomic.StoreUint64(p, v) }
