@@ -25,7 +25,7 @@ type shmqSPSCMechanism struct {
 var (
 	// Spins without ever parking: the lowest latency, a core per waiting side.
 	shmqSPSCSpin = shmqSPSCMechanism{name: "shmq-spsc-spin", wait: spsc.Wait{Spin: time.Hour}}
-	// The default: spin briefly, then park on a futex.
+	// The default: spin adaptively (up to notify.DefaultSpin), then park on a futex.
 	shmqSPSCDefault = shmqSPSCMechanism{name: "shmq-spsc"}
 	// Parks on the futex at once whenever the queue is empty or full.
 	shmqSPSCPark = shmqSPSCMechanism{name: "shmq-spsc-park", wait: spsc.Wait{Spin: -1}}
@@ -164,7 +164,7 @@ func waitPolicyText(w spsc.Wait) string {
 	case w.Spin >= time.Hour:
 		return "spin, never park"
 	case w.Spin == 0:
-		return fmt.Sprintf("spin %v (the default), then park on a futex", notify.DefaultSpin)
+		return fmt.Sprintf("the default: adaptive spin of up to %v, then park on a futex", notify.DefaultSpin)
 	}
 	return fmt.Sprintf("spin %v, then park on a futex", w.Spin)
 }

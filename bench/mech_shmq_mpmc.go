@@ -97,7 +97,7 @@ func (m shmqMPMCMechanism) Setup(size int) (*Link, error) {
 		}
 		files = append(files, os.NewFile(uintptr(fd), "shmq-mpmc-segment"))
 	}
-	mode := "lock-free (Vyukov) slots, spin 20 µs then park on a futex (the default wait)"
+	mode := "lock-free (Vyukov) slots, the default wait (adaptive spin of up to 20 µs, then park on a futex)"
 	if m.locked {
 		mode = "locked: semaphores and robust mutexes (mpmc.Config{Locked: true})"
 	}

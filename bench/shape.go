@@ -206,7 +206,7 @@ func (m shmqMPMCMechanism) RunShape(spec runSpec) (rec Record, err error) {
 		{Name: "ring", Value: fmt.Sprintf("%d slots", cfg.Slots), Why: "as the shmq-mpmc rows: one memfd segment inherited by every process"},
 		{Name: "processes", Value: fmt.Sprintf("%d producers, %d consumers", np, nc),
 			Why: "each a re-executed bench binary with its own registry entry; the parent sends one stop message per consumer after the producers finish"},
-		{Name: "wait", Value: "the default (spin 20 µs, then park on a futex)", Why: "what a service gets untuned"},
+		{Name: "wait", Value: "the default (adaptive spin of up to 20 µs, then park on a futex)", Why: "what a service gets untuned"},
 	}
 	note, err := checkShapeRegistry(q, np, nc, per, spec.Size)
 	rec.PathNote = note
