@@ -34,6 +34,7 @@ const (
 	mTomb  // reserved, then its producer closed: consumers skip it
 	mTaken // taken by a consumer (peeked, stashed), not yet released
 	mReleased
+	mOrphan // stashed by a consumer that closed: a producer requeues it a lap later
 )
 
 type mpmcPos struct {
@@ -48,12 +49,21 @@ type mpmcModel struct {
 
 // canClaim: the slot of the next position is free once the message of the
 // previous lap in it was released, or is a tombstone (or on the first lap).
+// A producer that finds an orphaned message there (see Consumer.Close)
+// first requeues it at the next position, as committed, and looks again.
 func (m *mpmcModel) canClaim() bool {
-	if m.enq-m.start < m.slots {
-		return true
+	for {
+		if m.enq-m.start < m.slots {
+			return true
+		}
+		prev := m.pos[m.enq-m.slots]
+		if prev.state != mOrphan {
+			return prev.state == mReleased || prev.state == mTomb
+		}
+		prev.state = mReleased
+		m.pos[m.enq] = &mpmcPos{state: mCommitted, msg: prev.msg}
+		m.enq++
 	}
-	st := m.pos[m.enq-m.slots].state
-	return st == mReleased || st == mTomb
 }
 
 // claim takes the next position; a producer claims straight over the
@@ -449,7 +459,7 @@ func FuzzMPMCOps(f *testing.F) {
 					m.pos[pos].state = mTomb
 				}
 				*fp = *newProducer([]*mpmc.Queue{q, q2}[arg%2])
-			case 12: // close a consumer (held and stashed messages count as consumed) and attach another
+			case 12: // close a consumer (held messages count as consumed, a stashed one is orphaned) and attach another
 				checkViews(step, fc)
 				wd.op("Consumer.Close")
 				if err := fc.c.Close(); err != nil {
@@ -459,7 +469,7 @@ func FuzzMPMCOps(f *testing.F) {
 					m.pos[pos].state = mReleased
 				}
 				if fc.stashed {
-					m.pos[fc.stashPos].state = mReleased
+					m.pos[fc.stashPos].state = mOrphan
 				}
 				*fc = *newConsumer([]*mpmc.Queue{q, q2}[arg%2])
 			}
@@ -474,8 +484,10 @@ func FuzzMPMCOps(f *testing.F) {
 		}
 
 		// Commit every reservation, close every consumer (what they hold
-		// counts as consumed), and drain with a new one: exactly the
-		// committed messages not yet consumed come out, in order.
+		// counts as consumed; what they stashed is orphaned), and drain
+		// with a new one: exactly the committed messages not yet consumed
+		// come out, in order. Orphaned messages wait for a producer's next
+		// lap.
 		for _, fp := range ps {
 			wd.op("final Commit")
 			if err := fp.p.Commit(); err != nil {
@@ -496,7 +508,7 @@ func FuzzMPMCOps(f *testing.F) {
 				m.pos[pos].state = mReleased
 			}
 			if fc.stashed {
-				m.pos[fc.stashPos].state = mReleased
+				m.pos[fc.stashPos].state = mOrphan
 			}
 		}
 		drain := newConsumer(q2)
@@ -516,7 +528,7 @@ func FuzzMPMCOps(f *testing.F) {
 			m.pos[pos].state = mReleased
 		}
 		for pos, s := range m.pos {
-			if s.state != mReleased {
+			if s.state != mReleased && s.state != mOrphan {
 				t.Fatalf("position %d left in state %d after the drain", pos, s.state)
 			}
 		}
