@@ -39,7 +39,7 @@ func writeScaling(w io.Writer, records []Record) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "### Throughput against message size (bytes/s; shmq rows with their ratio to floor-spsc-ring)")
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "| size | %s |\n|---:|%s|\n", strings.Join(mechs, " | "), strings.Repeat("---:|", len(mechs)))
+	fmt.Fprintf(w, "| size | %s |\n|---:|%s\n", strings.Join(mechs, " | "), strings.Repeat("---:|", len(mechs)))
 	for _, size := range sizes {
 		cells := []string{formatSize(size)}
 		for _, m := range mechs {
