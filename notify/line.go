@@ -160,16 +160,18 @@ func (l Line) Park(ctx context.Context, p Policy, me int, period time.Duration, 
 	}
 }
 
-// ended returns ctx's error once ctx is done, also when its deadline has
-// passed and its timer has not fired yet: otherwise every park bounded by
-// that deadline would return at once, and the loop would spin until the
-// timer ran.
+// ended returns ctx's error once ctx is done. When its deadline has passed
+// and its timer has not fired yet, it waits for the timer (otherwise every
+// park bounded by that deadline would return at once, and the loop would
+// spin until the timer ran), so that a caller that sees the error also
+// sees ctx.Err() set, as with any other call that takes a context.
 func ended(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
-		return context.DeadlineExceeded
+		<-ctx.Done()
+		return ctx.Err()
 	}
 	return nil
 }
