@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/shmq/shmq/internal/counter"
 	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/ring"
@@ -48,8 +49,9 @@ type Publisher struct {
 	mark0, mark1 uint64
 	lastDrop     time.Time
 
-	pendMsgs, pendBytes uint64 // reserved, not yet committed
-	msgs, bytes, stalls uint64 // private copies of the registry counters
+	pendMsgs, pendBytes uint64        // reserved, not yet committed
+	msgs, bytes, stalls uint64        // private copies of the registry counters
+	ctr                 counter.Entry // the registry counters, written unfenced
 	waker
 }
 
@@ -71,7 +73,7 @@ func (q *Queue) Publisher() (_ *Publisher, err error) {
 	if err != nil {
 		return nil, opError("Publisher", err)
 	}
-	p := &Publisher{q: q, e: e, g: gate.New(), cap: q.cap, maxMsg: q.maxMsg, lossy: q.lossy, slack: layout.PubSubSlack(q.cap)}
+	p := &Publisher{q: q, e: e, g: gate.NewSingle(), ctr: counter.OfEntry(e), cap: q.cap, maxMsg: q.maxMsg, lossy: q.lossy, slack: layout.PubSubSlack(q.cap)}
 	if err := p.resume(); err != nil {
 		e.Detach()
 		return nil, opError("Publisher", err)
@@ -238,8 +240,8 @@ func (p *Publisher) commit() {
 	p.msgs += p.pendMsgs
 	p.bytes += p.pendBytes
 	p.pendMsgs, p.pendBytes = 0, 0
-	p.e.Messages.Store(p.msgs)
-	p.e.Bytes.Store(p.bytes)
+	p.ctr.Messages.Set(p.msgs)
+	p.ctr.Bytes.Set(p.bytes)
 	// The tail store above and this load are sequentially consistent, so a
 	// subscriber that registered as a waiter before re-checking the tail is
 	// either seen here or sees the new tail: no wakeup is lost.

@@ -26,7 +26,7 @@ func (s *Subscriber) peek() ([]byte, error) {
 			}
 			if s.pos == s.tailCache {
 				s.stalls++
-				s.e.Stalls.Store(s.stalls)
+				s.ctr.Stalls.Set(s.stalls)
 				return nil, ErrEmpty
 			}
 		}

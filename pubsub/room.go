@@ -33,7 +33,7 @@ func (p *Publisher) room(need uint64) error {
 	}
 	if need > p.limit-p.published {
 		p.stalls++
-		p.e.Stalls.Store(p.stalls)
+		p.ctr.Stalls.Set(p.stalls)
 		return ErrFull
 	}
 	return nil

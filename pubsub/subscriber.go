@@ -6,6 +6,7 @@ import (
 	"io"
 	"runtime/debug"
 
+	"github.com/shmq/shmq/internal/counter"
 	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/ring"
@@ -73,8 +74,9 @@ type Subscriber struct {
 	unverified          bool   // lossy: views handed out that no check has covered yet,
 	viewStart           uint64 // the first of which is at this position
 	lost                uint64
-	msgs, bytes, stalls uint64 // private copies of the registry counters
-	scratch             []byte // lossy TryRecvBatch: the copy handed to fn
+	msgs, bytes, stalls uint64        // private copies of the registry counters
+	ctr                 counter.Entry // the registry counters, written unfenced
+	scratch             []byte        // lossy TryRecvBatch: the copy handed to fn
 	rf                  readFence
 	waker
 }
@@ -97,7 +99,7 @@ func (q *Queue) Subscriber(from Start) (_ *Subscriber, err error) {
 	if err != nil {
 		return nil, opError("Subscriber", err)
 	}
-	s := &Subscriber{q: q, e: e, w: &q.subs[e.Index()], g: gate.New(), cap: q.cap, maxMsg: q.maxMsg, lossy: q.lossy}
+	s := &Subscriber{q: q, e: e, w: &q.subs[e.Index()], g: gate.NewSingle(), ctr: counter.OfEntry(e), cap: q.cap, maxMsg: q.maxMsg, lossy: q.lossy}
 	if q.lossy {
 		err = s.startLossy(from)
 	} else {
@@ -208,8 +210,8 @@ func (s *Subscriber) release() error {
 	s.msgs += s.peeked
 	s.bytes += s.peekedBytes
 	s.peeked, s.peekedBytes = 0, 0
-	s.e.Messages.Store(s.msgs)
-	s.e.Bytes.Store(s.bytes)
+	s.ctr.Messages.Set(s.msgs)
+	s.ctr.Bytes.Set(s.bytes)
 	if !s.lossy {
 		s.wakePublisher(old)
 	}
