@@ -31,3 +31,18 @@ func TestParkPastDeadlineReturnsCtxErr(t *testing.T) {
 		t.Fatalf("Park = %v with ctx.Err() = %v; want DeadlineExceeded with the context done", err, ctx.Err())
 	}
 }
+
+// TestWaitPastDeadlineReturnsCtxErr: the same for every backend's Wait,
+// which the queues' locked mode and the semaphores call directly.
+func TestWaitPastDeadlineReturnsCtxErr(t *testing.T) {
+	forEach(t, func(t *testing.T, _ namedBackend, b Backend) {
+		var w atomic.Uint32
+		timer, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		ctx := lateTimer{Context: timer, deadline: time.Now().Add(-time.Millisecond)}
+		err := b.Wait(ctx, &w, 0)
+		if !isCtxErr(err, context.DeadlineExceeded) || ctx.Err() == nil {
+			t.Fatalf("Wait = %v with ctx.Err() = %v; want DeadlineExceeded with the context done", err, ctx.Err())
+		}
+	})
+}

@@ -134,7 +134,7 @@ func (l Line) Park(ctx context.Context, p Policy, me int, period time.Duration, 
 		if ready() {
 			return parked, nil
 		}
-		if err := ended(ctx); err != nil {
+		if err := done(ctx); err != nil {
 			return parked, err
 		}
 		parked = true
@@ -146,7 +146,7 @@ func (l Line) Park(ctx context.Context, p Policy, me int, period time.Duration, 
 			err = p.Backend.Wait(pctx, l.Seq, seq)
 			cancel()
 		}
-		if err := ended(ctx); err != nil {
+		if err := done(ctx); err != nil {
 			return parked, err
 		}
 		if err != nil && !isTimeout(err) {
@@ -158,22 +158,6 @@ func (l Line) Park(ctx context.Context, p Policy, me int, period time.Duration, 
 			}
 		}
 	}
-}
-
-// ended returns ctx's error once ctx is done. When its deadline has passed
-// and its timer has not fired yet, it waits for the timer (otherwise every
-// park bounded by that deadline would return at once, and the loop would
-// spin until the timer ran), so that a caller that sees the error also
-// sees ctx.Err() set, as with any other call that takes a context.
-func ended(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
-		<-ctx.Done()
-		return ctx.Err()
-	}
-	return nil
 }
 
 // isTimeout reports whether err is a bounded park ending (the derived

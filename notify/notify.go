@@ -92,15 +92,28 @@ var ErrClosed = errors.New("notify: backend closed")
 var ErrPeerRejected = errors.New("notify: peer credentials rejected")
 
 // ctxErr returns the error Wait reports for a done ctx, or nil if ctx is not
-// done. A passed deadline counts as done even if ctx's own timer has not
-// fired yet, so a kernel timeout derived from the deadline is never reported
-// as a spurious wake-up.
+// done (see done).
 func ctxErr(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
+	if err := done(ctx); err != nil {
 		return fmt.Errorf("notify: wait: %w", err)
 	}
+	return nil
+}
+
+// done returns ctx's error once ctx is done, or nil. A passed deadline
+// counts as done even if ctx's own timer has not fired yet, so that a
+// kernel timeout derived from the deadline is never taken for a spurious
+// wake-up (and a loop around the wait does not spin until the timer runs);
+// done then waits for that timer, which is already due, so that a caller
+// that gets the error also finds ctx.Err() set, as after any call that
+// takes a context.
+func done(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
-		return fmt.Errorf("notify: wait: %w", context.DeadlineExceeded)
+		<-ctx.Done()
+		return ctx.Err()
 	}
 	return nil
 }

@@ -210,11 +210,9 @@ func (w *writer) send(ctx context.Context, msg []byte) error {
 		// the queue would wait for it to come back.
 		slice, cancel := context.WithTimeout(ctx, peerCheckPeriod)
 		err = w.p.Send(slice, msg)
+		expired := slice.Err() == context.DeadlineExceeded
 		cancel()
-		// The queue ends a wait at its deadline by the clock, possibly
-		// before the context's timer has fired: only the slice ran out if
-		// the call's own context has not ended by the same measure.
-		if err == nil || !errors.Is(err, context.DeadlineExceeded) || ended(ctx) {
+		if err == nil || !expired || ctx.Err() != nil {
 			return err
 		}
 		if err = w.peerGone(); err == nil {
@@ -246,7 +244,7 @@ func (c *Conn) ioError(op string, err error, ctx context.Context) error {
 		return io.EOF
 	case errors.Is(err, spsc.ErrClosed):
 		err = net.ErrClosed
-	case ended(ctx) && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+	case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		// The deadline's context, or a wait slice derived from it that
 		// ran out at the same moment.
 		err = os.ErrDeadlineExceeded
@@ -349,13 +347,3 @@ var (
 	_ net.Conn    = (*Conn)(nil)
 	_ io.WriterTo = (*Conn)(nil)
 )
-
-// ended reports whether ctx is done, or its deadline has passed by the
-// clock though its timer has not fired yet (the queues' waits end then).
-func ended(ctx context.Context) bool {
-	if ctx.Err() != nil {
-		return true
-	}
-	d, ok := ctx.Deadline()
-	return ok && !time.Now().Before(d)
-}
