@@ -8,59 +8,12 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
-	"os/exec"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/shmq/shmq/notify"
+	"github.com/shmq/shmq/internal/notifytest"
+	"github.com/shmq/shmq/internal/shmtest"
 )
-
-// stallWake is a futex backend whose next Wake, once armed, stops until
-// the test lets it go: a way to hold a goroutine at a chosen point of a
-// publishing path (Backend is public configuration, Wait.Backend).
-type stallWake struct {
-	notify.Backend
-	armed   atomic.Bool
-	at      chan struct{} // closed when the armed Wake is reached
-	release chan struct{} // closed by the test to let it go on
-}
-
-func newStallWake() *stallWake {
-	return &stallWake{Backend: notify.Default(), at: make(chan struct{}), release: make(chan struct{})}
-}
-
-func (s *stallWake) Wake(w *atomic.Uint32, n int) error {
-	if s.armed.CompareAndSwap(true, false) {
-		close(s.at)
-		<-s.release
-	}
-	return s.Backend.Wake(w, n)
-}
-
-// inChild runs body in a child process (the test binary re-run for this
-// test alone): the finding it reproduces kills the process that hits it.
-// The parent fails with the child's output if the child did not pass.
-func inChild(t *testing.T, body func(t *testing.T)) {
-	t.Helper()
-	const env = "SHMQ_REVIEW_CHILD"
-	if os.Getenv(env) == t.Name() {
-		body(t)
-		return
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), env+"="+t.Name())
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		s := string(out)
-		if i := strings.Index(s, "goroutine "); i > 0 {
-			s = s[:i] // the signal and the first lines are what matter
-		}
-		t.Fatalf("child process failed (%v):\n%s", err, s)
-	}
-}
 
 // TestReviewQueueCloseWaitsForConsumerClose: Consumer.Close removes the
 // consumer from its queue's set before it frees the slots it holds and
@@ -71,8 +24,8 @@ func inChild(t *testing.T, body func(t *testing.T)) {
 // and Consumer.Close then stores the wake counter into the unmapped
 // segment: SIGSEGV, the process dies.
 func TestReviewQueueCloseWaitsForConsumerClose(t *testing.T) {
-	inChild(t, func(t *testing.T) {
-		stall := newStallWake()
+	shmtest.InChild(t, func(t *testing.T) {
+		stall := notifytest.NewStallWake()
 		q := newTestQueue(t, Config{Slots: 1, SlotSize: 64, Wait: Wait{Backend: stall}})
 		p := mustProducer(t, q)
 		c := mustConsumer(t, q)
@@ -90,10 +43,10 @@ func TestReviewQueueCloseWaitsForConsumerClose(t *testing.T) {
 		go func() { sent <- p2.Send(context.Background(), []byte("next")) }()
 		waitFor(t, "the producer parks", q.producerWake.Waiters.Any)
 
-		stall.armed.Store(true)
+		stall.Armed.Store(true)
 		closed := make(chan error, 1)
 		go func() { closed <- c.Close() }()
-		<-stall.at // c.Close has freed the slot and is waking p2
+		<-stall.At // c.Close has freed the slot and is waking p2
 
 		qClosed := make(chan error, 1)
 		go func() { qClosed <- q.Close() }()
@@ -103,7 +56,7 @@ func TestReviewQueueCloseWaitsForConsumerClose(t *testing.T) {
 			early = true
 		case <-time.After(200 * time.Millisecond):
 		}
-		close(stall.release)
+		close(stall.Release)
 		if err := <-closed; err != nil {
 			t.Errorf("Consumer.Close: %v", err)
 		}
@@ -127,8 +80,8 @@ func TestReviewQueueCloseWaitsForConsumerClose(t *testing.T) {
 // tombstones its reservations and wakes consumers after its detach. Held in
 // that wake, it lets Queue.Close unmap the segment under it.
 func TestReviewQueueCloseWaitsForProducerClose(t *testing.T) {
-	inChild(t, func(t *testing.T) {
-		stall := newStallWake()
+	shmtest.InChild(t, func(t *testing.T) {
+		stall := notifytest.NewStallWake()
 		q := newTestQueue(t, Config{Slots: 4, SlotSize: 64, Wait: Wait{Backend: stall}})
 		p := mustProducer(t, q)
 		if _, err := p.Reserve(4); err != nil { // becomes a tombstone at Close
@@ -143,10 +96,10 @@ func TestReviewQueueCloseWaitsForProducerClose(t *testing.T) {
 		}()
 		waitFor(t, "the consumer parks", q.consumerWake.Waiters.Any)
 
-		stall.armed.Store(true)
+		stall.Armed.Store(true)
 		closed := make(chan error, 1)
 		go func() { closed <- p.Close() }()
-		<-stall.at
+		<-stall.At
 
 		qClosed := make(chan error, 1)
 		go func() { qClosed <- q.Close() }()
@@ -156,7 +109,7 @@ func TestReviewQueueCloseWaitsForProducerClose(t *testing.T) {
 			early = true
 		case <-time.After(200 * time.Millisecond):
 		}
-		close(stall.release)
+		close(stall.Release)
 		if err := <-closed; err != nil {
 			t.Errorf("Producer.Close: %v", err)
 		}

@@ -8,60 +8,13 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
-	"os/exec"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/shmq/shmq/notify"
+	"github.com/shmq/shmq/internal/notifytest"
+	"github.com/shmq/shmq/internal/shmtest"
 	"github.com/shmq/shmq/ring"
 )
-
-// stallWake is a futex backend whose next Wake, once armed, stops until
-// the test lets it go: a way to hold a goroutine at a chosen point of a
-// publishing path (Backend is public configuration, Wait.Backend).
-type stallWake struct {
-	notify.Backend
-	armed   atomic.Bool
-	at      chan struct{} // closed when the armed Wake is reached
-	release chan struct{} // closed by the test to let it go on
-}
-
-func newStallWake() *stallWake {
-	return &stallWake{Backend: notify.Default(), at: make(chan struct{}), release: make(chan struct{})}
-}
-
-func (s *stallWake) Wake(w *atomic.Uint32, n int) error {
-	if s.armed.CompareAndSwap(true, false) {
-		close(s.at)
-		<-s.release
-	}
-	return s.Backend.Wake(w, n)
-}
-
-// inChild runs body in a child process (the test binary re-run for this
-// test alone): the finding it reproduces kills the process that hits it.
-// The parent fails with the child's output if the child did not pass.
-func inChild(t *testing.T, body func(t *testing.T)) {
-	t.Helper()
-	const env = "SHMQ_REVIEW_CHILD"
-	if os.Getenv(env) == t.Name() {
-		body(t)
-		return
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), env+"="+t.Name())
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		s := string(out)
-		if i := strings.Index(s, "goroutine "); i > 0 {
-			s = s[:i] // the signal and the first lines are what matter
-		}
-		t.Fatalf("child process failed (%v):\n%s", err, s)
-	}
-}
 
 // TestReviewQueueCloseWaitsForProducerClose: Producer.Close forgets the
 // producer in its queue before it detaches, and wakes the consumer line
@@ -72,8 +25,8 @@ func inChild(t *testing.T, body func(t *testing.T)) {
 // concurrent second Producer.Close returns as early: gate.Close's loser
 // waits for the drain, not for the teardown.)
 func TestReviewQueueCloseWaitsForProducerClose(t *testing.T) {
-	inChild(t, func(t *testing.T) {
-		stall := newStallWake()
+	shmtest.InChild(t, func(t *testing.T) {
+		stall := notifytest.NewStallWake()
 		loc := ring.Memfd("review")
 		q, err := Create(loc, Config{Capacity: 256, Wait: Wait{Backend: stall}})
 		if err != nil {
@@ -100,10 +53,10 @@ func TestReviewQueueCloseWaitsForProducerClose(t *testing.T) {
 		}()
 		waitParked(t, q.consumerWake.Waiters.Any)
 
-		stall.armed.Store(true)
+		stall.Armed.Store(true)
 		closed := make(chan error, 1)
 		go func() { closed <- p.Close() }()
-		<-stall.at // detached, waking the consumer
+		<-stall.At // detached, waking the consumer
 
 		qClosed := make(chan error, 1)
 		go func() { qClosed <- q.Close() }()
@@ -113,7 +66,7 @@ func TestReviewQueueCloseWaitsForProducerClose(t *testing.T) {
 			early = true
 		case <-time.After(200 * time.Millisecond):
 		}
-		close(stall.release)
+		close(stall.Release)
 		if err := <-closed; err != nil {
 			t.Errorf("Producer.Close: %v", err)
 		}

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -209,5 +210,28 @@ func CheckStreamWakes(t testing.TB, count int, send func(context.Context, []byte
 	t.Logf("%d messages, %d wake syscalls by the producer", count, n)
 	if n > uint64(count)/100 {
 		t.Fatalf("%d wake syscalls for %d messages: the producer wakes per message", n, count)
+	}
+}
+
+// InChild runs body in a child process (the test binary re-run for this
+// test alone), for a test whose failure kills the process that hits it
+// (a fault in an unmapped segment). The parent fails with the start of the
+// child's output if the child did not pass.
+func InChild(t *testing.T, body func(t *testing.T)) {
+	t.Helper()
+	const env = "SHMQ_TEST_CHILD"
+	if os.Getenv(env) == t.Name() {
+		body(t)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), env+"="+t.Name())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		s := string(out)
+		if i := strings.Index(s, "goroutine "); i > 0 {
+			s = s[:i] // the signal and the first lines are what matter
+		}
+		t.Fatalf("child process failed (%v):\n%s", err, s)
 	}
 }
