@@ -555,17 +555,7 @@ func (c *Consumer) lockedRecv(ctx context.Context, wait bool, max int, fn func([
 			}
 			return 0, err
 		}
-		var panicked any
-		n, avail, err := c.lockedRead(units, func(m []byte) (err error) {
-			// A panicking callback must not leave the mutex locked and the
-			// units unaccounted for: finish the call, then panic again.
-			defer func() {
-				if r := recover(); r != nil {
-					panicked, err = r, errCallbackPanicked
-				}
-			}()
-			return fn(m)
-		})
+		n, avail, panicked, err := c.lockedRead(units, fn)
 		if n > 0 {
 			if rerr := release(l.free, n, q.hdr.Capacity); err == nil {
 				err = rerr
@@ -615,17 +605,22 @@ func (c *Consumer) lockedEndOfStream() (time.Duration, error) {
 
 // lockedRead reads up to units messages at the dequeue cursor, handing each
 // to fn, and advances the cursor past those fn accepted. It returns how
-// many fn accepted and how many messages there were (up to units). The
-// caller holds the consumers' mutex.
-func (c *Consumer) lockedRead(units int, fn func([]byte) error) (n, avail int, err error) {
+// many fn accepted and how many messages there were (up to units), and a
+// panic it caught (of fn, or a fault), for the caller to raise again once
+// the read is accounted for. The caller holds the consumers' mutex.
+func (c *Consumer) lockedRead(units int, fn func([]byte) error) (n, avail int, panicked any, err error) {
 	q := c.q
 	head, tail := q.deq.Load(), q.enq.Load()
 	used, err := q.lockedUsed(tail, head)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	avail = int(min(uint64(units), used))
 	defer func() {
+		// A panic (fn's, or a fault in a truncated mapping) must not leave
+		// the mutex locked and the units unaccounted for: the caller
+		// finishes the call, then panics again.
+		panicked = recover()
 		if n > 0 {
 			q.deq.Store(head + uint64(n)) // frees the slots: the last read of the ring
 		}
@@ -636,21 +631,17 @@ func (c *Consumer) lockedRead(units int, fn func([]byte) error) (n, avail int, e
 		if ln == 0 || ln > c.maxMsg {
 			// Skip the garbage, so that the queue moves on.
 			n++
-			return n, avail, fmt.Errorf("%w: slot %d at position %d holds a %d-byte message (limits 1 and %d)",
+			return n, avail, nil, fmt.Errorf("%w: slot %d at position %d holds a %d-byte message (limits 1 and %d)",
 				ErrCorrupt, pos&q.mask, pos, ln, c.maxMsg)
 		}
 		if err := fn(q.payload(pos, ln)); err != nil {
-			return n, avail, err
+			return n, avail, nil, err
 		}
 		c.delivered(ln)
 		n++
 	}
-	return n, avail, nil
+	return n, avail, nil, nil
 }
-
-// errCallbackPanicked ends lockedRead when the callback panicked; the
-// panic goes on once the read is accounted for.
-var errCallbackPanicked = errors.New("mpmc: callback panicked")
 
 // lockedTryRecv is TryRecv (!wait) or Recv in locked mode.
 func (c *Consumer) lockedTryRecv(ctx context.Context, wait bool, buf []byte) (int, error) {

@@ -284,7 +284,7 @@ func lockedHang() error {
 		if stage == "c-taken" {
 			n = 1
 		}
-		if _, _, err := c.lockedRead(n, func([]byte) error { return nil }); err != nil {
+		if _, _, _, err := c.lockedRead(n, func([]byte) error { return nil }); err != nil {
 			return err // c-taken: head advanced, no free unit released
 		}
 	default:
