@@ -102,7 +102,7 @@ func FuzzSPSCOps(f *testing.F) {
 			return m
 		}
 		for i := 0; i+1 < len(ops); i += 2 {
-			op, arg := ops[i]%7, int(ops[i+1])
+			op, arg := ops[i]%9, int(ops[i+1])
 			wd.at(i / 2)
 			wd.op(spscOpNames[op])
 			switch op {
@@ -160,6 +160,47 @@ func FuzzSPSCOps(f *testing.F) {
 			case 6: // Rewind
 				c.Rewind()
 				peeked = 0
+			case 7: // TrySendBatch of 1 to 4 messages: the leading ones that fit
+				if len(pending) > 0 {
+					break
+				}
+				msgs := make([][]byte, 1+arg%4)
+				for k := range msgs {
+					msgs[k] = newMsg(arg*(k+3) + k)
+				}
+				n, err := p.TrySendBatch(msgs)
+				if n < len(msgs) && err != spsc.ErrFull || n == len(msgs) && err != nil {
+					t.Fatalf("TrySendBatch of %d: %d, %v", len(msgs), n, err)
+				}
+				fifo = append(fifo, msgs[:n]...)
+			case 8: // TryRecvBatch of up to 1+arg%4, refusing message arg/4%8
+				if peeked > 0 {
+					break
+				}
+				max, refuse := 1+arg%4, arg/4%8
+				errRefused := errors.New("refused")
+				k := 0
+				n, err := c.TryRecvBatch(max, func(m []byte) error {
+					if k == refuse {
+						return errRefused
+					}
+					if k >= len(fifo) || !bytes.Equal(m, fifo[k]) {
+						t.Fatalf("TryRecvBatch message %d: %x", k, m)
+					}
+					k++
+					return nil
+				})
+				want, wantErr := min(max, len(fifo)), error(nil)
+				switch {
+				case want == 0:
+					wantErr = spsc.ErrEmpty
+				case refuse < want:
+					want, wantErr = refuse, errRefused
+				}
+				if n != want || err != wantErr {
+					t.Fatalf("TryRecvBatch(%d) refusing #%d: %d, %v; want %d, %v", max, refuse, n, err, want, wantErr)
+				}
+				fifo = fifo[n:]
 			}
 			wd.end()
 		}
@@ -181,7 +222,7 @@ func FuzzSPSCOps(f *testing.F) {
 }
 
 // spscOpNames names FuzzSPSCOps's operations for the watchdog's report.
-var spscOpNames = [7]string{"TrySend", "TryRecv", "Peek", "Reserve", "Commit", "Release", "Rewind"}
+var spscOpNames = [9]string{"TrySend", "TryRecv", "Peek", "Reserve", "Commit", "Release", "Rewind", "TrySendBatch", "TryRecvBatch"}
 
 // FuzzSPSCCorruption writes attacker-chosen bytes anywhere in a live
 // segment between operations. Every call must return (data or an error

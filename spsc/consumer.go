@@ -271,6 +271,31 @@ func (c *Consumer) recvFast(buf []byte) (int, bool) {
 	return int(n), true
 }
 
+// peekFast is peek for the batch loop's common case: a valid message
+// record among those already known to be committed (the cached tail). It
+// reports false, having changed nothing, for anything else, which peek
+// handles: the cached tail used up, padding, and anything that looks
+// corrupt, which peek diagnoses.
+func (c *Consumer) peekFast() ([]byte, bool) {
+	avail := c.tailCache - c.pos
+	idx := c.pos & c.mask
+	if avail < layout.RecordHeaderSize || idx > c.cap-layout.RecordHeaderSize {
+		return nil, false
+	}
+	rec := c.data[idx:]
+	length := binary.LittleEndian.Uint32(rec[layout.RecordLength:])
+	typ := binary.LittleEndian.Uint32(rec[layout.RecordType:])
+	n := uint64(length) - layout.RecordHeaderSize // wraps for a length below the header: caught below
+	size := (uint64(length) + layout.RecordAlign - 1) &^ (layout.RecordAlign - 1)
+	if typ != layout.TypeMessage || n > uint64(c.maxMsg) || size > avail || size > uint64(len(rec)) {
+		return nil, false
+	}
+	c.pos += size
+	c.peeked++
+	c.peekedBytes += n
+	return rec[layout.RecordHeaderSize : layout.RecordHeaderSize+n : layout.RecordHeaderSize+n], true
+}
+
 // TryRecvBatch calls fn with up to max committed messages, in order, then
 // releases them with one store. The slices passed to fn are valid only
 // during the call; fn must not call Close on this consumer or its queue.
@@ -290,6 +315,16 @@ func (c *Consumer) TryRecvBatch(max int, fn func(msg []byte) error) (_ int, err 
 	}
 	n := 0
 	for n < max {
+		m, ok := c.peekFast()
+		if ok {
+			if err := fn(m); err != nil {
+				c.unpeek(m)
+				c.release()
+				return n, err
+			}
+			n++
+			continue
+		}
 		m, err := c.peek()
 		if err == ErrEmpty && n > 0 {
 			break

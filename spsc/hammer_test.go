@@ -205,6 +205,29 @@ func BenchmarkSendRecv64(b *testing.B) {
 	}
 }
 
+// BenchmarkBatch64 is the batch path's own cost per 64-byte message on
+// one goroutine: TrySendBatch of 64 messages, then TryRecvBatch of 64.
+func BenchmarkBatch64(b *testing.B) {
+	_, p, c := newPair(b, ring.Memfd("bench"), Config{Capacity: 1 << 16})
+	msgs := make([][]byte, 64)
+	for i := range msgs {
+		msgs[i] = make([]byte, 64)
+	}
+	stage := make([]byte, 64*64)
+	k := 0
+	take := func(m []byte) error { k += copy(stage[k:], m); return nil }
+	b.SetBytes(64)
+	for i := 0; i < b.N; i += len(msgs) {
+		if n, err := p.TrySendBatch(msgs); n != len(msgs) || err != nil {
+			b.Fatal(n, err)
+		}
+		k = 0
+		if n, err := c.TryRecvBatch(len(msgs), take); n != len(msgs) || err != nil {
+			b.Fatal(n, err)
+		}
+	}
+}
+
 // BenchmarkPingPong measures the round trip of a 64-byte message to an echo
 // process and back, over two queues: spinning, the default (spin, then
 // park), and parking at once. Compare "park" with the raw futex ping-pong,

@@ -105,7 +105,7 @@ func runModel(t *testing.T, capacity, start uint64, steps int, seed uint64) {
 	}
 	buf := make([]byte, max)
 	for step := 0; step < steps; step++ {
-		switch op := rng.IntN(9); op {
+		switch op := rng.IntN(11); op {
 		case 0, 1: // TrySend
 			b := msg()
 			ok := m.reserve(len(b))
@@ -220,6 +220,60 @@ func runModel(t *testing.T, capacity, start uint64, steps int, seed uint64) {
 				t.Fatalf("step %d TryRecvBatch(%d): %d, %v; model has %d", step, k, n, err, len(m.queue))
 			}
 			if n > 0 {
+				m.head = m.queue[n-1].end
+				m.queue = m.queue[n:]
+			}
+		case 9: // TrySendBatch: the leading messages that fit, one commit
+			msgs := make([][]byte, 1+rng.IntN(6))
+			var ends []uint64
+			for i := range msgs {
+				msgs[i] = msg()
+				if len(ends) == i && m.reserve(len(msgs[i])) {
+					ends = append(ends, m.resv)
+				}
+			}
+			n, err := p.TrySendBatch(msgs)
+			if n != len(ends) || (n < len(msgs)) != (err == ErrFull) || (n == len(msgs) && err != nil) {
+				t.Fatalf("step %d TrySendBatch of %d: %d, %v; model fits %d", step, len(msgs), n, err, len(ends))
+			}
+			for i, end := range ends {
+				m.queue = append(m.queue, rec{msgs[i], end})
+			}
+			m.tail = m.resv
+		case 10: // TryRecvBatch whose callback refuses one message
+			if m.peeked > 0 {
+				c.Rewind()
+				m.peeked = 0
+			}
+			k := 1 + rng.IntN(5)
+			refuse := rng.IntN(k)
+			errRefused := errors.New("refused")
+			i := 0
+			n, err := c.TryRecvBatch(k, func(b []byte) error {
+				if i == refuse {
+					return errRefused
+				}
+				check(step, "TryRecvBatch", b, m.queue[i])
+				i++
+				return nil
+			})
+			want, wantErr := min(k, len(m.queue)), error(nil)
+			switch {
+			case want == 0:
+				wantErr = ErrEmpty
+			case refuse < want:
+				want, wantErr = refuse, errRefused
+			}
+			if n != want || err != wantErr {
+				t.Fatalf("step %d TryRecvBatch(%d) refusing #%d: %d, %v; want %d, %v (model has %d)", step, k, refuse, n, err, want, wantErr, len(m.queue))
+			}
+			if err == errRefused {
+				// The head stops at the refused message, past any padding
+				// before it.
+				r := m.queue[n]
+				m.head = r.end - layout.RecordSize(len(r.payload))
+				m.queue = m.queue[n:]
+			} else if n > 0 {
 				m.head = m.queue[n-1].end
 				m.queue = m.queue[n:]
 			}

@@ -258,9 +258,9 @@ func (p *Producer) trySendBatch(msgs [][]byte) (int, error) {
 	if p.tail != p.published {
 		return 0, ErrPending
 	}
-	n := 0
+	n := p.fillFast(msgs)
 	var err error
-	for _, m := range msgs {
+	for _, m := range msgs[n:] {
 		var b []byte
 		if b, err = p.reserve(len(m)); err != nil {
 			break
@@ -270,6 +270,41 @@ func (p *Producer) trySendBatch(msgs [][]byte) (int, error) {
 	}
 	p.commit()
 	return n, err
+}
+
+// fillFast writes the leading messages of msgs that fit, in the room the
+// cached head promises, before the end of the ring, and returns how many it
+// wrote, leaving the rest (and anything unusual) to reserve. It is the
+// batch's hot loop: a header store and a copy per message, the tail and the
+// counters kept in registers until the one commit. Each store behind a
+// pending cache-line transfer holds a store-buffer slot, so a batch that
+// called reserve per message (a frame, spills, an error path) streamed at
+// about half the rate.
+func (p *Producer) fillFast(msgs [][]byte) int {
+	// room: free bytes the cached head promises, up to the end of the ring
+	// (past it, reserve pads). Positions wrap at 2^64: compare distances.
+	room := min(p.cap-(p.tail-p.headCache), p.cap-p.tail&p.mask)
+	idx, data, maxMsg := p.tail&p.mask, p.data, uint64(p.maxMsg)
+	var bytes uint64
+	i := 0
+	for ; i < len(msgs); i++ {
+		m := msgs[i]
+		n := uint64(len(m))
+		size := (n + layout.RecordHeaderSize + layout.RecordAlign - 1) &^ (layout.RecordAlign - 1)
+		if n-1 >= maxMsg || size > room { // n-1 wraps for n == 0
+			break
+		}
+		rec := data[idx : idx+size]
+		putHeader(rec, uint32(n+layout.RecordHeaderSize), layout.TypeMessage)
+		copy(rec[layout.RecordHeaderSize:], m)
+		idx += size
+		room -= size
+		bytes += n
+	}
+	p.tail += idx - p.tail&p.mask
+	p.pendMsgs += uint64(i)
+	p.pendBytes += bytes
+	return i
 }
 
 // Send copies msg into the ring and commits it, waiting while the ring is
