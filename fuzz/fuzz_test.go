@@ -272,6 +272,20 @@ func FuzzSPSCCorruption(f *testing.F) {
 			}
 			wd.op("Rewind")
 			c.Rewind()
+			wd.op("TrySendBatch")
+			two := [][]byte{buf[:1+int(input[i+1])%len(buf)], buf[:1+int(input[i])%len(buf)]}
+			if _, err := p.TrySendBatch(two); err != nil && !expected(err) {
+				t.Fatalf("TrySendBatch: %v", err)
+			}
+			wd.op("TryRecvBatch")
+			if _, err := c.TryRecvBatch(3, func(m []byte) error {
+				if len(m) > q.MaxMessage() {
+					t.Fatalf("TryRecvBatch handed out %d bytes, more than the maximum %d", len(m), q.MaxMessage())
+				}
+				return nil
+			}); err != nil && !expected(err) {
+				t.Fatalf("TryRecvBatch: %v", err)
+			}
 			wd.end()
 		}
 	})
