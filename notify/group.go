@@ -324,7 +324,7 @@ func (g *Group) Wait(ctx context.Context) (key int, err error) {
 	)
 	switch {
 	case g.cfg.Spin > 0:
-		spinFor(g.cfg.Spin, readyCheck)
+		spinFor(g.cfg.Spin, false, readyCheck)
 	case g.cfg.Spin == 0:
 		g.spin.spin(readyCheck)
 	}

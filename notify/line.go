@@ -55,8 +55,11 @@ type Policy struct {
 	// Spin is how long to check before parking. 0 adapts: spin for up to
 	// DefaultSpin while spinning has recently caught the condition, park
 	// at once while it has not, and never have more goroutines of the
-	// process spinning than it has processors to spare (spin.go). A
-	// positive value spins that long every time (Spin: DefaultSpin is the
+	// process spinning than it has processors to spare; a spin that has not
+	// caught the condition within a couple of microseconds gives the
+	// processor to other threads between checks (sched_yield), so that a
+	// peer waiting for this CPU can run (spin.go). A positive value spins
+	// that long every time, holding the processor (Spin: DefaultSpin is the
 	// fixed policy that was the default before), a negative value parks at
 	// once, and a very large one never parks.
 	Spin time.Duration
@@ -113,7 +116,7 @@ func (l Line) Spin(p Policy, ready func() bool) bool {
 	case p.Spin < 0:
 		return ready()
 	case p.Spin > 0:
-		ok, _ := spinFor(p.Spin, ready)
+		ok, _ := spinFor(p.Spin, false, ready)
 		return ok
 	}
 	s := l.spin

@@ -49,7 +49,22 @@ const (
 	firstProbeEvery = 8
 	weakProbeEvery  = 64
 	maxProbeEvery   = 1024
+
+	// yieldAfter is how long an adaptive spin checks its condition between
+	// runtime.Gosched calls, which only let other goroutines of this
+	// process run, before it gives the processor to any thread (osYield)
+	// between checks instead: by then the peer is likely not running, and
+	// on a machine with more busy processes than CPUs (two producers and
+	// two consumers on two cores) it may be waiting for this very CPU. A
+	// spinning round trip between two running processes takes well under
+	// it, so ping-pong latency is unchanged; the yield itself is a system
+	// call (about a microsecond on a VM) that returns at once when nothing
+	// else is runnable.
+	yieldAfter = 2 * time.Microsecond
 )
+
+// osYield is schedYield, a variable so that tests can count the calls.
+var osYield = schedYield
 
 // spinState is the adaptive budget of one Line.
 type spinState struct {
@@ -102,7 +117,7 @@ func (s *spinState) spin(ready func() bool) bool {
 		spinners.Add(-1)
 		return false
 	}
-	ok, took := spinFor(b, ready)
+	ok, took := spinFor(b, true, ready)
 	spinners.Add(-1)
 	switch {
 	case ok && probe && took <= DefaultSpin:
@@ -128,18 +143,26 @@ func (s *spinState) spin(ready func() bool) bool {
 }
 
 // spinFor checks ready for d, yielding the processor now and then, and
-// reports whether it became true and how long that took.
-func spinFor(d time.Duration, ready func() bool) (bool, time.Duration) {
+// reports whether it became true and how long that took. With yield, a spin
+// that lasts past yieldAfter gives the processor to any runnable thread
+// between checks; without it (a fixed policy: the caller chose to hold a
+// processor for latency) only to goroutines of this process.
+func spinFor(d time.Duration, yield bool, ready func() bool) (bool, time.Duration) {
 	start := time.Now()
 	for i := 0; ; i++ {
 		if ready() {
 			return true, time.Since(start)
 		}
 		if i%128 == 127 {
-			if el := time.Since(start); el >= d {
+			el := time.Since(start)
+			if el >= d {
 				return false, el
 			}
-			runtime.Gosched()
+			if yield && el >= yieldAfter {
+				osYield()
+			} else {
+				runtime.Gosched()
+			}
 		}
 	}
 }

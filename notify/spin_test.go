@@ -165,3 +165,27 @@ func TestSpinPolicies(t *testing.T) {
 		t.Fatal("WithDefaults replaced the adaptive Spin 0")
 	}
 }
+
+// TestSpinYieldsOnlyWhenAdaptive: an adaptive spin that outlasts
+// yieldAfter gives the processor to other threads between checks, so a
+// peer sharing the CPU can run; a fixed spin, which the caller chose to hold
+// a processor, never does.
+func TestSpinYieldsOnlyWhenAdaptive(t *testing.T) {
+	yields := 0
+	osYield = func() { yields++; schedYield() }
+	defer func() { osYield = schedYield }()
+	never := func() bool { return false }
+	if ok, _ := spinFor(20*yieldAfter, true, never); ok || yields == 0 {
+		t.Errorf("adaptive spin of %v: ok=%v after %d yields, want a yield", 20*yieldAfter, ok, yields)
+	}
+	yields = 0
+	if ok, _ := spinFor(20*yieldAfter, false, never); ok || yields != 0 {
+		t.Errorf("fixed spin of %v: ok=%v after %d yields, want none", 20*yieldAfter, ok, yields)
+	}
+	// A condition that comes true before yieldAfter is caught without one.
+	yields = 0
+	n := 0
+	if ok, _ := spinFor(time.Second, true, func() bool { n++; return n > 10 }); !ok || yields != 0 {
+		t.Errorf("short adaptive spin: ok=%v after %d yields, want no yield", ok, yields)
+	}
+}
