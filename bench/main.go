@@ -29,7 +29,23 @@ func run() error {
 	guard := flag.Bool("guard", true, "check the regression guard's ratios (guard.go) and fail if one misses")
 	size := flag.Int("size", 0, "measure only messages of `BYTES` (every pattern)")
 	fanout := flag.Bool("fanout", false, "measure fan-out to 1, 2 and 4 subscriber processes instead (fanout.go)")
+	pairs := flag.Int("pairs", 0, "measure the performance targets instead, floor and shmq back to back `N` times each (targets.go)")
 	flag.Parse()
+	if *pairs > 0 {
+		p := defaultPlan
+		if *quick {
+			p = quickPlan
+		}
+		p.FloorRuns = 1
+		results := measurePairs(targetRules, *pairs, func(row guardRow) (Record, error) { return measureRow(p, row) })
+		writePairs(os.Stdout, results, *pairs)
+		for _, r := range results {
+			if r.err != nil {
+				return r.err
+			}
+		}
+		return nil
+	}
 	if *fanout {
 		plan := defaultFanoutPlan
 		if *quick {

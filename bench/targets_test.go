@@ -1,0 +1,63 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestPairedMedian(t *testing.T) {
+	for _, c := range []struct {
+		in   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := (pairedResult{ratios: c.in}).median(); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
+
+// TestMeasurePairs: each pair measures the floor, then the shmq row, and
+// the verdict compares the median ratio with the target, whichever way the
+// target points; a skipped row is an error, not a ratio.
+func TestMeasurePairs(t *testing.T) {
+	var order []string
+	floorMsgs := []float64{10, 80, 10} // a bimodal floor...
+	shmqMsgs := []float64{3, 25, 2.5}  // ...and shmq, in the same modes
+	var fi, si int
+	measure := func(row guardRow) (Record, error) {
+		order = append(order, row.mech)
+		rec := Record{Mechanism: row.mech, Pattern: row.pattern, Size: row.size, Producers: row.p, Consumers: row.c}
+		if row.mech == floorRing.name {
+			rec.MsgsPerSec, fi = floorMsgs[fi]*1e6, fi+1
+		} else {
+			rec.MsgsPerSec, si = shmqMsgs[si]*1e6, si+1
+		}
+		return rec, nil
+	}
+	res := measurePairs(targetRules[:1], 3, measure)
+	if want := "floor-spsc-ring shmq-spsc floor-spsc-ring shmq-spsc floor-spsc-ring shmq-spsc"; strings.Join(order, " ") != want {
+		t.Fatalf("measured %v, want %s", order, want)
+	}
+	r := res[0]
+	if r.err != nil || len(r.ratios) != 3 || r.median() != 0.3 || !r.ok() {
+		t.Fatalf("ratios %v (median %v), err %v, ok %v; want median 0.3, met", r.ratios, r.median(), r.err, r.ok())
+	}
+	// The best floor against a single shmq run would have said 3/80 here.
+
+	// A time target (at most): 2x is missed against 1.3.
+	times := func(row guardRow) (Record, error) {
+		rec := Record{Mechanism: row.mech, Pattern: row.pattern, Size: row.size}
+		rec.P50Nanos = 100
+		if row.mech == shmqSPSCSpin.name {
+			rec.P50Nanos = 200
+		}
+		return rec, nil
+	}
+	if r := measurePairs(targetRules[2:3], 2, times)[0]; r.ok() || r.median() != 2 {
+		t.Fatalf("spin target: median %v, ok %v; want 2, missed", r.median(), r.ok())
+	}
+	skipped := func(row guardRow) (Record, error) { return Record{Skipped: "no C compiler"}, nil }
+	if r := measurePairs(targetRules[:1], 2, skipped)[0]; r.err == nil || r.ok() {
+		t.Fatalf("skipped rows: err %v, ok %v; want an error", r.err, r.ok())
+	}
+}
