@@ -154,6 +154,7 @@ func TestHeaderConstants(t *testing.T) {
 		"MaxMPMCRegistry": layout.MaxMPMCRegistry,
 		"SeqRankBits":     layout.SeqRankBits,
 		"FlagLocked":      uint64(layout.FlagLocked),
+		"FlagSleeperBit":  uint64(layout.FlagSleeperBit),
 		// The sequence word's encoding and signed distance, including
 		// positions that wrap 2^64 and 2^46.
 		"SeqWordF5o7":     layout.SeqWord(5, layout.SlotFull, 7),

@@ -33,6 +33,21 @@ func waiterBit(t *testing.T, seg *ring.Segment, k, i int) (*atomic.Uint64, uint6
 	return words[i/64], 1 << (i % 64)
 }
 
+// markAsleep makes an injected registration look like a waiter that died
+// while parked: with layout.FlagSleeperBit such a waiter had set bit 0 of
+// the wake line's WakeSeq, without which no publisher wakes (or sweeps).
+func markAsleep(t *testing.T, seg *ring.Segment, line uint64) {
+	t.Helper()
+	if seg.Header().Flags&layout.FlagSleeperBit == 0 {
+		return
+	}
+	seq, err := seg.Uint32(line + layout.WakeSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq.Or(1)
+}
+
 // killParked starts cmd, waits until registry entry i's bit shows in the
 // word, and SIGKILLs it. It reports whether the bit was still set once the
 // process was gone: an MPMC waiter leaves the set for a moment every 5 ms,
@@ -132,6 +147,7 @@ func cSweepsDeadWaiter(t *testing.T, progs programs) {
 	q, loc, _ := newQueue(t, false, spsc.Config{Capacity: 1 << 16})
 	word, bit := waiterBit(t, q.Segment(), layout.WaiterSetConsumers, layout.SPSCConsumerEntry)
 	word.Or(bit)
+	markAsleep(t, q.Segment(), q.Segment().Header().ConsumerWake)
 	cmd := exec.Command(progs.produce, loc, "200", "16")
 	cmd.Env = progs.env
 	output(t, cmd)
@@ -151,6 +167,7 @@ func cSweepsDeadWaiterMPMC(t *testing.T, bin string, env []string) {
 	q, loc := newMPMC(t, mpmc.Config{Slots: 256, SlotSize: 64, Registry: 80})
 	word, bit := waiterBit(t, q.Segment(), layout.WaiterSetConsumers, 70)
 	word.Or(bit)
+	markAsleep(t, q.Segment(), q.Segment().Header().ConsumerWake)
 	out := output(t, mpmcEnv(bin, env)("produce", loc, "0", "200", "16"))
 	var n uint64
 	var entry int

@@ -84,12 +84,12 @@ func Decode(b []byte, size uint64) (Header, error) {
 }
 
 func (h *Header) validate(size uint64) error {
-	known := uint32(0)
+	known := FlagSleeperBit
 	switch h.Kind {
 	case KindMPMC:
-		known = FlagLocked
+		known |= FlagLocked
 	case KindPubSub:
-		known = FlagLossy
+		known |= FlagLossy
 	}
 	if h.Flags&^known != 0 {
 		return fmt.Errorf("%w: unknown flags %#x", ErrVersion, h.Flags)

@@ -62,6 +62,11 @@ const (
 	// the wake lines (WakeSem*, WakeMutex*). Chosen at creation.
 	FlagLocked uint32 = 1
 	// FlagLossy (pub/sub only) is in pubsub.go.
+	// FlagSleeperBit (every kind): bit 0 of each wake line's WakeSeq says
+	// that a waiter is asleep or about to sleep on it, and publishers wake
+	// only when it is set (LAYOUT.md section 6). Set by every creator of
+	// this version; a segment without it uses the protocol without the bit.
+	FlagSleeperBit uint32 = 4
 )
 
 // Initialization states of the state word. A zero-filled segment reads as

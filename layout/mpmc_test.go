@@ -121,13 +121,14 @@ func TestSeqWord(t *testing.T) {
 	}
 }
 
-// TestMPMCFlags: an MPMC header accepts exactly FlagLocked; any other bit,
-// and FlagLocked on an SPSC header, is an unknown flag (ErrVersion).
+// TestMPMCFlags: an MPMC header accepts exactly FlagLocked and
+// FlagSleeperBit; any other bit, and FlagLocked on an SPSC header, is an
+// unknown flag (ErrVersion).
 func TestMPMCFlags(t *testing.T) {
 	for _, tc := range []struct {
 		flags uint32
 		ok    bool
-	}{{0, true}, {FlagLocked, true}, {2, false}, {FlagLocked | 4, false}, {1 << 31, false}} {
+	}{{0, true}, {FlagLocked, true}, {FlagSleeperBit, true}, {FlagLocked | FlagSleeperBit, true}, {2, false}, {FlagLocked | 8, false}, {1 << 31, false}} {
 		b, h := encodedMPMC(t, 4, 64, 0, 4)
 		le.PutUint32(b[OffFlags:], tc.flags)
 		got, err := Decode(b, uint64(len(b)))

@@ -155,7 +155,7 @@ func PlanPubSub(capacity uint64, maxMessage uint32, subscribers uint32, lossy bo
 	h := planLines(subscribers+1, PubSubWaiterSets)
 	h.Kind = KindPubSub
 	if lossy {
-		h.Flags = FlagLossy
+		h.Flags |= FlagLossy
 	}
 	h.Capacity = capacity
 	h.MaxMessage = maxMessage

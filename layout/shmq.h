@@ -112,12 +112,16 @@ extern "C" {
 #define SHMQ_KIND_MPMC   2u
 #define SHMQ_KIND_PUBSUB 3u
 
-/* Flags (must-understand), each known for one kind only. FlagLocked: an
- * MPMC queue in locked mode, which this header decodes but does not
- * implement (SHMQ_ENOTIMPL). FlagLossy: a pub/sub queue whose publisher
- * overwrites what subscribers have not read instead of waiting. */
-#define SHMQ_FLAG_LOCKED 1u
-#define SHMQ_FLAG_LOSSY  2u
+/* Flags (must-understand). FlagLocked (MPMC only): an MPMC queue in locked
+ * mode, which this header decodes but does not implement (SHMQ_ENOTIMPL).
+ * FlagLossy (pub/sub only): a pub/sub queue whose publisher overwrites what
+ * subscribers have not read instead of waiting. FlagSleeperBit (every kind,
+ * set by every current creator): bit 0 of each wake line's WakeSeq says a
+ * waiter sleeps or is about to sleep there, and publishers wake only when
+ * it is set (LAYOUT.md section 6; see shmq__wake_if_waiting). */
+#define SHMQ_FLAG_LOCKED  1u
+#define SHMQ_FLAG_LOSSY   2u
+#define SHMQ_FLAG_SLEEPER 4u
 
 #define SHMQ_STATE_INIT  0u
 #define SHMQ_STATE_READY 0x59444552u /* "REDY" */
@@ -127,7 +131,7 @@ extern "C" {
 #define SHMQ_OFF_STATE        8  /* u32 */
 #define SHMQ_OFF_VERSION      12 /* u32 */
 #define SHMQ_OFF_KIND         16 /* u32 */
-#define SHMQ_OFF_FLAGS        20 /* u32 flags, must-understand: 0 or (MPMC) SHMQ_FLAG_LOCKED */
+#define SHMQ_OFF_FLAGS        20 /* u32 flags, must-understand: SHMQ_FLAG_* */
 #define SHMQ_OFF_TOTAL_SIZE   24 /* u64 */
 #define SHMQ_OFF_CAPACITY     32 /* u64 SPSC data bytes / MPMC slots */
 #define SHMQ_OFF_MAX_MESSAGE  40 /* u32 */
@@ -154,7 +158,7 @@ extern "C" {
 #define SHMQ_CURSOR_POSITION 0 /* u64 */
 
 /* Wake line. Offsets 4, 12, 24 and 28 held counts in version 1; reserved. */
-#define SHMQ_WAKE_SEQ         0  /* u32 futex word */
+#define SHMQ_WAKE_SEQ         0  /* u32 futex word; with SHMQ_FLAG_SLEEPER bit 0 = sleeper, bits 1..31 epoch */
 #define SHMQ_WAKE_SEM_COUNT   8  /* u32 locked mode: semaphore count */
 #define SHMQ_WAKE_MUTEX_STATE 16 /* u32 locked mode: mutex state */
 #define SHMQ_WAKE_MUTEX_OWNER 20 /* u32 locked mode: mutex owner pid */
@@ -286,8 +290,8 @@ extern "C" {
 
 /* Wait policy (compare spsc/wait.go): check the peer's liveness this often,
  * and park on the futex at most this long at a time, because a Go peer
- * configured with a non-futex notifier bumps the seq word without
- * FUTEX_WAKE (LAYOUT.md section 6). A publisher that keeps finding waiters
+ * configured with a non-futex notifier changes the seq word without
+ * FUTEX_WAKE (LAYOUT.md section 6). A publisher that keeps waking waiters
  * checks them for dead ones once per SHMQ_SWEEP_PERIOD_NS. */
 #define SHMQ_LIVENESS_PERIOD_NS INT64_C(100000000)
 #define SHMQ_SWEEP_PERIOD_NS    INT64_C(100000000)
@@ -788,14 +792,16 @@ static inline uint32_t shmq__kind_waiter_sets(uint32_t kind)
 	return 0;
 }
 
-/* The flags a queue of kind k may carry (Header.validate's known). */
+/* The flags a queue of kind k may carry (Header.validate's known):
+ * SHMQ_FLAG_SLEEPER for every kind (an unknown kind too, as in Go, which
+ * rejects it after the region checks), plus the kind's own. */
 static inline uint32_t shmq__kind_flags(uint32_t kind)
 {
 	switch (kind) {
-	case SHMQ_KIND_MPMC: return SHMQ_FLAG_LOCKED;
-	case SHMQ_KIND_PUBSUB: return SHMQ_FLAG_LOSSY;
+	case SHMQ_KIND_MPMC: return SHMQ_FLAG_SLEEPER | SHMQ_FLAG_LOCKED;
+	case SHMQ_KIND_PUBSUB: return SHMQ_FLAG_SLEEPER | SHMQ_FLAG_LOSSY;
 	}
-	return 0;
+	return SHMQ_FLAG_SLEEPER;
 }
 
 /* Decode validates the header at the start of mem, a mapping of size bytes
@@ -842,9 +848,10 @@ static inline int shmq_decode(const void *memv, uint64_t size, shmq_header *h)
 	h->waiter_sets = shmq__ld32(mem, SHMQ_OFF_TAB_WAITER_SETS);
 
 	int err = SHMQ_ECORRUPT;
-	/* Flags are must-understand; as layout.Decode, FlagLocked is known for
-	 * MPMC (the MPMC calls then refuse it with SHMQ_ENOTIMPL) and
-	 * FlagLossy for pub/sub; anything else is an unsupported version. */
+	/* Flags are must-understand; as layout.Decode, FlagSleeperBit is known
+	 * for every kind, FlagLocked for MPMC (the MPMC calls then refuse it
+	 * with SHMQ_ENOTIMPL) and FlagLossy for pub/sub; anything else is an
+	 * unsupported version. */
 	if ((h->flags & ~shmq__kind_flags(h->kind)) != 0) {
 		err = SHMQ_EVERSION;
 		goto bad;
@@ -1461,17 +1468,31 @@ static inline int shmq_reap_waiter(shmq_segment *s, int i)
 /* Wake protocol (LAYOUT.md section 6)                                     */
 /* ---------------------------------------------------------------------- */
 
+/* Two variants, chosen by the segment's SHMQ_FLAG_SLEEPER. Both: a waiter
+ * registers (atomic OR of its bit into the waiter set) and fences, then
+ * loops: read the sequence word (shmq__arm), re-check its condition, park
+ * on the value read. A publisher, after the store that publishes, loads
+ * the set and stops if it is empty. Without the flag it then bumps the
+ * sequence word and wakes as many as are registered. With it, bit 0 of the
+ * word is the sleeper bit: the waiter sets it (CAS) before its re-check and
+ * parks on the value with the bit set, and a publisher wakes only if it
+ * finds the bit set and its CAS(s, s + 1) (clearing it, advancing the
+ * epoch) succeeds; a failed CAS means another publisher woke the sleepers
+ * after our publication. So registered waiters that are spinning or
+ * re-checking cost publishers no system call. All seq_cst. */
 typedef struct shmq_wake {
 	shmq_atomic_u32 *seq;  /* the futex word */
 	shmq_atomic_u64 *set;  /* the waiter set's words */
 	int nwords;            /* the words the registry uses */
+	int sleeper;           /* the segment has SHMQ_FLAG_SLEEPER */
 } shmq_wake;
 
 static inline shmq_wake shmq__wake_at(shmq_segment *s, uint64_t line, int set)
 {
 	shmq_wake w = { shmq__u32(s->mem, line + SHMQ_WAKE_SEQ),
 			shmq__u64(s->mem, shmq_header_waiter_set(&s->hdr, set)),
-			(int)SHMQ_WAITER_SET_LEN(s->hdr.registry_count) };
+			(int)SHMQ_WAITER_SET_LEN(s->hdr.registry_count),
+			(s->hdr.flags & SHMQ_FLAG_SLEEPER) != 0 };
 	return w;
 }
 
@@ -1485,17 +1506,27 @@ static inline int shmq__waiting(shmq_wake *w)
 }
 
 /* The publisher's half, after the store that publishes: if any entry is
- * registered, bump the sequence word and wake as many as are registered.
- * Returns that number (0 without a system call when the set is empty). The
- * seq_cst fence pairs with the waiter's registration (a seq_cst
+ * registered, bump the sequence word (with the sleeper bit: only if the bit
+ * is set and the CAS that clears it succeeds) and wake as many as are
+ * registered. Returns that number (0 without a system call when it did not
+ * wake). The seq_cst fence pairs with the waiter's registration (a seq_cst
  * read-modify-write) and fence: either we see its bit or it sees our
- * store. */
+ * store; likewise a sleeper bit we find clear is set later by a waiter
+ * whose re-check follows and sees our store. */
 static inline int shmq__wake_if_waiting(shmq_wake *w)
 {
 	atomic_thread_fence(memory_order_seq_cst);
 	if (!shmq__waiting(w))
 		return 0;
-	atomic_fetch_add_explicit(w->seq, 1, memory_order_seq_cst);
+	if (w->sleeper) {
+		uint32_t s = atomic_load_explicit(w->seq, memory_order_seq_cst);
+		if ((s & 1u) == 0 ||
+		    !atomic_compare_exchange_strong_explicit(w->seq, &s, s + 1, memory_order_seq_cst,
+							     memory_order_seq_cst))
+			return 0;
+	} else {
+		atomic_fetch_add_explicit(w->seq, 1, memory_order_seq_cst);
+	}
 	int n = 0;
 	for (int k = 0; k < w->nwords; k++)
 		n += shmq__popcount64(atomic_load_explicit(&w->set[k], memory_order_seq_cst));
@@ -1506,7 +1537,7 @@ static inline int shmq__wake_if_waiting(shmq_wake *w)
 
 /* A publishing handle's wake: shmq__wake_if_waiting, counted in the
  * handle's Wakes (own may be NULL after a detach), and, while it keeps
- * finding waiters, a check once per SHMQ_SWEEP_PERIOD_NS that they are
+ * waking waiters, a check once per SHMQ_SWEEP_PERIOD_NS that they are
  * alive: a waiter killed while parked leaves its bit, and clearing it is
  * what brings a stream back to no wake system calls. *last_sweep is the
  * handle's (CLOCK_MONOTONIC ns, 0: never). */
@@ -1544,6 +1575,21 @@ static inline void shmq__unregister(shmq_wake *w, int me)
 	atomic_fetch_and_explicit(&w->set[me / 64], ~(UINT64_C(1) << (me % 64)), memory_order_seq_cst);
 }
 
+/* The waiter's read of the sequence word, before each re-check: the value
+ * to park on. With the sleeper bit, it first sets bit 0 (CAS, retried from
+ * a fresh load when it fails) and returns the value with the bit set. */
+static inline uint32_t shmq__arm(shmq_wake *w)
+{
+	uint32_t s = atomic_load_explicit(w->seq, memory_order_seq_cst);
+	if (!w->sleeper)
+		return s;
+	while ((s & 1u) == 0)
+		if (atomic_compare_exchange_strong_explicit(w->seq, &s, s | 1u, memory_order_seq_cst,
+							    memory_order_seq_cst))
+			return s | 1u;
+	return s;
+}
+
 /* Counts one blocking wait in which the holder parked (EntryWaits). */
 static inline void shmq__count_wait(shmq_entry *own)
 {
@@ -1558,8 +1604,9 @@ static inline int64_t shmq__deadline(int64_t timeout_ns)
 
 /* The waiter's side of the protocol on wake line w, as registry entry own:
  * spins SHMQ_SPIN_CHECKS checks of ready(arg), then registers and parks on
- * the futex, at most SHMQ_PARK_MAX_NS at a time (a Go peer with a
- * non-futex notifier bumps the sequence word without FUTEX_WAKE), until
+ * the futex (shmq__arm before each re-check), at most SHMQ_PARK_MAX_NS at
+ * a time (a Go peer with a non-futex notifier changes the sequence word
+ * without FUTEX_WAKE), until
  * ready(arg) or the deadline (CLOCK_MONOTONIC ns, < 0: none). Every
  * period_ns it calls check(arg) if not NULL, since a dead peer wakes no
  * one: 0 goes on, anything else ends the wait with that value. Returns 0,
@@ -1578,7 +1625,7 @@ static inline int shmq__wait(shmq_wake *w, shmq_entry *own, int64_t deadline_ns,
 	int err = 0, parked = 0;
 	int64_t last_check = shmq__now_ns(CLOCK_MONOTONIC);
 	for (;;) {
-		uint32_t seq = atomic_load_explicit(w->seq, memory_order_seq_cst);
+		uint32_t seq = shmq__arm(w);
 		if (ready(arg))
 			break;
 		int64_t now = shmq__now_ns(CLOCK_MONOTONIC);

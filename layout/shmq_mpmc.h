@@ -116,7 +116,7 @@ static inline int shmq__mpmc_view(shmq_segment *s, shmq_mpmc *q)
 	memset(q, 0, sizeof *q);
 	if (s->hdr.kind != SHMQ_KIND_MPMC)
 		return SHMQ_EKIND;
-	if (s->hdr.flags != 0)
+	if ((s->hdr.flags & SHMQ_FLAG_LOCKED) != 0)
 		return SHMQ_ENOTIMPL; /* locked mode: refuse, touch nothing */
 	if (shmq__validate_mpmc(&s->hdr) != 0)
 		return SHMQ_ECORRUPT;
@@ -231,7 +231,7 @@ static inline int shmq__mpmc_attach(shmq_mpmc *q, uint32_t role, shmq_entry *e)
  * SHMQ_MPMC_RECHECK_NS since it registered (0: the caller re-runs its
  * operation, which notices dead claimants, since a dead process wakes no
  * one). Parks at most SHMQ_PARK_MAX_NS at a time, because a Go peer with a
- * non-futex notifier bumps the sequence word without FUTEX_WAKE. */
+ * non-futex notifier changes the sequence word without FUTEX_WAKE. */
 static inline int shmq__mpmc_wait(shmq_wake *w, shmq_entry *own, int64_t deadline_ns, int (*ready)(void *),
 				  void *arg)
 {
@@ -245,7 +245,7 @@ static inline int shmq__mpmc_wait(shmq_wake *w, shmq_entry *own, int64_t deadlin
 	int err = 0, parked = 0;
 	int64_t start = shmq__now_ns(CLOCK_MONOTONIC);
 	for (;;) {
-		uint32_t seq = atomic_load_explicit(w->seq, memory_order_seq_cst);
+		uint32_t seq = shmq__arm(w); /* sleeper bit set before the re-check */
 		if (ready(arg))
 			break;
 		int64_t now = shmq__now_ns(CLOCK_MONOTONIC);

@@ -98,7 +98,7 @@ static inline int shmq__spsc_wait(shmq_wake *w, shmq_entry *own, int peer, int64
 	int err = 0, parked = 0;
 	int64_t last_check = shmq__now_ns(CLOCK_MONOTONIC);
 	for (;;) {
-		uint32_t seq = atomic_load_explicit(w->seq, memory_order_seq_cst);
+		uint32_t seq = shmq__arm(w); /* sleeper bit set before the re-check */
 		if (ready(arg))
 			break;
 		int64_t now = shmq__now_ns(CLOCK_MONOTONIC);

@@ -84,6 +84,7 @@ func planLines(n uint32, sets uint32) Header {
 		Registry:      (lineWaiters + uint64(sets)) * LineSize,
 		RegistryCount: n,
 		EntrySize:     LineSize,
+		Flags:         FlagSleeperBit,
 	}
 	h.Data = alignUp(h.Registry+uint64(n)*LineSize, PageSize)
 	return h

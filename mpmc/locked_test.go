@@ -128,7 +128,7 @@ func checkLockedConsistent(t *testing.T, q *Queue, p *Producer, c *Consumer) {
 func TestLockedModeFollowsFlag(t *testing.T) {
 	for _, locked := range []bool{false, true} {
 		q := newTestQueue(t, Config{Slots: 8, Locked: locked})
-		if got := q.Segment().Header().Flags; got != map[bool]uint32{false: 0, true: layout.FlagLocked}[locked] {
+		if got := q.Segment().Header().Flags &^ layout.FlagSleeperBit; got != map[bool]uint32{false: 0, true: layout.FlagLocked}[locked] {
 			t.Fatalf("locked=%v: flags %#x", locked, got)
 		}
 		q2 := reopen(t, q)

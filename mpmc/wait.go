@@ -35,7 +35,9 @@ func newWakeLine(seg *ring.Segment, off uint64, set int) (notify.Line, error) {
 	if err != nil {
 		return notify.Line{}, err
 	}
-	return notify.NewLine(seq, notify.NewWaiterSet(words)), nil
+	l := notify.NewLine(seq, notify.NewWaiterSet(words))
+	l.SleeperBit = seg.Header().Flags&layout.FlagSleeperBit != 0
+	return l, nil
 }
 
 // waker is the publishing side's half of the wake protocol, kept by each

@@ -437,7 +437,7 @@ func (g *Group) wait(ctx context.Context) (int, error) {
 			g.park.reset()
 			for _, m := range g.members {
 				if m != nil && m.futex {
-					g.park.add(m.line.Seq, m.line.Seq.Load())
+					g.park.add(m.line.Seq, m.line.arm())
 				}
 			}
 		}

@@ -26,7 +26,7 @@ func newWakeLine(seg *ring.Segment, off uint64, set int) (notify.Line, error) {
 	if err != nil {
 		return notify.Line{}, err
 	}
-	return notify.Line{Seq: seq, Waiters: notify.NewWaiterSet(words)}, nil
+	return notify.Line{Seq: seq, Waiters: notify.NewWaiterSet(words), SleeperBit: seg.Header().Flags&layout.FlagSleeperBit != 0}, nil
 }
 
 // waker is the publishing side's half of the wake protocol, kept by each

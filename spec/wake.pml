@@ -1,35 +1,46 @@
 /*
  * The wake protocol of shmq's blocking calls (notify/line.go,
- * notify/waiterset.go, spsc/wait.go, mpmc/wait.go; LAYOUT.md section 6),
- * for a bounded queue whose producer and consumer both block, with waiter
- * sets (layout version 2).
+ * notify/waiterset.go, spsc/wait.go, mpmc/wait.go, pubsub/wait.go), for a
+ * bounded queue whose producer and consumer both block, with waiter sets.
+ * It follows the flag-set protocol of layout version 2 with FlagSleeperBit
+ * (LAYOUT.md section 6): bit 0 of a wake word says that a waiter is asleep
+ * or about to sleep on it, the other bits are a wrapping epoch.
  *
- * A waiting side registers by setting its registry entry's bit in its
- * line's waiter set, reads the wake word, re-checks the queue, and parks
- * on the word only if the word still holds the value it read (a futex
- * wait); it clears its bit when it leaves. A publishing side updates its
- * cursor, then reads the other side's waiter set and, only if it is not
- * empty, bumps the wake word and wakes (as many as are registered: here,
- * every sleeper). Every step on shared words is sequentially consistent
+ * Waiter (entry me): check; register (OR me's bit into the line's waiter
+ * set); then loop: 4.1 s = load(seq); 4.2 if bit 0 of s is clear,
+ * CAS(seq, s, s|1), back to 4.1 if it fails; 4.3 re-check, leave if ready;
+ * 4.5 futex_wait(seq, s|1), back to 4.1 on any return; 5. unregister
+ * (AND-NOT). Publisher, after the store that publishes: 3. if the waiter
+ * set is empty, stop; 4. s = load(seq), stop if bit 0 is clear; 4b.
+ * CAS(seq, s, s+1) (clears the bit, advances the epoch), stop if it fails;
+ * 5. if the set is still not empty, wake every sleeper; 6. now and then,
+ * sweep the set. Every step on shared words is sequentially consistent
  * (Go's sync/atomic; C11 seq_cst with fences in shmq.h), which Promela's
- * interleaving semantics models.
+ * interleaving semantics models; a CAS is one atomic step. Parks are
+ * unbounded here: the code's bounded parks would hide a lost wakeup.
  *
  * Dead waiters. A third registry entry's holder (the victim) registers in
- * the consumers' set and dies there: the kernel drops its liveness lock,
- * its bit stays. Bits are written only by a holder of the entry's lock:
- * the holder itself; a publisher that keeps finding waiters and sweeps the
- * set (Segment.ReapWaiter: take the lock of a registered entry if it is
- * free, clear the entry's bits in every set, unlock); and a process that
+ * the consumers' set and dies there, maybe after setting bit 0 of the
+ * word: the kernel drops its liveness lock, its bits stay. Bits are
+ * written only by a holder of the entry's lock: the holder itself; a
+ * publisher that has just woken sleepers and sweeps the set
+ * (Segment.ReapWaiter: take the lock of a registered entry if it is free,
+ * clear the entry's bits in every set, unlock); and a process that
  * attaches the dead entry (ring.Attach clears its bits under the lock it
- * just took), modeled by the successor.
+ * just took), modeled by the successor, which then wakes the consumers'
+ * line as a recovery does: a second publisher there, so that a publisher's
+ * CAS can fail.
  *
  * Property: no live side stays parked while it has something to do. Spin
  * checks it as the absence of invalid end states (a process blocked
- * forever) plus the final assertion. Three mutants must fail, which CI
- * checks too: -DLOST_WAKEUP drops the re-check after registering,
- * -DWAKE_FIRST has the publisher look for waiters before it publishes, and
- * -DSWEEP_NOLOCK has the sweeper clear registered bits without taking the
- * entry's lock, so it can clear a live waiter's fresh registration.
+ * forever) plus the final assertion. Four mutants must fail, which CI
+ * checks too: -DLOST_WAKEUP drops the re-check right after registering
+ * (the waiter re-checks only after a wake), -DWAKE_FIRST has the publisher
+ * look for waiters before it publishes, -DSWEEP_NOLOCK has the sweeper
+ * clear registered bits without taking the entry's lock, so it can clear a
+ * live waiter's fresh registration, and -DRECHECK_BEFORE_BIT has the
+ * waiter re-check before it sets bit 0 rather than after (then park on
+ * s|1), so a publisher between the two finds the bit clear and wakes no one.
  */
 
 #ifndef CAP
@@ -89,26 +100,90 @@ inline sweep(set) {
 		fi;
 #endif
 		i++
-	od
+	od;
+	m = 0; i = 0; got = false
 }
 
-/* A publisher's wake: if any entry is registered, bump the word and wake
- * the sleepers; then, now and then (nondeterministically here, once per
- * 100 ms in the code), sweep the set for dead registrants. */
-inline wake_if_waiting(set, word, parked) {
+/* A publisher's wake (Line.WakeIfWaiting with SleeperBit): if any entry
+ * is registered and bit 0 of the word is set, advance the word with a CAS
+ * that clears the bit and, if that succeeds and the set is still not
+ * empty, wake the sleepers; after a wake, now and then
+ * (nondeterministically here, once per sweep period in the code), sweep
+ * the set for dead registrants. */
+inline wake_if_waiting(set, word, parked, maysweep) {
 	if
 	:: set != 0 ->
-		word++; parked = false;
-		if :: sweep(set) :: skip fi
+		s = word;
+		if
+		:: (s & 1) == 1 ->
+			atomic { if :: word == s -> word = (s + 1) % 256; got = true :: else -> got = false fi };
+			if
+			:: got && set != 0 -> parked = false; got = false;
+				if :: maysweep -> sweep(set) :: skip fi
+			:: else -> got = false
+			fi
+		:: else -> skip
+		fi;
+		s = 0
 	:: else -> skip
 	fi
 }
 
-/* Wait until cond holds, using the protocol. */
-#ifdef LOST_WAKEUP
-#define RECHECK(cond) false
+/* arm (steps 4.1-4.2): s = the word with bit 0 set, set by this waiter's
+ * CAS unless it was set already; a failed CAS reloads. */
+inline arm(word) {
+	do
+	:: s = word;
+	   if
+	   :: (s & 1) == 0 ->
+		atomic { if :: word == s -> word = s | 1; s = s | 1 :: else -> skip fi }
+	   :: else -> skip
+	   fi;
+	   if :: (s & 1) == 1 -> break :: else -> skip fi
+	od
+}
+
+/* Wait until cond holds, using the protocol, for entry me of the line
+ * (set, word, parked). */
+#ifdef RECHECK_BEFORE_BIT
+inline await(cond, set, word, parked, me) {
+	set = set | (1 << me); /* register (atomic OR) */
+	do
+	:: s = word;
+	   if
+	   :: cond -> break /* re-check, before the bit */
+	   :: else -> skip
+	   fi;
+	   if
+	   :: (s & 1) == 0 ->
+		atomic { if :: word == s -> word = s | 1; s = s | 1 :: else -> skip fi }
+	   :: else -> skip
+	   fi;
+	   if
+	   :: (s & 1) == 1 -> futex_wait(word, s, parked)
+	   :: else -> skip /* the CAS failed: start over */
+	   fi
+	od;
+	set = set & ~(1 << me); /* unregister (atomic AND-NOT) */
+	s = 0
+}
 #else
-#define RECHECK(cond) (cond)
+inline await(cond, set, word, parked, me) {
+	set = set | (1 << me); /* register (atomic OR) */
+#ifdef LOST_WAKEUP
+	arm(word);
+	futex_wait(word, s, parked);
+#endif
+	do
+	:: arm(word);
+	   if
+	   :: cond -> break /* re-check */
+	   :: else -> futex_wait(word, s, parked)
+	   fi
+	od;
+	set = set & ~(1 << me); /* unregister (atomic AND-NOT) */
+	s = 0
+}
 #endif
 
 active proctype Producer() {
@@ -119,24 +194,14 @@ active proctype Producer() {
 	:: else ->
 		if
 		:: tail - head < CAP -> skip
-		:: else ->
-			pset = pset | (1 << PROD); /* register (atomic OR) */
-			do
-			:: s = pseq;
-			   if
-			   :: RECHECK(tail - head < CAP) -> break
-			   :: else -> futex_wait(pseq, s, pparked);
-			      if :: tail - head < CAP -> break :: else -> skip fi
-			   fi
-			od;
-			pset = pset & ~(1 << PROD) /* unregister (atomic AND-NOT) */
+		:: else -> await(tail - head < CAP, pset, pseq, pparked, PROD)
 		fi;
 #ifdef WAKE_FIRST
-		wake_if_waiting(cset, cseq, cparked);
+		wake_if_waiting(cset, cseq, cparked, true);
 		tail++
 #else
 		tail++;                                 /* publish */
-		wake_if_waiting(cset, cseq, cparked)    /* then look for waiters */
+		wake_if_waiting(cset, cseq, cparked, true) /* then look for waiters */
 #endif
 	od
 }
@@ -149,40 +214,38 @@ active proctype Consumer() {
 	:: else ->
 		if
 		:: tail != head -> skip
-		:: else ->
-			cset = cset | (1 << CONS);
-			do
-			:: s = cseq;
-			   if
-			   :: RECHECK(tail != head) -> break
-			   :: else -> futex_wait(cseq, s, cparked);
-			      if :: tail != head -> break :: else -> skip fi
-			   fi
-			od;
-			cset = cset & ~(1 << CONS)
+		:: else -> await(tail != head, cset, cseq, cparked, CONS)
 		fi;
 #ifdef WAKE_FIRST
-		wake_if_waiting(pset, pseq, pparked);
+		wake_if_waiting(pset, pseq, pparked, true);
 		head++
 #else
 		head++;                                 /* consume and release */
-		wake_if_waiting(pset, pseq, pparked)
+		wake_if_waiting(pset, pseq, pparked, true)
 #endif
 	od;
 	assert(head == N && tail == N)
 }
 
 /* A second consumer that registers as a waiter and is killed while
- * registered: its lock goes, its bit stays. */
+ * registered, maybe after setting bit 0 (killed while parked): its lock
+ * goes, its bit stays. */
 active proctype Victim() {
+	byte s;
 	cset = cset | (1 << VICTIM);
+	if :: arm(cseq) :: skip fi;
 	lock[VICTIM] = false /* SIGKILL: the kernel drops the OFD lock */
 }
 
 /* A process that attaches the dead victim's entry (once its lock is
- * free), which clears the entry's bits under that lock, and detaches. */
+ * free), which clears the entry's bits under that lock, wakes the
+ * consumers' line as a recovery does (without a sweep; a second publisher
+ * on that line, whose CAS can beat the producer's), and detaches. */
 active proctype Successor() {
+	byte s, m, i;
+	bool got;
 	atomic { !lock[VICTIM] -> lock[VICTIM] = true };
 	clear_waiters(VICTIM);
-	lock[VICTIM] = false
+	lock[VICTIM] = false;
+	wake_if_waiting(cset, cseq, cparked, false)
 }

@@ -172,6 +172,7 @@ int main(void)
 	P("MaxMPMCRegistry", SHMQ_MAX_MPMC_REGISTRY);
 	P("SeqRankBits", SHMQ_SEQ_RANK_BITS);
 	P("FlagLocked", SHMQ_FLAG_LOCKED);
+	P("FlagSleeperBit", SHMQ_FLAG_SLEEPER);
 	P("SeqWordF5o7", shmq_seq_word(5, SHMQ_SLOT_FULL, 7));
 	P("SeqWordWrapR", shmq_seq_word(UINT64_MAX, SHMQ_SLOT_READING, 65535));
 	P("SeqDiffLapAhead", (uint64_t)shmq_seq_diff(shmq_seq_word(1024 + 3, SHMQ_SLOT_EMPTY, 0), 3));
