@@ -51,15 +51,18 @@ type waker struct {
 // registered it costs one load of a line that stays shared, and no system
 // call. While it keeps finding waiters it checks, once per sweepPeriod,
 // that they are alive: a waiter killed while parked leaves its
-// registration, and clearing it is what brings a stream back to no wake
-// system calls. e is the publisher's registry entry, whose wake counter it
+// registration, and clearing it is what brings a stream back to one load
+// per publish (with the sleeper bit, the dead waiter costs one wake, then a
+// clock read per publish until the sweep). e is the publisher's registry entry, whose wake counter it
 // advances.
 func (w *waker) wakeIfWaiting(q *Queue, l notify.Line, e *ring.Entry) {
 	n, _ := l.WakeIfWaiting(q.wait.Backend) // an error only means no one was there to wake
-	if n == 0 {
-		return
+	if n > 0 {
+		e.Wakes.Store(e.Wakes.Load() + 1)
 	}
-	e.Wakes.Store(e.Wakes.Load() + 1)
+	// Sweep even without a wake: with the sleeper bit, one wake clears
+	// it, and a waiter killed while registered would then be woken, and
+	// found dead, never again.
 	if now := time.Now(); now.Sub(w.lastSweep) >= sweepPeriod {
 		w.lastSweep = now
 		l.Waiters.Members(func(i int) { q.seg.ReapWaiter(i) })

@@ -99,13 +99,18 @@ func TestOnlyTheTargetReleaseWakes(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- p.Send(context.Background(), msg) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for q.publisherWake.Waiters.Count() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the publisher did not park")
+	// Parked: registered, and past setting the sleeper bit (a release
+	// before that wakes no one, and the publisher's re-check sees it).
+	asleep := func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for q.publisherWake.Waiters.Count() == 0 || q.publisherWake.Seq.Load()&1 == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the publisher did not park")
+			}
+			time.Sleep(time.Millisecond)
 		}
-		time.Sleep(time.Millisecond)
 	}
+	asleep()
 	buf := make([]byte, 128)
 	for range sent {
 		if _, err := fast.TryRecv(buf); err != nil {
@@ -120,6 +125,7 @@ func TestOnlyTheTargetReleaseWakes(t *testing.T) {
 		t.Fatalf("Send returned %v while the slow subscriber holds the room", err)
 	default:
 	}
+	asleep() // again, after the fast subscriber's wake
 	if _, err := slow.TryRecv(buf); err != nil {
 		t.Fatal(err)
 	}

@@ -42,17 +42,18 @@ type waker struct {
 // futex word and one wake system call for all the waiters, however many.
 // While it keeps finding waiters it checks, once per livenessPeriod, that
 // they are alive: a waiter killed while parked leaves its registration,
-// and clearing it is what brings a stream back to no wake system calls. e
-// is the caller's registry entry, whose wake counter it advances; nil once
+// and clearing it is what brings a stream back to one load per publish
+// (with the sleeper bit, the dead waiter costs one wake, then a clock read
+// per publish until the sweep). e is the caller's registry entry, whose wake counter it advances; nil once
 // the caller has detached.
 func (w *waker) wakeIfWaiting(q *Queue, l notify.Line, e *ring.Entry) {
 	n, _ := l.WakeIfWaiting(q.wait.Backend) // an error only means no one was there to wake
-	if n == 0 {
-		return
-	}
-	if e != nil {
+	if n > 0 && e != nil {
 		e.Wakes.Store(e.Wakes.Load() + 1)
 	}
+	// Sweep even without a wake: with the sleeper bit, one wake clears
+	// it, and a waiter killed while registered would then be woken, and
+	// found dead, never again.
 	if now := time.Now(); now.Sub(w.lastSweep) >= livenessPeriod {
 		w.lastSweep = now
 		l.Waiters.Members(func(i int) { q.seg.ReapWaiter(i) })
