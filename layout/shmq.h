@@ -1536,16 +1536,20 @@ static inline int shmq__wake_if_waiting(shmq_wake *w)
 }
 
 /* A publishing handle's wake: shmq__wake_if_waiting, counted in the
- * handle's Wakes (own may be NULL after a detach), and, while it keeps
- * waking waiters, a check once per SHMQ_SWEEP_PERIOD_NS that they are
+ * handle's Wakes (own may be NULL after a detach), and, while it finds
+ * waiters registered, a check once per SHMQ_SWEEP_PERIOD_NS that they are
  * alive: a waiter killed while parked leaves its bit, and clearing it is
- * what brings a stream back to no wake system calls. *last_sweep is the
- * handle's (CLOCK_MONOTONIC ns, 0: never). */
+ * what brings a stream back to one load per publish. The check runs even
+ * when no wake was needed: with the sleeper bit, a dead waiter is woken at
+ * most once (the wake clears the bit), so waiting for wakes would leave its
+ * registration for ever. *last_sweep is the handle's (CLOCK_MONOTONIC ns,
+ * 0: never). */
 static inline void shmq__publish_wake(shmq_segment *s, shmq_wake *w, shmq_entry *own, int64_t *last_sweep)
 {
-	if (shmq__wake_if_waiting(w) == 0)
-		return;
-	if (own) {
+	int n = shmq__wake_if_waiting(w);
+	if (n == 0 && (!w->sleeper || !shmq__waiting(w)))
+		return; /* no wake, and (with the bit) nobody registered either */
+	if (n > 0 && own) {
 		own->n_wakes++;
 		atomic_store_explicit(own->wakes, own->n_wakes, memory_order_release);
 	}

@@ -682,8 +682,7 @@ func (p *Producer) lockedBatch(ctx context.Context, wait bool, msgs [][]byte) (i
 // locked mode's waiter sets, which would otherwise make every release and
 // unlock a wake system call.
 func (w *waker) sweepLocked(q *Queue) {
-	if now := time.Now(); now.Sub(w.lastSweep) >= sweepPeriod {
-		w.lastSweep = now
+	if w.SweepDue(sweepPeriod) {
 		q.reapWaiters()
 	}
 }

@@ -64,6 +64,7 @@ package mpmc
 import (
 	"context"
 	"fmt"
+	"github.com/shmq/shmq/internal/wakeline"
 	"io/fs"
 	"runtime/debug"
 	"sync"
@@ -293,10 +294,10 @@ func newQueue(seg *ring.Segment, h layout.Header, w Wait) (*Queue, error) {
 			return nil, err
 		}
 	}
-	if q.producerWake, err = newWakeLine(seg, h.ProducerWake, layout.WaiterSetProducers); err != nil {
+	if q.producerWake, err = wakeline.New(seg, h.ProducerWake, layout.WaiterSetProducers); err != nil {
 		return nil, err
 	}
-	if q.consumerWake, err = newWakeLine(seg, h.ConsumerWake, layout.WaiterSetConsumers); err != nil {
+	if q.consumerWake, err = wakeline.New(seg, h.ConsumerWake, layout.WaiterSetConsumers); err != nil {
 		return nil, err
 	}
 	if h.Flags&layout.FlagLocked != 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"github.com/shmq/shmq/internal/wakeline"
 	"time"
 
 	"github.com/shmq/shmq/internal/gate"
@@ -26,47 +27,16 @@ func le32(b []byte) uint32       { return binary.LittleEndian.Uint32(b) }
 // rules.
 type Wait = notify.Policy
 
-func newWakeLine(seg *ring.Segment, off uint64, set int) (notify.Line, error) {
-	seq, err := seg.Uint32(off + layout.WakeSeq)
-	if err != nil {
-		return notify.Line{}, err
-	}
-	words, err := seg.WaiterSet(set)
-	if err != nil {
-		return notify.Line{}, err
-	}
-	l := notify.NewLine(seq, notify.NewWaiterSet(words))
-	l.SleeperBit = seg.Header().Flags&layout.FlagSleeperBit != 0
-	return l, nil
-}
-
 // waker is the publishing side's half of the wake protocol, kept by each
-// handle.
-type waker struct {
-	lastSweep time.Time // when the waiter set was last checked for dead registrants
-}
+// handle (internal/wakeline).
+type waker struct{ wakeline.Waker }
 
-// wakeIfWaiting is called by the publishing side after its slot store (a
-// commit wakes consumers, a release wakes producers). With no waiter
-// registered it costs one load of a line that stays shared, and no system
-// call. While it keeps finding waiters it checks, once per sweepPeriod,
-// that they are alive: a waiter killed while parked leaves its
-// registration, and clearing it is what brings a stream back to one load
-// per publish (with the sleeper bit, the dead waiter costs one wake, then a
-// clock read per publish until the sweep). e is the publisher's registry entry, whose wake counter it
-// advances.
+// wakeIfWaiting is called by the publishing side after its store, while l's
+// waiter set is not empty: it wakes l's sleepers and sweeps dead
+// registrants once per sweepPeriod. e is the caller's registry entry, whose
+// wake counter it advances; nil once the caller has detached.
 func (w *waker) wakeIfWaiting(q *Queue, l notify.Line, e *ring.Entry) {
-	n, _ := l.WakeIfWaiting(q.wait.Backend) // an error only means no one was there to wake
-	if n > 0 {
-		e.Wakes.Store(e.Wakes.Load() + 1)
-	}
-	// Sweep even without a wake: with the sleeper bit, one wake clears
-	// it, and a waiter killed while registered would then be woken, and
-	// found dead, never again.
-	if now := time.Now(); now.Sub(w.lastSweep) >= sweepPeriod {
-		w.lastSweep = now
-		l.Waiters.Members(func(i int) { q.seg.ReapWaiter(i) })
-	}
+	w.Wake(q.seg, l, q.wait.Backend, e, sweepPeriod)
 }
 
 // wake wakes l's waiters on behalf of no handle (recovery at attach).

@@ -48,6 +48,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/shmq/shmq/internal/wakeline"
 	"io/fs"
 	"runtime/debug"
 	"sync"
@@ -290,10 +291,10 @@ func newQueue(seg *ring.Segment, h layout.Header, w Wait) (*Queue, error) {
 			return nil, err
 		}
 	}
-	if q.publisherWake, err = newWakeLine(seg, h.ProducerWake, layout.WaiterSetProducers); err != nil {
+	if q.publisherWake, err = wakeline.New(seg, h.ProducerWake, layout.WaiterSetProducers); err != nil {
 		return nil, err
 	}
-	if q.subscriberWake, err = newWakeLine(seg, h.ConsumerWake, layout.WaiterSetConsumers); err != nil {
+	if q.subscriberWake, err = wakeline.New(seg, h.ConsumerWake, layout.WaiterSetConsumers); err != nil {
 		return nil, err
 	}
 	return q, nil

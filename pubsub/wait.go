@@ -2,10 +2,10 @@ package pubsub
 
 import (
 	"context"
+	"github.com/shmq/shmq/internal/wakeline"
 	"time"
 
 	"github.com/shmq/shmq/internal/gate"
-	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/notify"
 	"github.com/shmq/shmq/ring"
 )
@@ -17,47 +17,16 @@ import (
 // calls.
 type Wait = notify.Policy
 
-func newWakeLine(seg *ring.Segment, off uint64, set int) (notify.Line, error) {
-	seq, err := seg.Uint32(off + layout.WakeSeq)
-	if err != nil {
-		return notify.Line{}, err
-	}
-	words, err := seg.WaiterSet(set)
-	if err != nil {
-		return notify.Line{}, err
-	}
-	return notify.Line{Seq: seq, Waiters: notify.NewWaiterSet(words), SleeperBit: seg.Header().Flags&layout.FlagSleeperBit != 0}, nil
-}
-
 // waker is the publishing side's half of the wake protocol, kept by each
-// handle: the publisher wakes subscribers after a commit, a subscriber
-// wakes the back-pressured publisher after a release.
-type waker struct {
-	lastSweep time.Time // when the waiter set was last checked for dead registrants
-}
+// handle (internal/wakeline).
+type waker struct{ wakeline.Waker }
 
-// wakeIfWaiting is called after the store that publishes (the tail, a
-// subscriber's position). With no waiter registered it costs one load per
-// 64 registry entries and no system call; otherwise one bump of the line's
-// futex word and one wake system call for all the waiters, however many.
-// While it keeps finding waiters it checks, once per livenessPeriod, that
-// they are alive: a waiter killed while parked leaves its registration,
-// and clearing it is what brings a stream back to one load per publish
-// (with the sleeper bit, the dead waiter costs one wake, then a clock read
-// per publish until the sweep). e is the caller's registry entry, whose wake counter it advances; nil once
-// the caller has detached.
+// wakeIfWaiting is called by the publishing side after its store, while l's
+// waiter set is not empty: it wakes l's sleepers and sweeps dead
+// registrants once per livenessPeriod. e is the caller's registry entry, whose
+// wake counter it advances; nil once the caller has detached.
 func (w *waker) wakeIfWaiting(q *Queue, l notify.Line, e *ring.Entry) {
-	n, _ := l.WakeIfWaiting(q.wait.Backend) // an error only means no one was there to wake
-	if n > 0 && e != nil {
-		e.Wakes.Store(e.Wakes.Load() + 1)
-	}
-	// Sweep even without a wake: with the sleeper bit, one wake clears
-	// it, and a waiter killed while registered would then be woken, and
-	// found dead, never again.
-	if now := time.Now(); now.Sub(w.lastSweep) >= livenessPeriod {
-		w.lastSweep = now
-		l.Waiters.Members(func(i int) { q.seg.ReapWaiter(i) })
-	}
+	w.Wake(q.seg, l, q.wait.Backend, e, livenessPeriod)
 }
 
 // livenessPeriod bounds each park: a dead peer wakes no one, so a waiter

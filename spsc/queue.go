@@ -31,6 +31,7 @@ package spsc
 import (
 	"context"
 	"fmt"
+	"github.com/shmq/shmq/internal/wakeline"
 	"io/fs"
 	"runtime/debug"
 	"sync"
@@ -195,10 +196,10 @@ func newQueue(seg *ring.Segment, h layout.Header, w Wait) (*Queue, error) {
 	if q.prodState, err = seg.Uint32(h.Entry(layout.SPSCProducerEntry) + layout.EntryState); err != nil {
 		return nil, err
 	}
-	if q.producerWake, err = newWakeLine(seg, h.ProducerWake, layout.WaiterSetProducers); err != nil {
+	if q.producerWake, err = wakeline.New(seg, h.ProducerWake, layout.WaiterSetProducers); err != nil {
 		return nil, err
 	}
-	if q.consumerWake, err = newWakeLine(seg, h.ConsumerWake, layout.WaiterSetConsumers); err != nil {
+	if q.consumerWake, err = wakeline.New(seg, h.ConsumerWake, layout.WaiterSetConsumers); err != nil {
 		return nil, err
 	}
 	return q, nil
