@@ -67,6 +67,11 @@ var (
 		what: "ping-pong parking at once: the message in a shared buffer, a futex word per direction, FUTEX_WAKE every message"}
 	floorVyukov = floorMechanism{name: "floor-vyukov", mode: "vyukov", patterns: []string{patternStream, patternShape},
 		what: "Vyukov's bounded MPMC queue in C, slots laid out as shmq's (64-byte multiples, 16-byte header), producer and consumer processes, waiting with pause and a yield every 64 checks"}
+	// floorClaim is not the floor of any row: it is shmq-mpmc's own claim
+	// protocol in C, to tell what the protocol costs (over floor-vyukov)
+	// from what the Go implementation adds (over this).
+	floorClaim = floorMechanism{name: "floor-mpmc-claim", mode: "claim", patterns: []string{patternStream, patternShape},
+		what: "the same queue with shmq's MPMC claim protocol (LAYOUT.md 14.4-14.7): an owner in every sequence word, claim by CAS of the slot word before the cursor CAS, publish and release by CAS, all sequentially consistent; no liveness checks, validation or wake protocol"}
 )
 
 func (f floorMechanism) Name() string       { return f.name }
@@ -128,7 +133,7 @@ func (f floorMechanism) args(spec runSpec) []string {
 	switch f.mode {
 	case "spin", "futex":
 		return []string{f.mode, size, count, strconv.Itoa(spec.Warmup)}
-	case "vyukov":
+	case "vyukov", "claim":
 		p, c := max(spec.Producers, 1), max(spec.Consumers, 1) // a stream is 1x1
 		return []string{f.mode, strconv.Itoa(p), strconv.Itoa(c), size, count}
 	}

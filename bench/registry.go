@@ -14,6 +14,7 @@ func registeredMechanisms() []Mechanism {
 		floorSpin,
 		floorFutex,
 		floorVyukov,
+		floorClaim,
 		pipeMechanism{},
 		fifoMechanism{},
 		unixSocketMechanism{name: "unix-stream", sockType: sockStream},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 )
@@ -59,5 +60,37 @@ func TestMeasurePairs(t *testing.T) {
 	skipped := func(row guardRow) (Record, error) { return Record{Skipped: "no C compiler"}, nil }
 	if r := measurePairs(targetRules[:1], 2, skipped)[0]; r.err == nil || r.ok() {
 		t.Fatalf("skipped rows: err %v, ok %v; want an error", r.err, r.ok())
+	}
+}
+
+// TestReferencePairs: a reference rule has no limit, so it is neither met
+// nor missed whatever its ratio, and the table says so; its pairs run base
+// first like a target's.
+func TestReferencePairs(t *testing.T) {
+	var order []string
+	measure := func(row guardRow) (Record, error) {
+		order = append(order, row.mech)
+		rec := Record{Mechanism: row.mech, Pattern: row.pattern, Size: row.size, Producers: row.p, Consumers: row.c, NanosPerMsg: 10}
+		if row.mech == floorClaim.name {
+			rec.NanosPerMsg = 17
+		}
+		return rec, nil
+	}
+	res := measurePairs(referenceRules[:1], 2, measure)
+	if want := "floor-vyukov floor-mpmc-claim floor-vyukov floor-mpmc-claim"; strings.Join(order, " ") != want {
+		t.Fatalf("measured %v, want %s", order, want)
+	}
+	if r := res[0]; r.err != nil || !r.reference() || !r.ok() || r.median() != 1.7 {
+		t.Fatalf("reference: median %v, err %v, ok %v", r.median(), r.err, r.ok())
+	}
+	var out bytes.Buffer
+	writePairs(&out, "References", res, 2)
+	if !strings.Contains(out.String(), "| none | 1.7 | 1.7, 1.7 | reference |") {
+		t.Fatalf("table:\n%s", out.String())
+	}
+	for _, r := range referenceRules {
+		if r.limit != 0 {
+			t.Errorf("%s: a reference with a limit", r.what)
+		}
 	}
 }

@@ -15,6 +15,11 @@
  *   floor vyukov P C SIZE COUNT        Vyukov's bounded MPMC queue, P
  *                                      producer and C consumer processes,
  *                                      COUNT messages in all
+ *   floor claim  P C SIZE COUNT        the same queue with shmq's MPMC
+ *                                      claim protocol (LAYOUT.md 14.4-14.7):
+ *                                      an owner in every sequence word, three
+ *                                      sequentially consistent read-modify-
+ *                                      writes a side, no liveness checks
  *   floor memcpy SIZE COUNT            memcpy of SIZE bytes into a ring of
  *                                      the stream's capacity, one process
  *
@@ -563,6 +568,107 @@ static void v_recv(struct vqueue *q, unsigned char *buf, size_t n)
 	}
 }
 
+/* ---- shmq's MPMC claim protocol ---- */
+
+/* The sequence word of LAYOUT.md 14.4: rank = (position << 2 | state) in
+ * bits 63..16, the claimant's index in bits 15..0. A producer claims a slot
+ * by a CAS of its word to W(p, me) before it moves the enqueue cursor, and a
+ * consumer by a CAS to R(p, me) before it moves the dequeue cursor, so that
+ * a slot always names the process that holds it; that is what crash
+ * recovery needs, and what costs the third read-modify-write a side over
+ * Vyukov's queue (where the cursor CAS is the claim and a release store
+ * publishes). What this floor leaves out of shmq: liveness checks of a
+ * stuck claimant, tombstones, requeues, validation and the wake protocol. */
+enum { C_EMPTY, C_WRITING, C_FULL, C_READING };
+
+static inline uint64_t cword(uint64_t pos, uint64_t state, uint64_t owner)
+{
+	return (pos << 2 | state) << 16 | owner;
+}
+
+/* cdist is the signed distance in ranks from E(pos) to word w (48 bits). */
+static inline int64_t cdist(uint64_t w, uint64_t pos)
+{
+	uint64_t x = ((w >> 16) - (pos << 2)) & ((1ull << 48) - 1);
+	return x & (1ull << 47) ? (int64_t)x - (int64_t)(1ull << 48) : (int64_t)x;
+}
+
+static void c_send(struct vqueue *q, uint64_t me, const unsigned char *msg, size_t n)
+{
+	unsigned spins = 0;
+	uint64_t pos = atomic_load(&q->enq);
+	for (;;) {
+		_Atomic uint64_t *seq = vseq(q, pos);
+		uint64_t w = atomic_load(seq), p = pos;
+		int64_t d = cdist(w, pos);
+		if (d == C_EMPTY) {
+			if (atomic_compare_exchange_strong(seq, &w, cword(pos, C_WRITING, me))) {
+				atomic_compare_exchange_strong(&q->enq, &p, pos + 1);
+				unsigned char *slot = (unsigned char *)seq;
+				memcpy(slot + 8, &(uint32_t){(uint32_t)n}, 4);
+				memcpy(slot + 12, &(uint32_t){(uint32_t)me}, 4);
+				memcpy(slot + SLOT_HEADER, msg, n);
+				uint64_t mine = cword(pos, C_WRITING, me);
+				if (!atomic_compare_exchange_strong(seq, &mine, cword(pos, C_FULL, me)))
+					die("claimed slot taken");
+				return;
+			}
+		} else if (d > C_EMPTY && d <= C_READING) {
+			atomic_compare_exchange_strong(&q->enq, &p, pos + 1); /* help */
+		} else if (d < 0) {
+			relax(&spins); /* the previous lap is still there: full */
+		}
+		pos = atomic_load(&q->enq);
+	}
+}
+
+static void c_recv(struct vqueue *q, uint64_t me, unsigned char *buf, size_t n)
+{
+	unsigned spins = 0;
+	uint64_t pos = atomic_load(&q->deq);
+	for (;;) {
+		_Atomic uint64_t *seq = vseq(q, pos);
+		uint64_t w = atomic_load(seq), p = pos;
+		int64_t d = cdist(w, pos);
+		if (d == C_FULL) {
+			if (atomic_compare_exchange_strong(seq, &w, cword(pos, C_READING, me))) {
+				atomic_compare_exchange_strong(&q->deq, &p, pos + 1);
+				uint32_t len;
+				memcpy(&len, (unsigned char *)seq + 8, 4);
+				memcpy(buf, (unsigned char *)seq + SLOT_HEADER, len < n ? len : n);
+				uint64_t mine = cword(pos, C_READING, me);
+				if (!atomic_compare_exchange_strong(seq, &mine, cword(pos + q->slots, C_EMPTY, 0)))
+					die("taken slot taken");
+				return;
+			}
+		} else if (d == C_READING) {
+			atomic_compare_exchange_strong(&q->deq, &p, pos + 1); /* help */
+		} else if (d < C_FULL) {
+			relax(&spins); /* nothing committed at pos yet: empty */
+		}
+		pos = atomic_load(&q->deq);
+	}
+}
+
+/* claim selects shmq's claim protocol over Vyukov's in mode_vyukov. */
+static int claim;
+
+static void q_send(struct vqueue *q, uint64_t me, const unsigned char *msg, size_t n)
+{
+	if (claim)
+		c_send(q, me, msg, n);
+	else
+		v_send(q, msg, n);
+}
+
+static void q_recv(struct vqueue *q, uint64_t me, unsigned char *buf, size_t n)
+{
+	if (claim)
+		c_recv(q, me, buf, n);
+	else
+		v_recv(q, buf, n);
+}
+
 /* mpmcSlots and mpmcMaxRing mirror bench/mech_shmq_mpmc.go. */
 static struct vqueue *vqueue_new(size_t size)
 {
@@ -574,7 +680,7 @@ static struct vqueue *vqueue_new(size_t size)
 	q->mask = q->slots - 1;
 	q->data = shared(q->slots * q->slot_size);
 	for (uint64_t i = 0; i < q->slots; i++)
-		atomic_store(vseq(q, i), i);
+		atomic_store(vseq(q, i), claim ? cword(i, C_EMPTY, 0) : i);
 	return q;
 }
 
@@ -606,7 +712,7 @@ static int mode_vyukov(int np, int nc, size_t size, long count)
 			await_go(c);
 			int64_t cpu0 = cpu_ns();
 			for (;;) {
-				v_recv(q, buf, size);
+				q_recv(q, (uint64_t)(np + k), buf, size);
 				uint64_t w = le64(buf);
 				if (w == STOP)
 					break;
@@ -634,7 +740,7 @@ static int mode_vyukov(int np, int nc, size_t size, long count)
 			int64_t cpu0 = cpu_ns();
 			for (long i = 0; i < per; i++) {
 				stamp(msg, size, (uint64_t)k << 48 | (uint64_t)i);
-				v_send(q, msg, size);
+				q_send(q, (uint64_t)k, msg, size);
 			}
 			pcpu[k] = cpu_ns() - cpu0;
 			_exit(0);
@@ -650,7 +756,7 @@ static int mode_vyukov(int np, int nc, size_t size, long count)
 	fill(stop, size);
 	stamp(stop, size, STOP);
 	for (int k = 0; k < nc; k++)
-		v_send(q, stop, size);
+		q_send(q, (uint64_t)np, stop, size);
 	for (int k = 0; k < nc; k++)
 		ok &= reap(pids[k]);
 	int64_t elapsed = mono_ns() - t0;
@@ -711,8 +817,10 @@ int main(int argc, char **argv)
 		return mode_spin(strtoul(argv[2], NULL, 10), strtol(argv[3], NULL, 10), strtol(argv[4], NULL, 10));
 	if (argc >= 5 && !strcmp(argv[1], "futex"))
 		return mode_futex(strtoul(argv[2], NULL, 10), strtol(argv[3], NULL, 10), strtol(argv[4], NULL, 10));
-	if (argc >= 6 && !strcmp(argv[1], "vyukov"))
+	if (argc >= 6 && (!strcmp(argv[1], "vyukov") || !strcmp(argv[1], "claim"))) {
+		claim = !strcmp(argv[1], "claim");
 		return mode_vyukov(atoi(argv[2]), atoi(argv[3]), strtoul(argv[4], NULL, 10), strtol(argv[5], NULL, 10));
-	fprintf(stderr, "usage: floor ring|memcpy SIZE COUNT | spin|futex SIZE COUNT WARMUP | vyukov P C SIZE COUNT\n");
+	}
+	fprintf(stderr, "usage: floor ring|memcpy SIZE COUNT | spin|futex SIZE COUNT WARMUP | vyukov|claim P C SIZE COUNT\n");
 	return 2;
 }
