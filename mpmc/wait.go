@@ -22,8 +22,9 @@ func le32(b []byte) uint32       { return binary.LittleEndian.Uint32(b) }
 // notify.Policy.Spin), then park on a futex (a polling back-off where there
 // is none), so an idle blocked side uses little CPU and a busy stream makes
 // no system calls. In locked mode only Backend is used (the semaphores and
-// mutexes park on it, and it must serve any word: a futex or polling
-// backend, not an eventfd or socket one); package sem spins by its own
+// mutexes park on it, and it must reach every waiter of every word: a
+// futex, eventfd or polling backend, or a socket one only where all
+// waiters are in the process at its Peer); package sem spins by its own
 // rules.
 type Wait = notify.Policy
 

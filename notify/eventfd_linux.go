@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,33 +18,53 @@ import (
 // processes (inherited across fork/exec, see [Eventfd.Dup], or passed over a
 // Unix socket with [Eventfd.SendTo] and [RecvFD]).
 //
-// Wakes are coalesced: Wake adds 1 to the eventfd counter, whatever n, and
-// a parked Wait that is woken reads (and so clears) the whole counter. A
-// wake that happens before the waiter parks is not lost: the counter stays
-// non-zero and makes the next Wait return (spuriously, if the waiter had
-// already seen the word change) — once, however many wakes piled up while
-// nobody was parked, so a burst of publishes, or a registration left by a
-// waiter that died, costs a waiter at most one spurious return. Every
-// waiter parked on the eventfd is woken by a write (the kernel wakes every
-// reader); one that finds the counter already cleared by another returns
-// spuriously, to re-check its word. One Eventfd serves one word; the word
-// argument is only checked on entry.
+// One Eventfd serves any number of words and waiters, and one eventfd any
+// number of Eventfd values in any number of processes: every Wake reaches
+// every Wait parked, at that moment, on any Eventfd value of the same
+// eventfd, whatever its word; each re-checks its word (Wait returns) and
+// those whose word did not change park again. So a wake aimed at one word
+// costs the waiters on the others a spurious return each; give busy words
+// an eventfd of their own to avoid that. A wake written after a Wait has
+// checked its word reaches that Wait, so none is lost; wakes written
+// before cost it at most one spurious return (an event the netpoller
+// collects late), however many there were.
 //
-// Waits park on the Go netpoller, so they do not occupy an OS thread. A ctx
-// deadline becomes the read deadline, and cancellation sets a read deadline
-// in the past from a context.AfterFunc callback.
+// Wake adds 1 to the eventfd counter (one write(2), whatever n); nothing
+// ever reads the counter, so it only grows (by one per wake: it would take
+// millennia to fill), and it is the kernel's readiness event on each write
+// that wakes waiters. Each Eventfd value runs one goroutine, started by the
+// first Wait that parks and stopped by Close (not by the garbage
+// collector), which parks on the Go netpoller, so it does not occupy an OS
+// thread, and on each event wakes every goroutine parked in Wait on that
+// value. The netpoller is edge-triggered, so every write reaches every
+// descriptor of the eventfd in every process, however full the counter.
+// Nothing else may read the eventfd: a read that empties the counter
+// before a process's netpoller has collected the event leaves only
+// write-readiness to report, and that process's waiters miss the wake.
+// Versions of this backend before it served several words read the
+// counter; do not share an eventfd with them.
+//
+// Waits select on ctx.Done(), so cancellation and deadlines are seen at
+// once.
 type Eventfd struct {
 	stats
-	f  *os.File
-	rc syscall.RawConn
-	// rd is a one-slot lock held by the goroutine reading f. os.File
-	// serialises readers itself, but a goroutine queued there ignores its
-	// deadline; queueing here instead lets it honour ctx.
-	rd chan struct{}
+	f      *os.File
+	rc     syscall.RawConn
+	closed atomic.Bool // set by Close, before it closes f
+
+	// gen is closed, and replaced, by the poller on each readiness event
+	// of the eventfd: a Wait takes it before it checks its word and
+	// returns when it is closed.
+	gen atomic.Pointer[chan struct{}]
+
+	start sync.Once     // starts the poller
+	armed chan struct{} // closed once the poller's events count (or it has stopped)
+	dead  chan struct{} // closed when the poller has stopped; err says why
+	err   error         // the poller's error, set before dead is closed
 }
 
-// NewEventfd creates a new eventfd (non-blocking, close-on-exec, counter
-// mode, which coalesces wakes) and returns a backend that owns it.
+// NewEventfd creates a new eventfd (non-blocking, close-on-exec) and
+// returns a backend that owns it.
 func NewEventfd() (*Eventfd, error) {
 	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
@@ -54,10 +74,9 @@ func NewEventfd() (*Eventfd, error) {
 }
 
 // EventfdFromFD returns a backend that takes ownership of fd, an eventfd
-// inherited from a related process or received with [RecvFD]. The eventfd
-// should have been created in counter mode, as NewEventfd does (in
-// EFD_SEMAPHORE mode every wake is a separate return of Wait: correct, but a
-// pile of wakes then costs as many returns); fd is put in non-blocking mode.
+// inherited from a related process or received with [RecvFD]; fd is put in
+// non-blocking mode. Its flags do not matter otherwise (EFD_SEMAPHORE
+// included: the backend never reads the counter).
 func EventfdFromFD(fd int) (*Eventfd, error) {
 	if err := unix.SetNonblock(fd, true); err != nil {
 		return nil, fmt.Errorf("notify: eventfd %d: %w", fd, err)
@@ -72,7 +91,10 @@ func newEventfd(fd int) (*Eventfd, error) {
 		f.Close()
 		return nil, fmt.Errorf("notify: eventfd: %w", err)
 	}
-	return &Eventfd{f: f, rc: rc, rd: make(chan struct{}, 1)}, nil
+	e := &Eventfd{f: f, rc: rc, armed: make(chan struct{}), dead: make(chan struct{})}
+	g := make(chan struct{})
+	e.gen.Store(&g)
+	return e, nil
 }
 
 // Dup returns a new close-on-exec descriptor for the same eventfd, for
@@ -102,9 +124,6 @@ func (e *Eventfd) SendTo(conn *net.UnixConn) error {
 	return serr
 }
 
-// aLongTimeAgo is a read deadline that has certainly passed.
-var aLongTimeAgo = time.Unix(1, 0)
-
 // Wait implements Backend.
 func (e *Eventfd) Wait(ctx context.Context, word *atomic.Uint32, old uint32) error {
 	if word.Load() != old {
@@ -113,61 +132,74 @@ func (e *Eventfd) Wait(ctx context.Context, word *atomic.Uint32, old uint32) err
 	if err := ctxErr(ctx); err != nil {
 		return err
 	}
-	select {
-	case e.rd <- struct{}{}:
-	case <-ctx.Done():
-		return ctxErr(ctx)
+	if err := e.arm(ctx); err != nil {
+		return err
 	}
-	defer func() { <-e.rd }()
+	// Take the wake channel before checking the word: a write made after
+	// the word changed raises an event after this point, and the poller
+	// closes this channel, or the one it replaced it with (after closing
+	// this one), on that event.
+	g := *e.gen.Load()
 	if word.Load() != old {
 		return nil
 	}
 	e.waits.Add(1)
-	dl, _ := ctx.Deadline() // zero: no deadline
-	if err := e.f.SetReadDeadline(dl); err != nil {
-		return e.readErr(err)
+	select {
+	case <-g:
+		return nil
+	case <-ctx.Done():
+		return ctxErr(ctx)
+	case <-e.dead:
+		return e.err
 	}
-	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() { _ = e.f.SetReadDeadline(aLongTimeAgo) })
-		defer stop()
-	}
-	// Read the counter; if it is zero, wait until the eventfd is readable
-	// and read once more. If another waiter cleared the counter in between,
-	// return (a spurious wake-up) so that the caller re-checks its word.
-	var rerr error
-	waited := false
-	err := e.rc.Read(func(fd uintptr) bool {
-		var buf [8]byte
-		_, rerr = unix.Read(int(fd), buf[:])
-		if rerr == unix.EAGAIN && !waited {
-			waited = true
-			return false
-		}
-		return true
-	})
-	if err == nil && rerr != nil && rerr != unix.EAGAIN {
-		err = rerr
-	}
-	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			// Either ctx is done, or this is the late callback of an
-			// earlier Wait's cancellation: then a spurious wake-up.
-			return ctxErr(ctx)
-		}
-		return e.readErr(err)
-	}
-	return nil
 }
 
-func (e *Eventfd) readErr(err error) error {
-	if errors.Is(err, os.ErrClosed) {
-		return fmt.Errorf("notify: eventfd wait: %w", ErrClosed)
+// arm starts the poller if it is not running yet and waits until it is
+// parked, so that every write from then on reaches the waiters of e.
+func (e *Eventfd) arm(ctx context.Context) error {
+	select {
+	case <-e.armed:
+		return nil
+	default:
 	}
-	return fmt.Errorf("notify: eventfd wait: %w", err)
+	e.start.Do(func() { go e.poll() })
+	select {
+	case <-e.armed:
+		return nil
+	case <-ctx.Done():
+		return ctxErr(ctx)
+	}
+}
+
+// poll runs until Close. It stays in one RawRead call for its whole life:
+// RawRead forgets readiness events collected before it starts (and only
+// then), so every event after the first call of the callback, which is
+// when armed is closed, calls the callback again once the goroutine runs:
+// it then wakes the waiters, and never reads the eventfd.
+func (e *Eventfd) poll() {
+	armed := false
+	err := e.rc.Read(func(uintptr) bool {
+		if !armed {
+			armed = true
+			close(e.armed)
+			return false
+		}
+		ch := make(chan struct{})
+		close(*e.gen.Swap(&ch))
+		return false
+	})
+	if !armed {
+		close(e.armed)
+	}
+	if e.closed.Load() || errors.Is(err, os.ErrClosed) {
+		err = ErrClosed
+	}
+	e.err = fmt.Errorf("notify: eventfd wait: %w", err)
+	close(e.dead)
 }
 
 // Wake implements Backend with one write(2) of 1 to the eventfd, whatever
-// n: the write wakes every parked waiter, and wakes coalesce.
+// n: the write wakes every parked waiter of every word, and wakes coalesce.
 func (e *Eventfd) Wake(word *atomic.Uint32, n int) error {
 	if n <= 0 {
 		return nil
@@ -185,7 +217,7 @@ func (e *Eventfd) Wake(word *atomic.Uint32, n int) error {
 		err = werr
 	}
 	if err != nil {
-		if errors.Is(err, os.ErrClosed) {
+		if e.closed.Load() || errors.Is(err, os.ErrClosed) {
 			err = ErrClosed
 		}
 		return fmt.Errorf("notify: eventfd wake: %w", err)
@@ -193,5 +225,9 @@ func (e *Eventfd) Wake(word *atomic.Uint32, n int) error {
 	return nil
 }
 
-// Close implements Backend; parked waiters return ErrClosed (wrapped).
-func (e *Eventfd) Close() error { return e.f.Close() }
+// Close implements Backend: it stops the poller and closes the descriptor;
+// parked waiters return ErrClosed (wrapped).
+func (e *Eventfd) Close() error {
+	e.closed.Store(true)
+	return e.f.Close()
+}

@@ -57,9 +57,14 @@ type BoundedWaiter interface {
 // Policy says how a waiter waits: check its condition for Spin (spinning,
 // then yielding the processor), then park on Backend.
 type Policy struct {
-	// Backend parks and wakes; nil means Default(). Both sides of a queue
-	// must use backends that reach each other: futexes always do; an
-	// eventfd or socket backend must be shared.
+	// Backend parks and wakes; nil means Default(). One backend serves
+	// both lines of a queue, and may serve any number of queues: futexes
+	// and polling serve every word, an Eventfd wakes every waiter of every
+	// word that waits on its eventfd, and a Socket every waiter in the
+	// process listening at its Peer (those on other words return
+	// spuriously). Both sides of a queue must use backends that reach each
+	// other: futexes always do; an eventfd or socket backend must be
+	// shared (the eventfd inherited or passed, the socket paths crossed).
 	Backend Backend
 	// Spin is how long to check before parking. 0 adapts: spin for up to
 	// DefaultSpin while spinning has recently caught the condition, park

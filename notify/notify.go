@@ -19,7 +19,8 @@
 //   - [Futex] (Linux): a shared futex on the word itself. Cheapest; Wake is a
 //     single system call and is only needed when a waiter is registered.
 //   - [Eventfd] (Linux): an eventfd shared by related processes (inherited
-//     or passed with [SendFD]); waits park on the Go netpoller.
+//     or passed with [SendFD]); waits park on the Go netpoller. A wake
+//     reaches every waiter on the eventfd, whatever its word.
 //   - [Socket]: a Unix domain socket per waiting process, for unrelated
 //     processes and for systems without futexes.
 //   - [Poll]: bounded back-off polling of the word; needs no kernel object.

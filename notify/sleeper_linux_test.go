@@ -59,10 +59,9 @@ func TestSleeperBitWakesOnlySleepers(t *testing.T) {
 // TestSleeperBitPingPong: two goroutines trade a token through two lines
 // with SleeperBit, parking at once and for as long as it takes (no bounded
 // park to hide a lost wakeup), on every backend: a lost wakeup hangs, and
-// the context fails the test. Each line has a backend of its own, as each
-// queue does: an eventfd shared by two lines with sleepers on both can hand
-// one line's wake to the other's sleeper, with or without SleeperBit (the
-// bounded parks of the queues absorb that).
+// the context fails the test. Each line has a backend of its own here;
+// TestSharedBackendTwoLines (eventfd_shared_linux_test.go) plays the same
+// game with one backend for both lines.
 func TestSleeperBitPingPong(t *testing.T) {
 	rounds := 20000
 	if testing.Short() {

@@ -44,11 +44,17 @@ func (c *SocketConfig) mode() uint32 {
 // second) instead of spinning; established connections keep working.
 //
 // Every byte received wakes every goroutine parked in Wait in the listening
-// process, so Wake(n) costs one write whatever n is, and a wake-up that
-// arrives before a waiter parks is not lost (the waiter's wake channel was
-// taken before it checked the word). Waits select on ctx.Done(), so
-// cancellation and deadlines are seen at once. One Socket serves one word;
-// the word argument is only checked on entry.
+// process, whatever its word, so Wake(n) costs one write whatever n is, and
+// a wake-up that arrives before a waiter parks is not lost (the waiter's
+// wake channel was taken before it checked the word). Waits select on
+// ctx.Done(), so cancellation and deadlines are seen at once.
+//
+// One Socket serves any number of words and waiters in the process that
+// listens (a wake aimed at one word costs the waiters on the others a
+// spurious return each), but its wakes reach only the process listening at
+// Peer: it serves the words whose waiters all wait there (two processes
+// that wake each other cross their Listen and Peer; a process that also
+// wakes its own waiters needs Peer to be its own Listen).
 type Socket struct {
 	stats
 	cfg      SocketConfig

@@ -37,8 +37,8 @@ type Locker interface {
 type MutexConfig struct {
 	// Lock marks the owner as alive.
 	Lock Locker
-	// Backend parks waiters on State; it must not serve other words if it
-	// is a single-word backend (Eventfd, Socket).
+	// Backend parks waiters on State; it may serve other words too (see
+	// New).
 	Backend notify.Backend
 	// Liveness is how often a parked waiter re-checks whether the owner
 	// died (a dead owner wakes nobody). Default 20ms.

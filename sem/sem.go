@@ -74,9 +74,10 @@ type Semaphore struct {
 }
 
 // New returns a Semaphore over the shared count word and waiter set, with
-// the given maximum count (1..MaxCount), parking through be. Backends that
-// serve a single word (Eventfd, Socket) must not be shared with other
-// words.
+// the given maximum count (1..MaxCount), parking through be. be may serve
+// other words too (a wake meant for them costs an Eventfd's or Socket's
+// waiters here a spurious return); a Socket wakes only the process
+// listening at its Peer.
 //
 // New does not initialise the words: the process that creates the shared
 // memory stores the initial count (and an empty set) before publishing it.

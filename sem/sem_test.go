@@ -24,8 +24,7 @@ func newSem(t *testing.T, initial, max uint32, be notify.Backend) *Semaphore {
 	return s
 }
 
-// semBackends makes a fresh backend per semaphore (single-word backends
-// must not be shared).
+// semBackends makes a fresh backend per semaphore.
 func semBackends() map[string]func(t *testing.T) notify.Backend {
 	m := map[string]func(t *testing.T) notify.Backend{
 		"default": func(*testing.T) notify.Backend { return notify.Default() },
