@@ -317,7 +317,7 @@ func (s *SharedProducer) waitFree(ctx context.Context) error {
 	q := s.base.q
 	line := notify.Line{Seq: s.free, Waiters: q.lk.sets[0]}
 	ready := func() bool { return s.free.Load() > 0 }
-	if ok, err := s.base.g.Spin(ctx, func(r func() bool) bool { return line.Spin(q.wait, r) }, ready); ok || err != nil {
+	if ok, err := line.SpinGated(ctx, q.wait, s.base.g, ready); ok || err != nil {
 		return closedOr(s.base.g.Closed(), err)
 	}
 	bctx, release := s.base.g.Bind(ctx)
