@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -26,28 +27,39 @@ import (
 // costs the waiters on the others a spurious return each; give busy words
 // an eventfd of their own to avoid that. A wake written after a Wait has
 // checked its word reaches that Wait, so none is lost; wakes written
-// before cost it at most one spurious return (an event the netpoller
-// collects late), however many there were.
+// before cost it a spurious return or two (events the netpoller collects
+// late), however many there were.
 //
-// Wake adds 1 to the eventfd counter (one write(2), whatever n); nothing
-// ever reads the counter, so it only grows (by one per wake: it would take
+// Wake adds 1 to the eventfd counter (one write(2), whatever n); waiters
+// never read the counter, so it only grows (by one per wake: it would take
 // millennia to fill), and it is the kernel's readiness event on each write
-// that wakes waiters. Each Eventfd value runs one goroutine, started by the
-// first Wait that parks and stopped by Close (not by the garbage
-// collector), which parks on the Go netpoller, so it does not occupy an OS
-// thread, and on each event wakes every goroutine parked in Wait on that
-// value. The netpoller is edge-triggered, so every write reaches every
-// descriptor of the eventfd in every process, however full the counter.
-// Nothing else may read the eventfd: a read that empties the counter
-// before a process's netpoller has collected the event leaves only
-// write-readiness to report, and that process's waiters miss the wake.
-// Versions of this backend before it served several words read the
-// counter; do not share an eventfd with them.
+// that wakes waiters. Should a peer fill the counter, a Wake empties it and
+// writes again (a write that fails raises no event). Each Eventfd value
+// runs one goroutine, started by the first Wait that parks and stopped by
+// Close, or by the garbage collector once the Eventfd is unreachable, which
+// parks on the Go netpoller, so it does not occupy an OS thread, and on
+// each event wakes every goroutine parked in Wait on that value. The
+// netpoller is edge-triggered, so every write reaches every descriptor of
+// the eventfd in every process, however full the counter. Nothing else may
+// read the eventfd: a read that empties the counter before a process's
+// netpoller has collected the event leaves only write-readiness to report,
+// and that process's waiters miss the wake. Nor may anything clear its
+// O_NONBLOCK flag, which every descriptor of it shares: a Wake on a full
+// counter would then block. Versions of this backend before it served
+// several words read the counter; do not share an eventfd with them.
 //
 // Waits select on ctx.Done(), so cancellation and deadlines are seen at
 // once.
 type Eventfd struct {
 	stats
+	*eventfd
+}
+
+// eventfd is what the poller goroutine uses: it never refers to the
+// Eventfd that holds it, so that an Eventfd dropped without Close becomes
+// unreachable, and its cleanup closes the descriptor, which stops the
+// poller.
+type eventfd struct {
 	f      *os.File
 	rc     syscall.RawConn
 	closed atomic.Bool // set by Close, before it closes f
@@ -91,9 +103,11 @@ func newEventfd(fd int) (*Eventfd, error) {
 		f.Close()
 		return nil, fmt.Errorf("notify: eventfd: %w", err)
 	}
-	e := &Eventfd{f: f, rc: rc, armed: make(chan struct{}), dead: make(chan struct{})}
+	c := &eventfd{f: f, rc: rc, armed: make(chan struct{}), dead: make(chan struct{})}
 	g := make(chan struct{})
-	e.gen.Store(&g)
+	c.gen.Store(&g)
+	e := &Eventfd{eventfd: c}
+	runtime.AddCleanup(e, func(c *eventfd) { c.close() }, c)
 	return e, nil
 }
 
@@ -162,7 +176,8 @@ func (e *Eventfd) arm(ctx context.Context) error {
 		return nil
 	default:
 	}
-	e.start.Do(func() { go e.poll() })
+	c := e.eventfd // not e: the poller must not keep the Eventfd reachable
+	c.start.Do(func() { go c.poll() })
 	select {
 	case <-e.armed:
 		return nil
@@ -176,7 +191,7 @@ func (e *Eventfd) arm(ctx context.Context) error {
 // then), so every event after the first call of the callback, which is
 // when armed is closed, calls the callback again once the goroutine runs:
 // it then wakes the waiters, and never reads the eventfd.
-func (e *Eventfd) poll() {
+func (e *eventfd) poll() {
 	armed := false
 	err := e.rc.Read(func(uintptr) bool {
 		if !armed {
@@ -211,9 +226,20 @@ func (e *Eventfd) Wake(word *atomic.Uint32, n int) error {
 	err := e.rc.Write(func(fd uintptr) bool {
 		e.wakeSyscalls.Add(1)
 		_, werr = unix.Write(int(fd), buf[:])
-		return true // never park: EAGAIN means the counter is nearly full of wake-ups already
+		if werr == unix.EAGAIN {
+			// The counter is full (a peer wrote a huge value: this
+			// backend adds one per wake and never reads it), and a write
+			// that fails raises no event. Empty it and write again: that
+			// write raises the event, and every netpoller collects it
+			// with the counter non-zero.
+			var drain [8]byte
+			_, _ = unix.Read(int(fd), drain[:])
+			e.wakeSyscalls.Add(2)
+			_, werr = unix.Write(int(fd), buf[:])
+		}
+		return true // never park in the netpoller: a wake must not block
 	})
-	if err == nil && werr != nil && werr != unix.EAGAIN {
+	if err == nil {
 		err = werr
 	}
 	if err != nil {
@@ -227,7 +253,9 @@ func (e *Eventfd) Wake(word *atomic.Uint32, n int) error {
 
 // Close implements Backend: it stops the poller and closes the descriptor;
 // parked waiters return ErrClosed (wrapped).
-func (e *Eventfd) Close() error {
+func (e *Eventfd) Close() error { return e.close() }
+
+func (e *eventfd) close() error {
 	e.closed.Store(true)
 	return e.f.Close()
 }
