@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shmq/shmq/internal/gate"
+	"github.com/shmq/shmq/internal/wakeline"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/notify"
 )
@@ -317,7 +318,7 @@ func (s *SharedProducer) waitFree(ctx context.Context) error {
 	q := s.base.q
 	line := notify.Line{Seq: s.free, Waiters: q.lk.sets[0]}
 	ready := func() bool { return s.free.Load() > 0 }
-	if ok, err := line.SpinGated(ctx, q.wait, s.base.g, ready); ok || err != nil {
+	if ok, err := wakeline.Spin(ctx, line, q.wait, s.base.g, ready); ok || err != nil {
 		return closedOr(s.base.g.Closed(), err)
 	}
 	bctx, release := s.base.g.Bind(ctx)

@@ -39,7 +39,7 @@ const livenessPeriod = 50 * time.Millisecond
 // each park of at most livenessPeriod. own is the waiting side's registry
 // entry, whose wait counter it advances.
 func (q *Queue) waitFor(ctx context.Context, g *gate.Gate, l notify.Line, own *ring.Entry, ready func() bool, check func() error) error {
-	if ok, err := l.SpinGated(ctx, q.wait, g, ready); ok || err != nil {
+	if ok, err := wakeline.Spin(ctx, l, q.wait, g, ready); ok || err != nil {
 		return closedOr(g.Closed(), err)
 	}
 	bctx, release := g.Bind(ctx)

@@ -58,7 +58,7 @@ func (q *Queue) waitFor(ctx context.Context, g *gate.Gate, l notify.Line, own *r
 			}
 		}
 	}
-	if ok, err := l.SpinGated(ctx, q.wait, g, spin); ok || err != nil {
+	if ok, err := wakeline.Spin(ctx, l, q.wait, g, spin); ok || err != nil {
 		return closedOr(g.Closed(), err)
 	}
 	bctx, release := g.Bind(ctx)

@@ -1,6 +1,6 @@
 package gate
 
-// ErrClosed is the report of a spin (notify.Line.SpinGated) that ended
+// ErrClosed is the report of a spin (wakeline.Spin) that ended
 // because the gate closed; callers map it to their package's closed error.
 var ErrClosed = errClosed{}
 

@@ -1,7 +1,8 @@
 // Package wakeline binds the wake protocol of package notify to a segment's
 // wake lines, for the queue packages (spsc, mpmc, pubsub): where a line's
 // words are, whether the segment uses the sleeper bit, and the publishing
-// side's periodic sweep of dead registrants (layout/LAYOUT.md section 6).
+// side's periodic sweep of dead registrants (layout/LAYOUT.md section 6),
+// and the waiting side's spin inside a call that a gate admitted.
 package wakeline
 
 import (

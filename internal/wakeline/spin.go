@@ -1,0 +1,41 @@
+package wakeline
+
+import (
+	"context"
+
+	"github.com/shmq/shmq/internal/gate"
+	"github.com/shmq/shmq/notify"
+)
+
+// Spin runs the spin phase of a wait made inside a call that g admitted:
+// l.Spin under p, which also ends when ctx does or g closes (a long spin
+// policy would otherwise outlast both), looking at them every 64 checks. It
+// reports whether ready became true, or why the wait must end
+// (gate.ErrClosed, or ctx's error); (false, nil) means the spin ran out and
+// the caller parks.
+//
+// Every function value in it is called directly, so that ready stays on the
+// caller's stack and a wait allocates nothing: a spin passed as a function
+// value would make ready escape, and with it the caller's closure, at every
+// wait.
+func Spin(ctx context.Context, l notify.Line, p notify.Policy, g *gate.Gate, ready func() bool) (bool, error) {
+	n := 0
+	stopped := false
+	ok := l.Spin(p, func() bool {
+		if ready() {
+			return true
+		}
+		if n++; n%64 == 0 && (g.Closed() || ctx.Err() != nil) {
+			stopped = true
+			return true
+		}
+		return false
+	})
+	switch {
+	case !stopped:
+		return ok, nil
+	case g.Closed():
+		return false, gate.ErrClosed
+	}
+	return false, ctx.Err()
+}
