@@ -174,11 +174,15 @@ func TestSpinYieldsOnlyWhenAdaptive(t *testing.T) {
 	yields := 0
 	osYield = func() { yields++; schedYield() }
 	defer func() { osYield = schedYield }()
-	never := func() bool { return false }
-	if ok, _ := spinFor(20*yieldAfter, true, never); ok || yields == 0 {
-		t.Errorf("adaptive spin of %v: ok=%v after %d yields, want a yield", 20*yieldAfter, ok, yields)
+	// The condition comes true with the first yield, so a spin that never
+	// yields runs out instead; the spin is long, so that a descheduled
+	// goroutine (whose first look at the clock may come late) still
+	// reaches a yield.
+	if ok, _ := spinFor(time.Minute, true, func() bool { return yields > 0 }); !ok || yields == 0 {
+		t.Errorf("adaptive spin: ok=%v after %d yields, want a yield", ok, yields)
 	}
 	yields = 0
+	never := func() bool { return false }
 	if ok, _ := spinFor(20*yieldAfter, false, never); ok || yields != 0 {
 		t.Errorf("fixed spin of %v: ok=%v after %d yields, want none", 20*yieldAfter, ok, yields)
 	}
