@@ -39,8 +39,14 @@ func TestEventfdWakeOnFullCounter(t *testing.T) {
 			}
 		}
 		done := make(chan error, 1)
+		parked := b.Stats().Waits + 1
 		go func() { done <- b.Wait(context.Background(), &w, 0) }()
-		time.Sleep(20 * time.Millisecond)
+		// Wake once the Wait has taken its wake channel (it counts the
+		// wait just after): the word never changes here, so only the
+		// event of this Wake can end it.
+		for b.Stats().Waits < parked {
+			time.Sleep(time.Millisecond)
+		}
 		if err := e.Wake(&w, 1); err != nil {
 			t.Fatalf("Wake on a full counter: %v", err)
 		}

@@ -41,8 +41,8 @@ const (
 
 // gameStall is how long the game may go without a move before it counts
 // as hung. A move takes microseconds, so only a lost wake (with unbounded
-// parks) comes near it.
-const gameStall = 3 * time.Second
+// parks, which stays lost) comes near it, however loaded the machine.
+const gameStall = 10 * time.Second
 
 type sharedGame struct {
 	lines  [2]Line
