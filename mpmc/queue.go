@@ -64,7 +64,6 @@ package mpmc
 import (
 	"context"
 	"fmt"
-	"github.com/shmq/shmq/internal/wakeline"
 	"io/fs"
 	"runtime/debug"
 	"sync"
@@ -72,6 +71,7 @@ import (
 
 	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/internal/openorcreate"
+	"github.com/shmq/shmq/internal/wakeline"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/notify"
 	"github.com/shmq/shmq/ring"

@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"github.com/shmq/shmq/internal/wakeline"
 	"time"
 
 	"github.com/shmq/shmq/internal/gate"
+	"github.com/shmq/shmq/internal/wakeline"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/notify"
 	"github.com/shmq/shmq/ring"

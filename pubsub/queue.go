@@ -48,7 +48,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"github.com/shmq/shmq/internal/wakeline"
 	"io/fs"
 	"runtime/debug"
 	"sync"
@@ -56,6 +55,7 @@ import (
 
 	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/internal/openorcreate"
+	"github.com/shmq/shmq/internal/wakeline"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/notify"
 	"github.com/shmq/shmq/ring"

@@ -31,7 +31,6 @@ package spsc
 import (
 	"context"
 	"fmt"
-	"github.com/shmq/shmq/internal/wakeline"
 	"io/fs"
 	"runtime/debug"
 	"sync"
@@ -39,6 +38,7 @@ import (
 
 	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/internal/openorcreate"
+	"github.com/shmq/shmq/internal/wakeline"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/notify"
 	"github.com/shmq/shmq/ring"

@@ -2,10 +2,10 @@ package spsc
 
 import (
 	"context"
-	"github.com/shmq/shmq/internal/wakeline"
 	"time"
 
 	"github.com/shmq/shmq/internal/gate"
+	"github.com/shmq/shmq/internal/wakeline"
 	"github.com/shmq/shmq/notify"
 	"github.com/shmq/shmq/ring"
 )
