@@ -43,11 +43,6 @@ func (w *waker) wakeIfWaiting(q *Queue, l notify.Line, e *ring.Entry) {
 // wake wakes l's waiters on behalf of no handle (recovery at attach).
 func (q *Queue) wake(l notify.Line) { l.WakeIfWaiting(q.wait.Backend) }
 
-// preSpin is how many times a waiter checks its condition before Spin,
-// which reads the clock to bound itself: about a microsecond of checks, the
-// time a peer spinning on the other side takes to answer.
-const preSpin = 512
-
 // sweepPeriod is how often a publisher that keeps waking checks its
 // waiters for dead ones.
 const sweepPeriod = 100 * time.Millisecond
@@ -91,14 +86,8 @@ const suspectAfter = 2 * time.Millisecond
 // side's registry entry, whose wait counter it advances when it parked.
 // limit, if positive, shortens the park (an end-of-stream grace period).
 func (q *Queue) waitFor(ctx context.Context, g *gate.Gate, l notify.Line, own *ring.Entry, w uint64, limit time.Duration, ready func() bool) error {
-	if q.wait.Spin >= 0 {
-		// Catch a peer that is about to publish before Spin reads the
-		// clock: time.Now costs as much as a round trip on some VMs.
-		for range preSpin {
-			if ready() {
-				return nil
-			}
-		}
+	if wakeline.PreSpin(q.wait, ready) {
+		return nil
 	}
 	if ok, err := wakeline.Spin(ctx, l, q.wait, g, ready); ok || err != nil {
 		return closedOr(g.Closed(), err)

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/shmq/shmq/internal/spinhint"
 )
 
 // Adaptive spinning, the default (Policy.Spin == 0).
@@ -62,6 +64,11 @@ const (
 	// else is runnable.
 	yieldAfter = 2 * time.Microsecond
 )
+
+// clockEvery is how many checks a spin makes between looks at the clock,
+// each with a spin hint after it: a few hundred nanoseconds, short next to
+// yieldAfter and to a spin budget.
+const clockEvery = 16
 
 // osYield is schedYield, a variable so that tests can count the calls.
 var osYield = schedYield
@@ -147,13 +154,16 @@ func (s *spinState) spin(ready func() bool) bool {
 // that lasts past yieldAfter gives the processor to any runnable thread
 // between checks; without it (a fixed policy: the caller chose to hold a
 // processor for latency) only to goroutines of this process.
+//
+// It reads the clock and yields every clockEvery checks.
 func spinFor(d time.Duration, yield bool, ready func() bool) (bool, time.Duration) {
 	start := time.Now()
 	for i := 0; ; i++ {
 		if ready() {
 			return true, time.Since(start)
 		}
-		if i%128 == 127 {
+		spinhint.Pause()
+		if i%clockEvery == clockEvery-1 {
 			el := time.Since(start)
 			if el >= d {
 				return false, el

@@ -30,11 +30,6 @@ func (w *waker) wakeIfWaiting(q *Queue, l notify.Line, e *ring.Entry) {
 	w.Wake(q.seg, l, q.wait.Backend, e, livenessPeriod)
 }
 
-// preSpin is how many times a waiter checks its condition before Spin,
-// which reads the clock to bound itself: about a microsecond of checks, the
-// time a peer spinning on the other side takes to answer.
-const preSpin = 512
-
 // livenessPeriod bounds each park, because a dead peer wakes no one: after
 // it the waiter checks whether the peer's registry entry is dead.
 const livenessPeriod = 100 * time.Millisecond
@@ -49,14 +44,8 @@ func (q *Queue) waitFor(ctx context.Context, g *gate.Gate, l notify.Line, own *r
 	if spin == nil {
 		spin = ready
 	}
-	if q.wait.Spin >= 0 {
-		// Catch a peer that is about to publish before Spin reads the
-		// clock: time.Now costs as much as a round trip on some VMs.
-		for range preSpin {
-			if spin() {
-				return nil
-			}
-		}
+	if wakeline.PreSpin(q.wait, spin) {
+		return nil
 	}
 	if ok, err := wakeline.Spin(ctx, l, q.wait, g, spin); ok || err != nil {
 		return closedOr(g.Closed(), err)
