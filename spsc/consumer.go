@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 
 	"github.com/shmq/shmq/internal/counter"
+	"github.com/shmq/shmq/internal/fence"
 	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/ring"
@@ -178,7 +179,7 @@ func (c *Consumer) release() {
 	if c.pos == c.head {
 		return
 	}
-	c.q.head.Store(c.pos)
+	fence.Store(c.q.head, c.pos)
 	c.head = c.pos
 	c.msgs += c.peeked
 	c.bytes += c.peekedBytes

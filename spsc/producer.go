@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 
 	"github.com/shmq/shmq/internal/counter"
+	"github.com/shmq/shmq/internal/fence"
 	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/ring"
@@ -169,7 +170,7 @@ func (p *Producer) commit() {
 	if p.tail == p.published {
 		return
 	}
-	p.q.tail.Store(p.tail)
+	fence.Store(p.q.tail, p.tail)
 	p.published = p.tail
 	p.msgs += p.pendMsgs
 	p.bytes += p.pendBytes
