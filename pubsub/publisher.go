@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/shmq/shmq/internal/counter"
+	"github.com/shmq/shmq/internal/fence"
 	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/layout"
 	"github.com/shmq/shmq/ring"
@@ -232,7 +233,7 @@ func (p *Publisher) commit() {
 	// that a subscriber starting at the tail, or a publisher taking over,
 	// finds it there.
 	p.q.putSeq(p.tail, p.seq)
-	p.q.tail.Store(p.tail)
+	fence.Store(p.q.tail, p.tail)
 	p.published, p.pubSeq = p.tail, p.seq
 	if !p.lossy {
 		p.mark()
