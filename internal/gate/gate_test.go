@@ -55,9 +55,22 @@ func TestBindEndsAtClose(t *testing.T) {
 }
 
 func testBindEndsAtClose(t *testing.T, newGate func() *Gate) {
-	g := newGate()
-	ctx, release := g.Bind(context.Background())
+	parent, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, c := range []struct {
+		name string
+		ctx  context.Context
+	}{{"background", context.Background()}, {"todo", context.TODO()}, {"cancellable", parent}} {
+		t.Run(c.name, func(t *testing.T) { testBindOfEndsAtClose(t, newGate(), c.ctx) })
+	}
+}
+
+func testBindOfEndsAtClose(t *testing.T, g *Gate, parent context.Context) {
+	ctx, release := g.Bind(parent)
 	defer release()
+	// Bind again what Bind returned, as mpmc's locked calls do.
+	ctx, release2 := g.Bind(ctx)
+	defer release2()
 	if !g.Enter() {
 		t.Fatal("Enter failed")
 	}
@@ -71,6 +84,36 @@ func testBindEndsAtClose(t *testing.T, newGate func() *Gate) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close did not end the bound context")
+	}
+}
+
+// TestBindEndsWithContext: a bound cancellable context ends when its
+// parent does, without closing the gate, and when it is released.
+func TestBindEndsWithContext(t *testing.T) {
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			g := k.new()
+			parent, cancel := context.WithCancel(context.Background())
+			ctx, release := g.Bind(parent)
+			cancel()
+			select {
+			case <-ctx.Done():
+			case <-time.After(5 * time.Second):
+				t.Fatal("the bound context outlived its parent")
+			}
+			release()
+			if g.Closed() {
+				t.Fatal("ending the parent closed the gate")
+			}
+			parent2, cancel2 := context.WithCancel(context.Background())
+			defer cancel2()
+			ctx2, release2 := g.Bind(parent2)
+			release2()
+			g.Close(nil)
+			if ctx2.Err() != context.Canceled {
+				t.Fatalf("a released bound context: %v, want it ended by release", ctx2.Err())
+			}
+		})
 	}
 }
 
