@@ -12,5 +12,6 @@
 // writes the cursor with a plain move (on x86 every store is a release)
 // and then fences with a locked operation on the caller's own stack line,
 // as Linux's smp_mb does, so the two transfers overlap and the order is
-// the same. Elsewhere it is sync/atomic's Store.
+// the same. Elsewhere, and in race-detector builds, it is sync/atomic's
+// Store.
 package fence
