@@ -65,10 +65,10 @@ const (
 	yieldAfter = 2 * time.Microsecond
 )
 
-// clockEvery is how many checks a spin makes between looks at the clock,
-// each with a spin hint after it: a few hundred nanoseconds, short next to
-// yieldAfter and to a spin budget.
-const clockEvery = 16
+// clockEvery is how many checks a spin makes between looks at the clock
+// (and yields), each with a spin hint after it: about a quarter of a
+// microsecond, short next to yieldAfter and to a spin budget.
+const clockEvery = spinhint.PerMicrosecond / 4
 
 // osYield is schedYield, a variable so that tests can count the calls.
 var osYield = schedYield

@@ -60,7 +60,7 @@ func TestAdaptiveSpinProbeThatPaysOffRestoresSpinning(t *testing.T) {
 	s.every.Store(64)
 	s.waits.Store(63)
 	var n int
-	later := func() bool { n++; return n > 50 } // true after some spinning, before its first look at the clock
+	later := func() bool { n++; return n > clockEvery/2 } // true after some spinning, before its first look at the clock
 	if !s.spin(later) {
 		t.Fatal("probe missed a condition that came true while it spun")
 	}

@@ -6,6 +6,7 @@
 // flight; when the peer's store arrives, the core throws them away (a
 // memory-order machine clear) before it can act on the new value, and that
 // delay lands on the hand-over a spin exists to make fast. The hint spaces
-// the loads out. It costs tens of nanoseconds on recent x86 cores, so a
-// loop that counts its checks to bound itself counts fewer of them.
+// the loads out. It costs tens of nanoseconds on recent x86 cores and next
+// to nothing elsewhere, so a loop that counts its checks to bound itself
+// counts them in PerMicrosecond.
 package spinhint

@@ -8,10 +8,10 @@ import (
 	"github.com/shmq/shmq/notify"
 )
 
-// preSpin is how many times PreSpin checks its condition: with a spin hint
-// between checks (about 20 ns on the AMD cores measured), about a
-// microsecond, the time a peer spinning on the other side takes to answer.
-const preSpin = 48
+// preSpin is how many times PreSpin checks its condition, with a spin hint
+// after each: about a microsecond, the time a peer spinning on the other
+// side takes to answer.
+const preSpin = spinhint.PerMicrosecond
 
 // PreSpin checks ready up to preSpin times, unless p parks at once, and
 // reports whether it became true. It catches a peer that is about to
