@@ -243,9 +243,10 @@ func (p *Publisher) commit() {
 	p.pendMsgs, p.pendBytes = 0, 0
 	p.ctr.Messages.Set(p.msgs)
 	p.ctr.Bytes.Set(p.bytes)
-	// The tail store above and this load are sequentially consistent, so a
-	// subscriber that registered as a waiter before re-checking the tail is
-	// either seen here or sees the new tail: no wakeup is lost.
+	// fence.Store kept this load from passing the tail store (and the
+	// waiter registers with an atomic read-modify-write before re-checking
+	// the tail), so a subscriber that registered is either seen here or
+	// sees the new tail: no wakeup is lost.
 	p.wakeIfWaiting(p.q, p.q.subscriberWake, p.e)
 }
 

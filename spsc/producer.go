@@ -177,9 +177,10 @@ func (p *Producer) commit() {
 	p.pendMsgs, p.pendBytes = 0, 0
 	p.ctr.Messages.Set(p.msgs)
 	p.ctr.Bytes.Set(p.bytes)
-	// The tail store above and this load are sequentially consistent, so a
-	// consumer that registered as a waiter before re-checking the tail is
-	// either seen here or sees the new tail: no wakeup is lost.
+	// fence.Store kept this load from passing the tail store (and the
+	// waiter registers with an atomic read-modify-write before re-checking
+	// the tail), so a consumer that registered is either seen here or
+	// sees the new tail: no wakeup is lost.
 	if p.q.consumerWake.Waiters.Any() { // inlined: no call while no one waits
 		p.wakeIfWaiting(p.q, p.q.consumerWake, p.e)
 	}
