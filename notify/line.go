@@ -151,8 +151,13 @@ func (l Line) Spin(p Policy, ready func() bool) bool {
 }
 
 // Park registers entry me as a waiter and parks until ready reports true
-// (nil), ctx ends (ctx's error, unwrapped), or check fails after a park of
-// at most period (check's error). It reports whether it parked at all.
+// (nil), ctx ends (ctx's error, unwrapped), or check fails (check's error).
+// Each park lasts at most period; check runs after every park that ends
+// with ready still false, before the next one, so a dead peer, who wakes
+// no one, is noticed within about a period. A park that a wake ends with
+// ready true returns without check: a check may be a system call (a
+// registry lock test), and the wake is the common case. Park reports
+// whether it parked at all.
 func (l Line) Park(ctx context.Context, p Policy, me int, period time.Duration, ready func() bool, check func() error) (parked bool, err error) {
 	l.Waiters.Add(me)
 	defer l.Waiters.Remove(me)
@@ -163,6 +168,11 @@ func (l Line) Park(ctx context.Context, p Policy, me int, period time.Duration, 
 		}
 		if err := done(ctx); err != nil {
 			return parked, err
+		}
+		if parked && check != nil {
+			if err := check(); err != nil {
+				return parked, err
+			}
 		}
 		parked = true
 		var err error
@@ -178,11 +188,6 @@ func (l Line) Park(ctx context.Context, p Policy, me int, period time.Duration, 
 		}
 		if err != nil && !isTimeout(err) {
 			return parked, fmt.Errorf("notify: wait: %w", err)
-		}
-		if check != nil {
-			if err := check(); err != nil {
-				return parked, err
-			}
 		}
 	}
 }
