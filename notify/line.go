@@ -122,7 +122,8 @@ func (l Line) WakeIfWaiting(b Backend) (int, error) {
 // Await is the waiter's half, for the holder of registry entry me: Spin,
 // then Park. It returns nil once ready reports true, ctx's error when ctx
 // ends, or the first error of check, which it calls after each park of at
-// most period (a dead peer wakes no one, so the caller checks for one).
+// most period that ends with ready still false (a dead peer wakes no one,
+// so the caller checks for one).
 // parked reports whether it registered and parked at all, for the caller's
 // statistics. ready runs in the spin loop and must be cheap.
 func (l Line) Await(ctx context.Context, p Policy, me int, period time.Duration, ready func() bool, check func() error) (parked bool, err error) {

@@ -129,7 +129,7 @@ func (p *Publisher) dropDead(need uint64) int {
 }
 
 // waitRoom waits until a back-pressure publisher has room for a message of
-// n bytes, dropping dead subscribers that hold it back after each park. It
+// n bytes, dropping dead subscribers that hold it back between parks. It
 // publishes the position the slowest subscriber must reach first, so that
 // only a release that reaches it wakes the publisher (layout.PubWaitFor).
 func (p *Publisher) waitRoom(ctx context.Context, n int) error {

@@ -36,8 +36,8 @@ const livenessPeriod = 50 * time.Millisecond
 
 // waitFor returns nil once ready reports true, ErrClosed when g closes, the
 // context's error when ctx ends, or check's error, which it calls after
-// each park of at most livenessPeriod. own is the waiting side's registry
-// entry, whose wait counter it advances.
+// each park of at most livenessPeriod that ends with ready still false.
+// own is the waiting side's registry entry, whose wait counter it advances.
 func (q *Queue) waitFor(ctx context.Context, g *gate.Gate, l notify.Line, own *ring.Entry, ready func() bool, check func() error) error {
 	if ok, err := wakeline.Spin(ctx, l, q.wait, g, ready); ok || err != nil {
 		return closedOr(g.Closed(), err)
