@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 )
@@ -61,13 +62,18 @@ var referenceRules = []guardRule{
 type pairedResult struct {
 	rule   guardRule
 	ratios []float64 // one per pair, in the order measured
+	bases  []float64 // the base's figure in each pair: which mode the floor was in
 	err    error
 }
 
 // median returns the median of the ratios (the mean of the middle two for
 // an even count).
-func (p pairedResult) median() float64 {
-	r := slices.Clone(p.ratios)
+func (p pairedResult) median() float64 { return median(p.ratios) }
+
+// median returns the median of v (the mean of the middle two for an even
+// count), 0 for none.
+func median(v []float64) float64 {
+	r := slices.Clone(v)
 	slices.Sort(r)
 	n := len(r)
 	switch {
@@ -124,6 +130,7 @@ func measurePairs(rules []guardRule, pairs int, measure remeasure) []pairedResul
 				break
 			}
 			res.ratios = append(res.ratios, g.ratio)
+			res.bases = append(res.bases, figure(recs[0], rule.metric))
 		}
 		out = append(out, res)
 	}
@@ -133,8 +140,8 @@ func measurePairs(rules []guardRule, pairs int, measure remeasure) []pairedResul
 // writePairs writes the paired results as a markdown table, under title.
 func writePairs(w io.Writer, title string, results []pairedResult, pairs int) {
 	fmt.Fprintf(w, "### %s (%d pairs, 64 B)\n\n", title, pairs)
-	fmt.Fprintln(w, "| target | ratio | limit | median | each pair, in order | verdict |")
-	fmt.Fprintln(w, "|---|---|---:|---:|---|---|")
+	fmt.Fprintln(w, "| target | ratio | limit | median | each pair, in order | base: median (range) | verdict |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---|---|---|")
 	for _, p := range results {
 		limit := fmt.Sprintf("at most %g", p.rule.limit)
 		if p.rule.atLeast {
@@ -156,10 +163,24 @@ func writePairs(w io.Writer, title string, results []pairedResult, pairs int) {
 		case !p.ok():
 			verdict = "missed"
 		}
-		fmt.Fprintf(w, "| %s | %s / %s | %s | %.3g | %s | %s |\n", p.rule.what, p.rule.row, p.rule.base, limit,
-			p.median(), strings.Join(each, ", "), verdict)
+		fmt.Fprintf(w, "| %s | %s / %s | %s | %.3g | %s | %s | %s |\n", p.rule.what, p.rule.row, p.rule.base, limit,
+			p.median(), strings.Join(each, ", "), p.baseSpread(), verdict)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Each pair is one run of the base (a floor: one run, not the best of several) followed at once by one run of the row; the ratio is the row's figure over the base's. The median of the pairs is what the verdict compares with the target.")
+	fmt.Fprintln(w, "Each pair is one run of the base (a floor: one run, not the best of several) followed at once by one run of the row; the ratio is the row's figure over the base's. The median of the pairs is what the verdict compares with the target. The base's own figures show which of its modes the machine ran in.")
 	fmt.Fprintln(w)
+}
+
+// baseSpread formats the base's figures: their median and range, in the
+// rule's unit.
+func (p pairedResult) baseSpread() string {
+	if len(p.bases) == 0 {
+		return ""
+	}
+	lo, mid, hi := slices.Min(p.bases), median(p.bases), slices.Max(p.bases)
+	if p.rule.metric == metricThroughput {
+		return fmt.Sprintf("%s (%s to %s) msgs/s", formatCount(mid), formatCount(lo), formatCount(hi))
+	}
+	ns := func(v float64) string { return formatNanos(int64(math.Round(v))) }
+	return fmt.Sprintf("%s (%s to %s)", ns(mid), ns(lo), ns(hi))
 }

@@ -43,6 +43,10 @@ func TestMeasurePairs(t *testing.T) {
 	if r.err != nil || len(r.ratios) != 3 || r.median() != 0.3 || !r.ok() {
 		t.Fatalf("ratios %v (median %v), err %v, ok %v; want median 0.3, met", r.ratios, r.median(), r.err, r.ok())
 	}
+	// The table shows the floor's figures, so the reader sees its modes.
+	if got, want := r.baseSpread(), "10.00M (10.00M to 80.00M) msgs/s"; got != want {
+		t.Fatalf("base figures %q, want %q", got, want)
+	}
 	// The best floor against a single shmq run would have said 3/80 here.
 
 	// A time target (at most): 2x is missed against 1.3.
@@ -85,7 +89,7 @@ func TestReferencePairs(t *testing.T) {
 	}
 	var out bytes.Buffer
 	writePairs(&out, "References", res, 2)
-	if !strings.Contains(out.String(), "| none | 1.7 | 1.7, 1.7 | reference |") {
+	if !strings.Contains(out.String(), "| none | 1.7 | 1.7, 1.7 | 10 ns (10 ns to 10 ns) | reference |") {
 		t.Fatalf("table:\n%s", out.String())
 	}
 	for _, r := range referenceRules {
