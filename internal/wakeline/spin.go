@@ -2,6 +2,7 @@ package wakeline
 
 import (
 	"context"
+	"errors"
 
 	"github.com/shmq/shmq/internal/gate"
 	"github.com/shmq/shmq/internal/spinhint"
@@ -34,8 +35,8 @@ func PreSpin(p notify.Policy, ready func() bool) bool {
 // l.Spin under p, which also ends when ctx does or g closes (a long spin
 // policy would otherwise outlast both), looking at them every 64 checks. It
 // reports whether ready became true, or why the wait must end
-// (gate.ErrClosed, or ctx's error); (false, nil) means the spin ran out and
-// the caller parks.
+// (ErrClosed, or ctx's error); (false, nil) means the spin ran out and the
+// caller parks.
 //
 // Every function value in it is called directly, so that ready stays on the
 // caller's stack and a wait allocates nothing: a spin passed as a function
@@ -58,7 +59,11 @@ func Spin(ctx context.Context, l notify.Line, p notify.Policy, g *gate.Gate, rea
 	case !stopped:
 		return ok, nil
 	case g.Closed():
-		return false, gate.ErrClosed
+		return false, ErrClosed
 	}
 	return false, ctx.Err()
 }
+
+// ErrClosed is Spin's report that the gate closed; callers map it to their
+// package's closed error.
+var ErrClosed = errors.New("wakeline: gate closed")
