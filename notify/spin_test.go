@@ -92,12 +92,17 @@ func TestAdaptiveSpinLongProbe(t *testing.T) {
 		s.budget.Store(0)
 		s.every.Store(16)
 		s.waits.Store(15)
+		// The clock starts at the second check, the first inside spinFor,
+		// so time lost before spinFor starts its own clock (a preemption
+		// between spin's first check and spinFor) cannot make the probe
+		// look shorter than DefaultSpin.
 		var at time.Time
+		var checks int
 		ok := s.spin(func() bool {
-			if at.IsZero() {
+			if checks++; checks == 2 {
 				at = time.Now().Add(DefaultSpin + 10*time.Microsecond)
 			}
-			return time.Now().After(at)
+			return checks > 1 && time.Now().After(at)
 		})
 		if ok {
 			if b, e := s.budget.Load(), s.every.Load(); b != int64(DefaultSpin) || e != 32 {
