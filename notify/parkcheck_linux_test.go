@@ -11,6 +11,11 @@ import (
 // still false runs check before parking again; one that a wake ends with
 // the condition true returns without it (the queues' check is a registry
 // lock test, a system call on every message of a park-at-once stream).
+//
+// A timed futex wait also ends spuriously (EINTR, when the Go runtime's
+// preemption signal lands on its thread), which is a park that ends with
+// the condition false too; so the test counts parks and checks, and wants
+// one check for every park but the last, whatever the number of parks.
 func TestParkChecksOnlyWhenNotReady(t *testing.T) {
 	var seq atomic.Uint32
 	l := NewLine(&seq, NewWaiterSet([]*atomic.Uint64{new(atomic.Uint64)}))
@@ -32,12 +37,10 @@ func TestParkChecksOnlyWhenNotReady(t *testing.T) {
 		}
 	}
 	// A wake with the condition false: Park checks, then parks again.
-	waitFor("the first park", func() bool { return f.Stats().Waits == 1 })
+	waitFor("the first park", func() bool { return f.Stats().Waits >= 1 })
+	parks := f.Stats().Waits
 	l.WakeIfWaiting(f)
-	waitFor("the second park", func() bool { return f.Stats().Waits == 2 })
-	if n := checks.Load(); n != 1 {
-		t.Fatalf("%d checks after a park that ended with the condition false, want 1", n)
-	}
+	waitFor("the park after the wake", func() bool { return f.Stats().Waits > parks })
 	// A wake with the condition true: Park returns without a check.
 	ready.Store(true)
 	l.WakeIfWaiting(f)
@@ -49,7 +52,10 @@ func TestParkChecksOnlyWhenNotReady(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Park did not return after the wake")
 	}
-	if n := checks.Load(); n != 1 {
-		t.Fatalf("%d checks in all, want 1: the wake that made the condition true was checked", n)
+	// Every park but the last ended with the condition false, the last
+	// with it true.
+	parks = f.Stats().Waits
+	if n := checks.Load(); uint64(n) != parks-1 {
+		t.Fatalf("%d checks after %d parks, want %d: one after each park that ended with the condition false, none after the wake that made it true", n, parks, parks-1)
 	}
 }
