@@ -126,6 +126,12 @@ func TestGroupWakesOnAnyMember(t *testing.T) {
 		_, mem := shmtest.MapNew(t)
 		be := NewFutex()
 		ms := testMembers(mem, 4, be)
+		for _, m := range ms {
+			// No check is due while the group waits: a park that a
+			// check ended would find the message without the wake,
+			// which then finds no waiter and makes no system call.
+			m.period = time.Hour
+		}
 		g := newTestGroup(t, GroupConfig{Spin: -1}, ms...)
 		for _, target := range []int{2, 0, 3} {
 			done := make(chan [2]any, 1)
@@ -133,7 +139,11 @@ func TestGroupWakesOnAnyMember(t *testing.T) {
 				k, err := g.Wait(context.Background())
 				done <- [2]any{k, err}
 			}()
-			time.Sleep(parkDelay)
+			if parks {
+				waitRegistered(t, ms...)
+			} else {
+				time.Sleep(parkDelay) // a polling group never registers: give it time to do it wrong
+			}
 			for i, m := range ms {
 				if reg := m.line.Waiters.Has(memberEntry); reg != parks {
 					t.Fatalf("member %d registered = %v while the group waits, want %v", i, reg, parks)
@@ -205,6 +215,21 @@ func TestGroupCrossProcess(t *testing.T) {
 		}
 		shmtest.WaitExit(t, cmd, 10*time.Second)
 	})
+}
+
+// waitRegistered waits until every member in ms has the group registered
+// in its waiter set, as a Wait that parks with futex_waitv does first; a
+// fixed sleep is too short for a goroutine that a loaded machine starts
+// late.
+func waitRegistered(t *testing.T, ms ...*testMember) {
+	t.Helper()
+	for _, m := range ms {
+		for deadline := time.Now().Add(10 * time.Second); !m.line.Waiters.Has(memberEntry); time.Sleep(100 * time.Microsecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the group never registered in a member's waiter set")
+			}
+		}
+	}
 }
 
 // waitResult is what a Wait returned.
@@ -420,7 +445,7 @@ func TestGroupPollsOtherBackends(t *testing.T) {
 	g := newTestGroup(t, GroupConfig{Spin: -1}, ms...)
 	for _, target := range []int{1, 0} {
 		ch := waitIn(context.Background(), g)
-		time.Sleep(parkDelay)
+		waitRegistered(t, ms[0])
 		if !ms[0].line.Waiters.Has(memberEntry) || ms[1].line.Waiters.Has(memberEntry) {
 			t.Fatal("want the futex member registered and the polled one not")
 		}
