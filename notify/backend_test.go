@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -52,18 +53,40 @@ func TestWaitReturnsAtOnceWhenWordChanged(t *testing.T) {
 	forEach(t, func(t *testing.T, _ namedBackend, b Backend) {
 		var w atomic.Uint32
 		w.Store(5)
-		start := time.Now()
-		err := within(t, time.Second, func() error { return b.Wait(context.Background(), &w, 4) })
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d := time.Since(start); d > 50*time.Millisecond {
-			t.Fatalf("took %v", d)
-		}
+		// A loaded machine may stall the goroutines for longer than the
+		// bound now and then; a Wait that sleeps before it looks at the
+		// word takes too long every time.
+		retryTimed(t, func() string {
+			start := time.Now()
+			err := within(t, time.Second, func() error { return b.Wait(context.Background(), &w, 4) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d > 50*time.Millisecond {
+				return fmt.Sprintf("took %v", d)
+			}
+			return ""
+		})
 		if b.Stats().Waits != 0 {
 			t.Fatalf("Waits = %d, want 0: should not have parked", b.Stats().Waits)
 		}
 	})
+}
+
+// retryTimed runs measure, which returns "" when its timing is right and
+// else what was wrong, up to five times, and fails t with the last
+// complaint if it was never right: a measurement that a loaded machine
+// stalled once passes on a retry, a slow implementation fails every try.
+func retryTimed(t *testing.T, measure func() string) {
+	t.Helper()
+	var msg string
+	for range 5 {
+		if msg = measure(); msg == "" {
+			return
+		}
+		t.Logf("try: %s", msg)
+	}
+	t.Fatal(msg)
 }
 
 func TestWakeWakes(t *testing.T) {
@@ -137,24 +160,28 @@ func TestWakeKicksParkedWaiter(t *testing.T) {
 
 func TestCancelReturnsPromptly(t *testing.T) {
 	forEach(t, func(t *testing.T, _ namedBackend, b Backend) {
-		var w atomic.Uint32
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- b.Wait(ctx, &w, 0) }()
-		time.Sleep(parkDelay)
-		start := time.Now()
-		cancel()
-		select {
-		case err := <-done:
-			if d := time.Since(start); d > 50*time.Millisecond {
-				t.Fatalf("returned %v after cancel", d)
+		retryTimed(t, func() string {
+			var w atomic.Uint32
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- b.Wait(ctx, &w, 0) }()
+			time.Sleep(parkDelay)
+			start := time.Now()
+			cancel()
+			select {
+			case err := <-done:
+				if !isCtxErr(err, context.Canceled) {
+					t.Fatalf("err = %v, want context.Canceled", err)
+				}
+				if d := time.Since(start); d > 50*time.Millisecond {
+					return fmt.Sprintf("returned %v after cancel", d)
+				}
+				return ""
+			case <-time.After(2 * time.Second):
+				t.Fatal("Wait ignored cancellation")
+				return ""
 			}
-			if !isCtxErr(err, context.Canceled) {
-				t.Fatalf("err = %v, want context.Canceled", err)
-			}
-		case <-time.After(2 * time.Second):
-			t.Fatal("Wait ignored cancellation")
-		}
+		})
 	})
 }
 
@@ -162,23 +189,29 @@ func TestDeadlineHonoured(t *testing.T) {
 	forEach(t, func(t *testing.T, _ namedBackend, b Backend) {
 		var w atomic.Uint32
 		const d = 30 * time.Millisecond
-		ctx, cancel := context.WithTimeout(context.Background(), d)
-		defer cancel()
-		start := time.Now()
-		var err error
-		for err == nil { // spurious returns are allowed
-			err = within(t, 2*time.Second, func() error { return b.Wait(ctx, &w, 0) })
-		}
-		el := time.Since(start)
-		if !isCtxErr(err, context.DeadlineExceeded) {
-			t.Fatalf("err = %v, want DeadlineExceeded", err)
-		}
 		// The upper bound tells "woke at the deadline, late by scheduling"
 		// (a loaded 2-core machine under the race detector: 200 ms) from
-		// "waited out a park period or the 2 s bound" (a missed deadline).
-		if el < d-5*time.Millisecond || el > d+500*time.Millisecond {
-			t.Fatalf("returned after %v, want about %v", el, d)
-		}
+		// "waited out a park period or the 2 s bound" (a missed deadline);
+		// a stall longer than that gets a retry. The clock starts before
+		// the context, so that a stall between the two cannot make the
+		// wait look shorter than d.
+		retryTimed(t, func() string {
+			start := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), d)
+			defer cancel()
+			var err error
+			for err == nil { // spurious returns are allowed
+				err = within(t, 2*time.Second, func() error { return b.Wait(ctx, &w, 0) })
+			}
+			el := time.Since(start)
+			if !isCtxErr(err, context.DeadlineExceeded) {
+				t.Fatalf("err = %v, want DeadlineExceeded", err)
+			}
+			if el < d-5*time.Millisecond || el > d+500*time.Millisecond {
+				return fmt.Sprintf("returned after %v, want about %v", el, d)
+			}
+			return ""
+		})
 	})
 }
 
