@@ -202,20 +202,32 @@ func TestSemaphoreGarbageIsAnError(t *testing.T) {
 	}
 }
 
+// TestAcquireDeadline: Acquire ends at its context's deadline, not a park
+// period later, and leaves no registration behind. A loaded machine (the
+// race detector on a shared 2-core CI box) stalls a 30 ms wait past the
+// 80 ms bound about once in 300, so a late return gets a retry; an Acquire
+// that overshoots its deadline by a park period does on every try.
 func TestAcquireDeadline(t *testing.T) {
 	s := newSem(t, 0, 1, notify.Default())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	err := s.Acquire(ctx, 0)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err = %v", err)
-	}
-	if d := time.Since(start); d > 80*time.Millisecond {
-		t.Fatalf("took %v", d)
-	}
-	if w := s.waiters.Count(); w != 0 {
-		t.Fatalf("waiters = %d after cancelled Acquire", w)
+	for try := 0; ; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+		start := time.Now()
+		err := s.Acquire(ctx, 0)
+		d := time.Since(start)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v", err)
+		}
+		if w := s.waiters.Count(); w != 0 {
+			t.Fatalf("waiters = %d after cancelled Acquire", w)
+		}
+		if d <= 80*time.Millisecond {
+			break
+		}
+		if try == 4 {
+			t.Fatalf("took %v", d)
+		}
+		t.Logf("try %d took %v", try, d)
 	}
 }
 
