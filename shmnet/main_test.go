@@ -166,6 +166,15 @@ var small = &Dialer{Capacity: 4096, MaxMessage: 1000}
 // on its queue's wake line, so a test acts on a call that is truly blocked.
 func waitParked(t *testing.T, c *Conn, write bool) {
 	t.Helper()
+	if !parkedBy(t, c, write, time.Now().Add(5*time.Second)) {
+		t.Fatal("the call never parked")
+	}
+}
+
+// parkedBy waits until c's blocked Read (or Write, if write) is parked, as
+// waitParked does, and reports false if it was not by the given time.
+func parkedBy(t *testing.T, c *Conn, write bool, by time.Time) bool {
+	t.Helper()
 	q, set, entry := c.r.m.q, layout.WaiterSetConsumers, layout.SPSCConsumerEntry
 	if write {
 		q, set, entry = c.w.m.q, layout.WaiterSetProducers, layout.SPSCProducerEntry
@@ -175,13 +184,13 @@ func waitParked(t *testing.T, c *Conn, write bool) {
 		t.Fatal(err)
 	}
 	ws := notify.NewWaiterSet(words)
-	deadline := time.Now().Add(5 * time.Second)
 	for !ws.Has(entry) {
-		if time.Now().After(deadline) {
-			t.Fatal("the call never parked")
+		if time.Now().After(by) {
+			return false
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(100 * time.Microsecond)
 	}
+	return true
 }
 
 // checkTimeout fails unless err is a deadline error as net.Conn reports it.
