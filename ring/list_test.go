@@ -261,9 +261,11 @@ func TestInspect(t *testing.T) {
 		}
 	}
 	// A segment being initialized is waited for, as long as ctx allows.
+	// The clock starts before ctx's, so that a stall between the two
+	// cannot make a wait that lasted until ctx ended look short.
+	start := time.Now()
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	start := time.Now()
 	info, err := Inspect(short, File(filepath.Join(d.dir, "initializing")))
 	if !errors.Is(err, layout.ErrNotReady) || !errors.Is(err, context.DeadlineExceeded) || info.State != StateInitializing {
 		t.Errorf("initializing: %v, %v", info.State, err)
