@@ -170,7 +170,10 @@ func TestEndOfStream(t *testing.T) {
 		t.Run(map[bool]string{false: "lock-free", true: "locked"}[locked], func(t *testing.T) {
 			q := newTestQueue(t, Config{Slots: 8, SlotSize: 64, Locked: locked})
 			c := mustConsumer(t, q)
-			c.EndOfStream(50 * time.Millisecond)
+			// A producer comes back 10 ms after the last one left; the
+			// grace leaves a loaded machine room to stall this goroutine
+			// well past that before the stream would (wrongly) end.
+			c.EndOfStream(500 * time.Millisecond)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			buf := make([]byte, 64)
