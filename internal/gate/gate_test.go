@@ -28,6 +28,13 @@ func testCloseWaitsForCallsInFlight(t *testing.T, newGate func() *Gate) {
 	}
 	closed := make(chan bool)
 	go func() { closed <- g.Close(nil) }()
+	// Close has begun once the gate says so; a goroutine a loaded machine
+	// started late has not, and its gate still admits calls.
+	for deadline := time.Now().Add(10 * time.Second); !g.Closed(); runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatal("Close never marked the gate closed")
+		}
+	}
 	select {
 	case <-closed:
 		t.Fatal("Close returned while a call was in flight")
