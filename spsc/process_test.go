@@ -344,7 +344,11 @@ func TestCrossProcessStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// A hang guard, not a speed limit: each message that fills the small
+	// ring is a park and a wake, which on a loaded 2-core machine (busy
+	// neighbours, another package's tests) took the 300k messages 38 to
+	// over 60 s.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	buf := make([]byte, q.MaxMessage())
 	crc := uint32(0)
