@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/shmq/shmq/internal/shmtest"
 )
 
 // namedBackend makes a fresh backend for one subtest.
@@ -56,7 +58,7 @@ func TestWaitReturnsAtOnceWhenWordChanged(t *testing.T) {
 		// A loaded machine may stall the goroutines for longer than the
 		// bound now and then; a Wait that sleeps before it looks at the
 		// word takes too long every time.
-		retryTimed(t, func() string {
+		shmtest.Retry(t, func() string {
 			start := time.Now()
 			err := within(t, time.Second, func() error { return b.Wait(context.Background(), &w, 4) })
 			if err != nil {
@@ -71,22 +73,6 @@ func TestWaitReturnsAtOnceWhenWordChanged(t *testing.T) {
 			t.Fatalf("Waits = %d, want 0: should not have parked", b.Stats().Waits)
 		}
 	})
-}
-
-// retryTimed runs measure, which returns "" when its timing is right and
-// else what was wrong, up to five times, and fails t with the last
-// complaint if it was never right: a measurement that a loaded machine
-// stalled once passes on a retry, a slow implementation fails every try.
-func retryTimed(t *testing.T, measure func() string) {
-	t.Helper()
-	var msg string
-	for range 5 {
-		if msg = measure(); msg == "" {
-			return
-		}
-		t.Logf("try: %s", msg)
-	}
-	t.Fatal(msg)
 }
 
 func TestWakeWakes(t *testing.T) {
@@ -160,7 +146,7 @@ func TestWakeKicksParkedWaiter(t *testing.T) {
 
 func TestCancelReturnsPromptly(t *testing.T) {
 	forEach(t, func(t *testing.T, _ namedBackend, b Backend) {
-		retryTimed(t, func() string {
+		shmtest.Retry(t, func() string {
 			var w atomic.Uint32
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
@@ -195,7 +181,7 @@ func TestDeadlineHonoured(t *testing.T) {
 		// a stall longer than that gets a retry. The clock starts before
 		// the context, so that a stall between the two cannot make the
 		// wait look shorter than d.
-		retryTimed(t, func() string {
+		shmtest.Retry(t, func() string {
 			start := time.Now()
 			ctx, cancel := context.WithTimeout(context.Background(), d)
 			defer cancel()

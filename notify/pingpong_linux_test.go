@@ -3,12 +3,13 @@ package notify
 import (
 	"context"
 	"errors"
-	"github.com/shmq/shmq/internal/shmtest"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/shmq/shmq/internal/futex"
+	"github.com/shmq/shmq/internal/shmtest"
 )
 
 // The raw futex ping-pong: the floor under any blocking round trip between
@@ -78,33 +79,31 @@ func BenchmarkFutexPingPongProcesses(b *testing.B) {
 // fails them all.
 func TestWaitAtMost(t *testing.T) {
 	f := NewFutex()
-	var d time.Duration
-	for try := 0; ; try++ {
+	shmtest.Retry(t, func() string {
 		var w atomic.Uint32
 		start := time.Now()
 		if err := f.WaitAtMost(context.Background(), &w, 0, 20*time.Millisecond); err != nil {
 			t.Fatalf("bounded wait: %v", err)
 		}
-		if d = time.Since(start); d >= 15*time.Millisecond && d <= time.Second {
-			break
+		if d := time.Since(start); d < 15*time.Millisecond || d > time.Second {
+			return fmt.Sprintf("a 20ms bound ended the wait after %v", d)
 		}
-		if try == 4 {
-			t.Fatalf("a 20ms bound ended the wait after %v", d)
-		}
-	}
-	for try := 0; ; try++ {
+		return ""
+	})
+	shmtest.Retry(t, func() string {
 		var w atomic.Uint32
 		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
 		time.AfterFunc(10*time.Millisecond, cancel)
 		start := time.Now()
 		err := f.WaitAtMost(ctx, &w, 0, time.Minute)
-		d = time.Since(start)
-		cancel()
-		if errors.Is(err, context.Canceled) && d <= 500*time.Millisecond {
-			break
+		d := time.Since(start)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled bounded wait: %v", err)
 		}
-		if (err != nil && !errors.Is(err, context.Canceled)) || try == 4 {
-			t.Fatalf("cancelled bounded wait: %v after %v", err, d)
+		if err == nil || d > 500*time.Millisecond {
+			return fmt.Sprintf("cancelled bounded wait: %v after %v", err, d)
 		}
-	}
+		return ""
+	})
 }

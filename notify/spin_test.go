@@ -1,9 +1,12 @@
 package notify
 
 import (
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/shmq/shmq/internal/shmtest"
 )
 
 // never and always are ready functions that count their calls.
@@ -61,7 +64,7 @@ func TestAdaptiveSpinProbeThatPaysOffRestoresSpinning(t *testing.T) {
 	// preempted in it for DefaultSpin, which makes it a long probe (a
 	// later interval, tested below); so try a few times.
 	var s *spinState
-	for try := 0; ; try++ {
+	shmtest.Retry(t, func() string {
 		s = newSpinState()
 		s.budget.Store(0)
 		s.every.Store(64)
@@ -70,14 +73,12 @@ func TestAdaptiveSpinProbeThatPaysOffRestoresSpinning(t *testing.T) {
 		if !s.spin(later) {
 			t.Fatal("probe missed a condition that came true while it spun")
 		}
-		if s.budget.Load() == int64(DefaultSpin) && s.every.Load() == 0 && s.waits.Load() == 0 {
-			break
-		}
-		if try == 5 {
-			t.Fatalf("after a probe that paid off: budget %v, interval %d, waits %d; want spinning again",
+		if s.budget.Load() != int64(DefaultSpin) || s.every.Load() != 0 || s.waits.Load() != 0 {
+			return fmt.Sprintf("after a probe that paid off: budget %v, interval %d, waits %d; want spinning again",
 				time.Duration(s.budget.Load()), s.every.Load(), s.waits.Load())
 		}
-	}
+		return ""
+	})
 	// Success doubles the budget up to DefaultSpin.
 	for range 20 {
 		n = 0
@@ -97,7 +98,7 @@ func TestAdaptiveSpinLongProbe(t *testing.T) {
 	}
 	// The condition comes true 30 µs into the probe; a process preempted
 	// meanwhile may overshoot the probe, so try a few times.
-	for try := 0; ; try++ {
+	shmtest.Retry(t, func() string {
 		s := newSpinState()
 		s.budget.Store(0)
 		s.every.Store(16)
@@ -114,16 +115,14 @@ func TestAdaptiveSpinLongProbe(t *testing.T) {
 			}
 			return checks > 1 && time.Now().After(at)
 		})
-		if ok {
-			if b, e := s.budget.Load(), s.every.Load(); b != int64(DefaultSpin) || e != 32 {
-				t.Fatalf("after a late probe: budget %v, interval %d; want %v, 32", time.Duration(b), e, DefaultSpin)
-			}
-			return
+		if !ok {
+			return "probe missed a condition 30 µs away"
 		}
-		if try == 5 {
-			t.Fatal("probe never caught a condition 30 µs away")
+		if b, e := s.budget.Load(), s.every.Load(); b != int64(DefaultSpin) || e != 32 {
+			t.Fatalf("after a late probe: budget %v, interval %d; want %v, 32", time.Duration(b), e, DefaultSpin)
 		}
-	}
+		return ""
+	})
 }
 
 func TestAdaptiveSpinnersCapped(t *testing.T) {
@@ -161,7 +160,7 @@ func TestSpinPolicies(t *testing.T) {
 	// unless the thread loses its CPU for most of them (a loaded machine):
 	// that try is made again; a spin that does not spin fails every try.
 	l.spin.budget.Store(0)
-	for try := 0; ; try++ {
+	shmtest.Retry(t, func() string {
 		calls = 0
 		start := time.Now()
 		withSpinners(t, maxSpinners(), func() {
@@ -170,13 +169,11 @@ func TestSpinPolicies(t *testing.T) {
 		if d := time.Since(start); d < 2*time.Millisecond {
 			t.Fatalf("fixed 2ms spin returned after %v", d)
 		}
-		if calls >= 128 {
-			break
+		if calls < 128 {
+			return fmt.Sprintf("fixed spin checked %d times", calls)
 		}
-		if try == 4 {
-			t.Fatalf("fixed spin checked %d times", calls)
-		}
-	}
+		return ""
+	})
 	// The zero Policy is adaptive: with no budget it checks once.
 	calls = 0
 	l.Spin(Policy{}, never(&calls))

@@ -3,12 +3,14 @@ package sem
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/shmq/shmq/internal/shmtest"
 	"github.com/shmq/shmq/notify"
 )
 
@@ -209,26 +211,23 @@ func TestSemaphoreGarbageIsAnError(t *testing.T) {
 // that overshoots its deadline by a park period does on every try.
 func TestAcquireDeadline(t *testing.T) {
 	s := newSem(t, 0, 1, notify.Default())
-	for try := 0; ; try++ {
+	shmtest.Retry(t, func() string {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+		defer cancel()
 		start := time.Now()
 		err := s.Acquire(ctx, 0)
 		d := time.Since(start)
-		cancel()
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("err = %v", err)
 		}
 		if w := s.waiters.Count(); w != 0 {
 			t.Fatalf("waiters = %d after cancelled Acquire", w)
 		}
-		if d <= 80*time.Millisecond {
-			break
+		if d > 80*time.Millisecond {
+			return fmt.Sprintf("took %v", d)
 		}
-		if try == 4 {
-			t.Fatalf("took %v", d)
-		}
-		t.Logf("try %d took %v", try, d)
-	}
+		return ""
+	})
 }
 
 // TestReleaseWithoutWaitersMakesNoWakeCall is the fast-path promise.

@@ -235,3 +235,21 @@ func InChild(t *testing.T, body func(t *testing.T)) {
 		t.Fatalf("child process failed (%v):\n%s", err, s)
 	}
 }
+
+// Retry runs try up to five times and fails t with its last complaint if
+// no try came out right; try returns "" when it did, else what was wrong.
+// It is for a measurement that a loaded machine spoils now and then (a
+// stall, a preemption, a spurious wake): a spoiled try passes on the next,
+// while a wrong implementation fails every one. Failures that no stall
+// explains belong in try itself, as t.Fatal.
+func Retry(t testing.TB, try func() string) {
+	t.Helper()
+	var msg string
+	for range 5 {
+		if msg = try(); msg == "" {
+			return
+		}
+		t.Logf("spoiled try: %s", msg)
+	}
+	t.Fatal(msg)
+}
